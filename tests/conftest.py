@@ -1,0 +1,92 @@
+"""Shared fixtures: a real server on loopback, clients in threads, and leak checks."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import trio
+
+from trio_ftp import Permission, Server, User
+
+T = TypeVar("T")
+
+LOGIN, PASSWORD = "user", "secret"
+#: Every test that talks to a server finishes within this many seconds or fails.
+TEST_DEADLINE = 30
+
+
+def open_fds() -> set[int]:
+    """File descriptors open in this process (Linux)."""
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+@dataclass
+class Running:
+    """A started server and how to reach it."""
+
+    server: Server
+    host: str
+    port: int
+    root: Path
+
+    def ftp(self, login: str | None = LOGIN, password: str = PASSWORD) -> ftplib.FTP:
+        """A connected (and, unless ``login`` is None, logged-in) ftplib client."""
+        client = ftplib.FTP(timeout=10)
+        client.connect(self.host, self.port)
+        if login is not None:
+            client.login(login, password)
+        return client
+
+    @property
+    def url(self) -> str:
+        return f"ftp://{LOGIN}:{PASSWORD}@{self.host}:{self.port}/"
+
+
+def default_users(root: Path) -> list[User]:
+    """A read/write user and a read-only anonymous user, both rooted at ``root``."""
+    return [
+        User(LOGIN, PASSWORD, base_path=root),
+        User(base_path=root, permissions=[Permission("/", writable=False)]),
+    ]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "root"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+async def start_server(
+    nursery: trio.Nursery, root: Path
+) -> AsyncIterator[Callable[..., Awaitable[Running]]]:
+    """Start servers on 127.0.0.1:0; at teardown close them and check nothing leaked."""
+    fds_before = open_fds()
+    servers: list[Server] = []
+
+    async def start(users: Any = None, **kwargs: Any) -> Running:
+        server = Server(default_users(root) if users is None else users, **kwargs)
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        servers.append(server)
+        return Running(server, host, port, root)
+
+    yield start
+    with trio.fail_after(10):
+        for server in servers:
+            await server.close()
+            assert server.connections == {}
+    leaked = open_fds() - fds_before
+    assert not leaked, f"file descriptors leaked: {sorted(leaked)}"
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking client call in a thread, failing the test if it takes too long."""
+    with trio.fail_after(TEST_DEADLINE):
+        return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)

@@ -1,0 +1,291 @@
+"""Control-channel framing: bytes in, :class:`Command` objects out; replies back to bytes.
+
+Kept free of I/O so the protocol rules (RFC 959 §4, Telnet filtering from RFC 854, line
+limits) can be tested byte by byte, and so a hostile client can neither grow our memory
+without bound nor forge reply lines through a file name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import LineTooLong, ProtocolError
+
+__all__ = [
+    "MAX_LINE_LENGTH",
+    "Command",
+    "CommandDecoder",
+    "encode_reply",
+    "quote_path",
+]
+
+#: Longest command line accepted, in bytes, not counting the CR LF / LF terminator.
+MAX_LINE_LENGTH = 4096
+
+#: Verbs whose argument is a secret and never appears in ``repr``/``str`` (or logs).
+SECRET_VERBS = frozenset({"PASS", "ACCT"})
+
+_ASCII_UPPER_STR = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+# RFC 854 Telnet command bytes.
+_IAC = 0xFF
+_SE, _SB = 0xF0, 0xFA  # F0..FA: two-byte commands (IP = F4, DM = F2, ...).
+_WILL, _DONT = 0xFB, 0xFE  # FB..FE: option negotiation, three bytes.
+
+# Telnet filter states (what the previous bytes left us in the middle of).
+_DATA, _AFTER_IAC, _AFTER_OPTION_VERB = 0, 1, 2
+
+# Reply sanitising: CR, LF and NUL would let text end a reply line early (RFC 959 §4.2).
+_REPLY_UNSAFE = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+@dataclass(frozen=True, repr=False)
+class Command:
+    """One command line from the client (RFC 959 §4.1 / §5.3).
+
+    Attributes:
+        verb: the command name, ASCII upper-cased (``"RETR"``).
+        arg: everything after the first space, verbatim: leading, trailing and repeated
+            spaces are part of it, because they can be part of a file name.
+    """
+
+    verb: str
+    arg: str
+
+    @classmethod
+    def parse(cls, line: str) -> Command:
+        """Split one decoded line (without its terminator) into verb and argument.
+
+        Args:
+            line: the command line, e.g. ``"STOR  name with spaces "``.
+
+        Returns:
+            The command; ``arg`` is ``""`` when the line has no space.
+
+        Raises:
+            ProtocolError: ``500`` if the line has no verb (it starts with a space).
+        """
+        if line.endswith("\r"):
+            line = line[:-1]
+        verb, _, arg = line.partition(" ")
+        if not verb:
+            raise ProtocolError("500", "syntax error, command unrecognized")
+        return cls(verb.translate(_ASCII_UPPER_STR), arg)
+
+    def _shown_arg(self) -> str:
+        if self.verb.translate(_ASCII_UPPER_STR) in SECRET_VERBS:
+            return "****"
+        return self.arg
+
+    def __repr__(self) -> str:
+        return f"Command(verb={self.verb!r}, arg={self._shown_arg()!r})"
+
+    def __str__(self) -> str:
+        arg = self._shown_arg()
+        return f"{self.verb} {arg}" if arg else self.verb
+
+
+class CommandDecoder:
+    """Incremental decoder of the control connection.
+
+    Feed it whatever ``receive_some`` returned; take commands out with
+    :meth:`next_command` until it returns ``None``, then feed again. Telnet sequences are
+    removed as the bytes arrive (so a sequence split between two reads is still removed),
+    lines end at LF (RFC 959 says CR LF; bare LF is accepted as most servers do) and one CR
+    before the LF is dropped.
+
+    Memory is bounded: the unterminated tail of the buffer never exceeds
+    ``max_line_length + 1`` bytes (the ``+ 1`` is a CR waiting for its LF), so with the
+    feed/drain loop above the buffer never holds more than that plus one chunk.
+
+    Args:
+        encoding: how command lines are decoded (``"utf-8"`` per RFC 2640, or e.g.
+            ``"latin-1"``).
+        max_line_length: the longest accepted line in bytes, terminator excluded.
+    """
+
+    def __init__(self, encoding: str = "utf-8", max_line_length: int = MAX_LINE_LENGTH) -> None:
+        if max_line_length < 1:
+            raise ValueError("max_line_length must be positive")
+        self.encoding = encoding
+        self.max_line_length = max_line_length
+        self._buffer = bytearray()
+        # Index in _buffer where the unterminated tail starts (just after the last LF);
+        # 0 means no complete line is buffered, so next_command need not search at all.
+        self._tail_start = 0
+        # After LineTooLong, the rest of the offending line is dropped up to its LF.
+        self._discarding = False
+        self._telnet_state = _DATA
+
+    @property
+    def buffered(self) -> int:
+        """How many (Telnet-filtered) bytes are held, complete lines included."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        """Append bytes received from the client.
+
+        Args:
+            data: the bytes, in any chunking.
+
+        Raises:
+            LineTooLong: the unterminated line now exceeds ``max_line_length``. Its bytes
+                are dropped (up to its LF, even in later feeds); complete lines before it
+                stay available from :meth:`next_command`.
+        """
+        clean = self._strip_telnet(data)
+        if not clean:
+            return
+        if self._discarding:
+            lf = clean.find(b"\n")
+            if lf < 0:
+                return
+            self._discarding = False
+            clean = clean[lf + 1 :]
+        last_lf = clean.rfind(b"\n")
+        if last_lf < 0:
+            tail = len(self._buffer) - self._tail_start + len(clean)
+            if self._tail_too_long(tail, clean[-1:]):
+                del self._buffer[self._tail_start :]
+                self._discarding = True
+                raise LineTooLong(self.max_line_length)
+            self._buffer += clean
+            return
+        tail_bytes = clean[last_lf + 1 :]
+        if self._tail_too_long(len(tail_bytes), tail_bytes[-1:]):
+            clean = clean[: last_lf + 1]
+            self._buffer += clean
+            self._tail_start = len(self._buffer)
+            self._discarding = True
+            raise LineTooLong(self.max_line_length)
+        self._buffer += clean
+        self._tail_start = len(self._buffer) - len(tail_bytes)
+
+    def _tail_too_long(self, length: int, last: bytes) -> bool:
+        # One extra byte is allowed if it is the CR of a CR LF still to come.
+        limit = self.max_line_length
+        return length > limit + 1 or (length == limit + 1 and last != b"\r")
+
+    def next_command(self) -> Command | None:
+        """Take the next complete command out of the buffer.
+
+        Returns:
+            The command, or ``None`` when no complete non-blank line is buffered.
+
+        Raises:
+            ProtocolError: ``501`` for a line that does not decode in ``encoding`` or
+                contains NUL, ``500`` for a line without a verb. The line is consumed, so
+                the next call goes on with the following line.
+            LineTooLong: a complete line longer than ``max_line_length`` (also consumed).
+        """
+        while self._tail_start:
+            lf = self._buffer.find(b"\n", 0, self._tail_start)
+            raw = bytes(self._buffer[:lf])
+            # bytearray deletion from the front is amortised O(1) in CPython.
+            del self._buffer[: lf + 1]
+            self._tail_start -= lf + 1
+            # The CR of CR LF is not part of the line; Command.parse drops it.
+            length = len(raw) - 1 if raw.endswith(b"\r") else len(raw)
+            if length > self.max_line_length:
+                raise LineTooLong(self.max_line_length)
+            if not raw.strip():
+                continue  # blank line: tolerated, ignored
+            if b"\0" in raw:
+                raise ProtocolError("501", "NUL byte in command line")
+            try:
+                line = raw.decode(self.encoding)
+            except UnicodeDecodeError:
+                raise ProtocolError("501", f"command line is not valid {self.encoding}") from None
+            return Command.parse(line)
+        return None
+
+    def _strip_telnet(self, data: bytes) -> bytes:
+        """Remove RFC 854 Telnet sequences, remembering a sequence cut by the chunking.
+
+        ``IAC IAC`` is a literal 0xFF; ``IAC WILL|WONT|DO|DONT <option>`` and
+        ``IAC <F0..FA>`` (e.g. ``IAC IP IAC DM`` before ``ABOR``, RFC 959 §4.1.3) are
+        dropped. An IAC followed by any other byte is not Telnet at all: both bytes are
+        kept as data (lenient towards clients that send a raw 0xFF in a file name).
+        """
+        state = self._telnet_state
+        if state == _DATA and _IAC not in data:
+            return data  # fast path: nearly every chunk
+        out = bytearray()
+        start = 0  # start of the pending run of plain data bytes
+        i = 0
+        n = len(data)
+        while i < n:
+            if state == _DATA:
+                iac = data.find(b"\xff", i)
+                if iac < 0:
+                    break
+                out += data[start:iac]
+                i = iac + 1
+                state = _AFTER_IAC
+                start = i
+                continue
+            byte = data[i]
+            i += 1
+            if state == _AFTER_OPTION_VERB:
+                state = _DATA  # the option byte itself, whatever it is
+            elif byte == _IAC:
+                out.append(_IAC)
+                state = _DATA
+            elif _WILL <= byte <= _DONT:
+                state = _AFTER_OPTION_VERB
+            elif _SE <= byte <= _SB:
+                state = _DATA
+            else:
+                out.append(_IAC)
+                out.append(byte)
+                state = _DATA
+            start = i
+        if state == _DATA:
+            out += data[start:]
+        self._telnet_state = state
+        return bytes(out)
+
+
+def encode_reply(code: str, lines: str | Sequence[str], encoding: str = "utf-8") -> bytes:
+    """Encode one reply, single- or multi-line (RFC 959 §4.2).
+
+    A multi-line reply is ``code-first``, then the middle lines each starting with a space
+    (so none can look like the end line, RFC 959 §4.2 and RFC 2389 §3.2 for FEAT), then
+    ``code last``. CR, LF and NUL in the text become spaces, so a file name cannot end a
+    reply line early and forge another reply.
+
+    Args:
+        code: three digits, e.g. ``"250"``.
+        lines: one line of text, or a sequence of lines (empty means an empty text).
+        encoding: the reply encoding; unencodable characters become ``?``.
+
+    Returns:
+        The reply bytes, ending with CR LF.
+
+    Raises:
+        ValueError: ``code`` is not three ASCII digits.
+    """
+    if len(code) != 3 or not all("0" <= c <= "9" for c in code):
+        raise ValueError(f"reply code must be three digits, got {code!r}")
+    texts = [lines] if isinstance(lines, str) else list(lines)
+    texts = [text.translate(_REPLY_UNSAFE) for text in texts] or [""]
+    if len(texts) == 1:
+        out = [f"{code} {texts[0]}"]
+    else:
+        out = [f"{code}-{texts[0]}"]
+        out.extend(text if text.startswith(" ") else " " + text for text in texts[1:-1])
+        out.append(f"{code} {texts[-1]}")
+    return "".join(line + "\r\n" for line in out).encode(encoding, errors="replace")
+
+
+def quote_path(path: str) -> str:
+    """Quote a path for a ``257`` reply (RFC 959 Appendix II): ``"`` doubled, then wrapped.
+
+    Args:
+        path: the virtual path, e.g. ``/say"hi``.
+
+    Returns:
+        The quoted path, ``"/say""hi"`` for the example above.
+    """
+    return '"' + path.replace('"', '""') + '"'

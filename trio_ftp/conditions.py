@@ -1,0 +1,160 @@
+"""aioftp's handler decorators, with the same names and meaning, evaluated the trio way.
+
+Order of evaluation is the order of the stack, top first, as in aioftp: put
+``ConnectionConditions`` above ``PathConditions`` above ``PathPermissions`` above the handler.
+A failed check queues its reply and returns ``True`` (the session goes on) without calling the
+handler. Unlike aioftp, *every* permission listed in ``PathPermissions`` is checked.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from .connection import Connection
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["ConnectionConditions", "PathConditions", "PathPermissions", "worker"]
+
+Handler = Callable[..., Awaitable[Any]]
+H = TypeVar("H", bound=Handler)
+
+
+class ConnectionConditions:
+    """Require connection keys to be set (or wait for them, bounded).
+
+    Args:
+        *fields: ``(key, reason)`` pairs; use the class attributes below.
+        wait: wait up to ``connection.wait_future_timeout`` seconds for the keys.
+        fail_code: the reply code when a key is missing.
+        fail_info: the reply text; default ``"bad sequence of commands (<reason>)"``.
+    """
+
+    user_required = ("user", "no user (use USER firstly)")
+    login_required = ("logged", "not logged in")
+    passive_server_started = ("passive_server", "no listen socket created (use PASV firstly)")
+    data_connection_made = ("data_connection", "no data connection made")
+    rename_from_required = ("rename_from", "no filename (use RNFR firstly)")
+
+    def __init__(
+        self,
+        *fields: tuple[str, str],
+        wait: bool = False,
+        fail_code: str = "503",
+        fail_info: str | None = None,
+    ) -> None:
+        self.fields = fields
+        self.wait = wait
+        self.fail_code = fail_code
+        self.fail_info = fail_info
+
+    def __call__(self, f: H) -> H:
+        @functools.wraps(f)
+        async def wrapper(server: Server, connection: Connection, *args: Any, **kw: Any) -> Any:
+            names = [name for name, _ in self.fields]
+            timeout = connection.wait_future_timeout if self.wait else 0
+            if not await connection.wait_for(*names, timeout=timeout):
+                for name, reason in self.fields:
+                    if name not in connection:
+                        code = self.fail_code
+                        if name == "logged" and code == "503":
+                            code = "530"  # RFC 959: not logged in
+                        info = self.fail_info or f"bad sequence of commands ({reason})"
+                        connection.response(code, info)
+                        return True
+            return await f(server, connection, *args, **kw)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class PathConditions:
+    """Require the path argument to exist, not exist, be a directory or be a file.
+
+    A failed condition answers ``550`` with the condition's reason.
+    """
+
+    path_must_exists = ("exists", False, "path does not exist")
+    path_must_not_exists = ("exists", True, "path already exists")
+    path_must_be_dir = ("is_dir", False, "path is not a directory")
+    path_must_be_file = ("is_file", False, "path is not a file")
+
+    def __init__(self, *conditions: tuple[str, bool, str]) -> None:
+        self.conditions = conditions
+
+    def __call__(self, f: H) -> H:
+        @functools.wraps(f)
+        async def wrapper(
+            server: Server, connection: Connection, rest: str | PurePosixPath, *a: Any, **kw: Any
+        ) -> Any:
+            real_path, _ = await server.get_paths(connection, rest)
+            for name, fail, message in self.conditions:
+                check = getattr(connection.path_io, name)
+                if await check(real_path) == fail:
+                    connection.response("550", message)
+                    return True
+            return await f(server, connection, rest, *a, **kw)
+
+        return wrapper  # type: ignore[return-value]
+
+
+class PathPermissions:
+    """Require the user's permission for the path: ``readable``, ``writable`` or both.
+
+    Every listed permission is checked; a missing one answers ``550 permission denied``.
+    """
+
+    readable = "readable"
+    writable = "writable"
+
+    def __init__(self, *permissions: str) -> None:
+        if not permissions:
+            raise ValueError("PathPermissions needs at least one of 'readable', 'writable'")
+        for permission in permissions:
+            if permission not in (self.readable, self.writable):
+                raise ValueError(f"unknown permission {permission!r}")
+        self.permissions = permissions
+
+    def __call__(self, f: H) -> H:
+        @functools.wraps(f)
+        async def wrapper(
+            server: Server, connection: Connection, rest: str | PurePosixPath, *a: Any, **kw: Any
+        ) -> Any:
+            _, virtual_path = await server.get_paths(connection, rest)
+            permission = await connection.user.get_permissions(virtual_path)
+            if not all(getattr(permission, name) for name in self.permissions):
+                connection.response("550", "permission denied")
+                return True
+            return await f(server, connection, rest, *a, **kw)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def worker(f: H) -> H:
+    """Make a transfer abortable: its cancellation (ABOR, ``close()``) answers 426 then 226.
+
+    Start the decorated function with ``connection.start_transfer(...)`` so it runs in the
+    session's nursery under the session's transfer cancel scope; the session keeps reading
+    commands (ABOR, STAT, NOOP, QUIT) while it runs.
+
+    Cancellation: the ``Cancelled`` exception is re-raised after the replies are queued.
+    """
+
+    @functools.wraps(f)
+    async def wrapper(server: Server, connection: Connection, *args: Any, **kw: Any) -> Any:
+        connection.worker_active = True
+        try:
+            return await f(server, connection, *args, **kw)
+        except trio.Cancelled:
+            connection.response("426", "transfer aborted")
+            connection.response("226", "abort successful")
+            raise
+        finally:
+            connection.pop("worker_active")
+
+    return wrapper  # type: ignore[return-value]

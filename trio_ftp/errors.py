@@ -1,0 +1,150 @@
+"""The one error hierarchy of trio_ftp, and the one place that turns errors into replies.
+
+Handlers raise; the session converts with :func:`reply_for`. Nothing in here does I/O.
+Names follow aioftp where it has them (``PathIOError``, ``NoAvailablePort``,
+``PathIsNotAbsolute``) so code catching them keeps working.
+"""
+
+from __future__ import annotations
+
+import errno
+
+__all__ = [
+    "AuthenticationFailed",
+    "DataConnectionError",
+    "FTPError",
+    "LineTooLong",
+    "NoAvailablePort",
+    "PathIOError",
+    "PathIsNotAbsolute",
+    "PermissionDenied",
+    "ProtocolError",
+    "ReplyError",
+    "TransferAborted",
+    "reply_for",
+]
+
+
+class FTPError(Exception):
+    """Base class of every error trio_ftp raises on purpose."""
+
+
+class ReplyError(FTPError):
+    """An error that already knows the FTP reply it becomes.
+
+    Raise it from a command handler to answer ``code text`` and go on with the session.
+    """
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code = code
+        self.text = text
+
+
+class ProtocolError(ReplyError):
+    """The client broke the protocol (bad framing, bad encoding, bad arguments)."""
+
+    #: The session must close after answering (the stream can no longer be trusted).
+    fatal = False
+
+
+class LineTooLong(ProtocolError):
+    """A command line longer than the codec accepts: answered ``500``, then the close."""
+
+    fatal = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__("500", f"command line too long (limit {limit} bytes)")
+
+
+class DataConnectionError(ReplyError):
+    """No data connection could be had (``425``)."""
+
+    def __init__(self, text: str = "can't open data connection") -> None:
+        super().__init__("425", text)
+
+
+class TransferAborted(ReplyError):
+    """The data connection broke or was aborted mid-transfer (``426``)."""
+
+    def __init__(self, text: str = "connection closed; transfer aborted") -> None:
+        super().__init__("426", text)
+
+
+class PermissionDenied(ReplyError):
+    """The user's permissions do not allow the operation (``550``)."""
+
+    def __init__(self, text: str = "permission denied") -> None:
+        super().__init__("550", text)
+
+
+class AuthenticationFailed(ReplyError):
+    """Login refused (``530``)."""
+
+    def __init__(self, text: str = "login incorrect") -> None:
+        super().__init__("530", text)
+
+
+class PathIsNotAbsolute(FTPError, ValueError):
+    """A virtual path that must be absolute (``User.home_path``) is not."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"home_path must be absolute, got {path!r}")
+
+
+class NoAvailablePort(FTPError, OSError):
+    """Every port of ``data_ports`` is in use."""
+
+
+# errno -> (reply code, client-facing reason). Reasons never include server-side paths.
+_ERRNO_REPLIES: dict[int, tuple[str, str]] = {
+    errno.ENOENT: ("550", "no such file or directory"),
+    errno.EEXIST: ("550", "file exists"),
+    errno.ENOTDIR: ("550", "not a directory"),
+    errno.EISDIR: ("550", "is a directory"),
+    errno.ENOTEMPTY: ("550", "directory not empty"),
+    errno.EACCES: ("550", "permission denied"),
+    errno.EPERM: ("550", "operation not permitted"),
+    errno.ELOOP: ("550", "too many levels of symbolic links"),
+    errno.ENAMETOOLONG: ("553", "file name too long"),
+    errno.EINVAL: ("553", "file name not allowed"),
+    errno.ENOSPC: ("452", "insufficient storage space"),
+    errno.EDQUOT: ("452", "disk quota exceeded"),
+    errno.EROFS: ("550", "read-only file system"),
+    errno.EXDEV: ("550", "cross-device rename not supported"),
+}
+
+
+class PathIOError(FTPError):
+    """A path-IO backend failed; carries the reply the client should see.
+
+    ``reason`` is the original exception (aioftp keeps ``sys.exc_info()`` there; we keep the
+    exception itself). ``code``/``text`` are derived from its errno: ``550`` for "no such
+    file"-like errors, ``452`` for a full disk, ``451`` for anything else.
+    """
+
+    def __init__(self, reason: BaseException | None = None, text: str | None = None) -> None:
+        self.reason = reason
+        code, default_text = _classify(reason)
+        self.code = code
+        self.text = text if text is not None else default_text
+        super().__init__(f"{self.code} {self.text}")
+
+
+def _classify(reason: BaseException | None) -> tuple[str, str]:
+    if isinstance(reason, OSError) and reason.errno in _ERRNO_REPLIES:
+        return _ERRNO_REPLIES[reason.errno]
+    if isinstance(reason, TimeoutError):
+        return "451", "file system operation timed out"
+    return "451", "local error in processing"
+
+
+def reply_for(exc: BaseException) -> tuple[str, str]:
+    """Return the ``(code, text)`` reply an exception raised by a handler becomes."""
+    if isinstance(exc, ReplyError):
+        return exc.code, exc.text
+    if isinstance(exc, PathIOError):
+        return exc.code, exc.text
+    if isinstance(exc, OSError):
+        return _classify(exc)
+    return "451", "local error in processing"

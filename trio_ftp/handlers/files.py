@@ -1,0 +1,107 @@
+"""DELE, RNFR, RNTO, SIZE, MDTM, MLST: single files (RFC 959 §4.1.3, RFC 3659)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..commands import command
+from ..conditions import ConnectionConditions, PathConditions, PathPermissions
+from ..connection import Connection
+from ..listing import DEFAULT_FACTS, mlsx_line, mlsx_time, perm_fact
+from ..paths import ROOT
+
+if TYPE_CHECKING:
+    from pathlib import PurePosixPath
+
+    from ..server import Server
+
+__all__ = ["FileCommands", "facts_line"]
+
+_login = ConnectionConditions(ConnectionConditions.login_required)
+_exists = PathConditions.path_must_exists
+
+
+async def facts_line(
+    server: Server, connection: Connection, real: Any, virtual: PurePosixPath, name: str
+) -> str:
+    """The RFC 3659 facts line of one path, with this user's ``perm`` fact."""
+    stat = await connection.path_io.stat(real)
+    is_dir = await connection.path_io.is_dir(real)
+    permission = await connection.user.get_permissions(virtual)
+    perm = perm_fact(is_dir, permission.readable, permission.writable)
+    facts = connection.get("mlst_facts", DEFAULT_FACTS)
+    return mlsx_line(name, stat, perm=perm, facts=facts)
+
+
+class FileCommands:
+    """Operations on one file."""
+
+    @command("DELE", help="DELE <file>: delete a file")
+    @_login
+    @PathConditions(_exists, PathConditions.path_must_be_file)
+    @PathPermissions(PathPermissions.writable)
+    async def dele(self: Server, connection: Connection, rest: str) -> bool:
+        real, _ = await self.get_paths(connection, rest)
+        await connection.path_io.unlink(real)
+        connection.response("250", "file deleted")
+        return True
+
+    @command("RNFR", help="RNFR <path>: rename from (then RNTO)")
+    @_login
+    @PathConditions(_exists)
+    @PathPermissions(PathPermissions.writable)
+    async def rnfr(self: Server, connection: Connection, rest: str) -> bool:
+        _, virtual = await self.get_paths(connection, rest)
+        if virtual == ROOT:
+            connection.response("550", "can't rename the root directory")
+            return True
+        connection.rename_from = virtual
+        connection.response("350", "ready for RNTO")
+        return True
+
+    @command("RNTO", help="RNTO <path>: rename to (after RNFR)")
+    @_login
+    @ConnectionConditions(ConnectionConditions.rename_from_required)
+    @PathPermissions(PathPermissions.writable)
+    async def rnto(self: Server, connection: Connection, rest: str) -> bool:
+        source_virtual = connection.pop("rename_from")
+        source, _ = await self.get_paths(connection, source_virtual)
+        destination, _ = await self.get_paths(connection, rest)
+        await connection.path_io.rename(source, destination)
+        connection.response("250", "renamed")
+        return True
+
+    @command("SIZE", help="SIZE <file>: size in bytes", feat="SIZE")
+    @_login
+    @PathConditions(_exists, PathConditions.path_must_be_file)
+    @PathPermissions(PathPermissions.readable)
+    async def size(self: Server, connection: Connection, rest: str) -> bool:
+        if connection.transfer_type == "A":
+            # RFC 3659 §4: the size would depend on the line-ending conversion.
+            connection.response("550", "SIZE not allowed in ASCII mode (use TYPE I)")
+            return True
+        real, _ = await self.get_paths(connection, rest)
+        stat = await connection.path_io.stat(real)
+        connection.response("213", str(stat.st_size))
+        return True
+
+    @command("MDTM", help="MDTM <file>: modification time", feat="MDTM")
+    @_login
+    @PathConditions(_exists)
+    @PathPermissions(PathPermissions.readable)
+    async def mdtm(self: Server, connection: Connection, rest: str) -> bool:
+        real, _ = await self.get_paths(connection, rest)
+        stat = await connection.path_io.stat(real)
+        connection.response("213", mlsx_time(stat.st_mtime))
+        return True
+
+    @command("MLST", help="MLST [<path>]: facts about one path")
+    @_login
+    @PathConditions(_exists)
+    @PathPermissions(PathPermissions.readable)
+    async def mlst(self: Server, connection: Connection, rest: str) -> bool:
+        real, virtual = await self.get_paths(connection, rest)
+        line = await facts_line(self, connection, real, virtual, str(virtual))
+        # RFC 3659 §7.2: the facts line is indented by one space inside a 250 reply.
+        connection.response("250", [f"listing {virtual}", " " + line, "end"])
+        return True

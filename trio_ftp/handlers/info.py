@@ -1,0 +1,74 @@
+"""SYST, FEAT, OPTS, NOOP, HELP: what the server is and can do (RFC 959, RFC 2389)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..commands import command
+from ..connection import Connection
+from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["InfoCommands"]
+
+
+class InfoCommands:
+    """Introspection and keep-alive."""
+
+    @command("SYST", help="SYST: system type")
+    async def syst(self: Server, connection: Connection, rest: str) -> bool:
+        connection.response("215", self.system_type)
+        return True
+
+    @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True)
+    async def noop(self: Server, connection: Connection, rest: str) -> bool:
+        connection.response("200", "ok")
+        return True
+
+    def feature_lines(self: Server, connection: Connection) -> list[str]:
+        """FEAT lines (RFC 2389 §3.2), built from the command table, sorted."""
+        lines = {spec.feat for spec in self.command_specs.values() if spec.feat}
+        if "mlst" in self.commands_mapping:
+            lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
+        lines.update({"UTF8", "TVFS"})
+        return sorted(lines)
+
+    @command("FEAT", help="FEAT: list extensions")
+    async def feat(self: Server, connection: Connection, rest: str) -> bool:
+        connection.response("211", ["Features:", *self.feature_lines(connection), "End"])
+        return True
+
+    @command("OPTS", help="OPTS UTF8 ON | OPTS MLST <facts>: set options")
+    async def opts(self: Server, connection: Connection, rest: str) -> bool:
+        name, _, value = rest.partition(" ")
+        name = name.upper()
+        if name == "UTF8":
+            if value.strip().upper() in ("ON", ""):
+                connection.response("200", "UTF8 mode is always on")
+            else:
+                connection.response("504", "UTF8 can't be turned off")
+        elif name == "MLST":
+            wanted = [f.lower() for f in value.strip().split(";") if f]
+            selected = tuple(f for f in SUPPORTED_FACTS if f in wanted)
+            connection.mlst_facts = selected
+            connection.response("200", "MLST OPTS " + "".join(f"{f};" for f in selected))
+        else:
+            connection.response("501", f"option {name!r} not understood")
+        return True
+
+    @command("HELP", help="HELP [<command>]: this text")
+    async def help(self: Server, connection: Connection, rest: str) -> bool:
+        verb = rest.strip().upper()
+        if verb:
+            spec = self.command_specs.get(verb)
+            if spec is None or verb.lower() not in self.commands_mapping:
+                connection.response("502", f"unknown command {verb!r}")
+            else:
+                connection.response("214", spec.help or verb)
+            return True
+        verbs = sorted(v.upper() for v in self.commands_mapping)
+        rows = [" ".join(f"{v:<5}" for v in verbs[i : i + 8]) for i in range(0, len(verbs), 8)]
+        connection.response("214", ["The following commands are recognized:", *rows, "help ok"])
+        return True

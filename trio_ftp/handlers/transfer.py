@@ -1,0 +1,275 @@
+"""RETR, STOR, APPE, REST, LIST, NLST, MLSD, TYPE, ABOR: moving bytes over data channels.
+
+Each transfer handler checks everything it can inline (so errors are answered in order),
+queues ``150`` and hands a ``@worker`` to ``connection.start_transfer``; the worker takes the
+data connection (``425`` if none comes in ``wait_future_timeout``), moves the bytes under
+``socket_timeout`` per socket operation, closes the data stream and only then queues ``226``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..commands import command
+from ..conditions import ConnectionConditions, PathConditions, PathPermissions, worker
+from ..connection import Connection
+from ..errors import TransferAborted
+from ..listing import list_line
+from .files import facts_line
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+__all__ = ["TransferCommands", "strip_list_options"]
+
+_login = ConnectionConditions(ConnectionConditions.login_required)
+_passive = ConnectionConditions(
+    ConnectionConditions.login_required, ConnectionConditions.passive_server_started
+)
+_exists = PathConditions.path_must_exists
+_TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
+
+
+def strip_list_options(argument: str) -> str:
+    """Drop ``ls``-style options (``-a``, ``-la``...) that clients put before a LIST path."""
+    words = argument.split(" ")
+    while words and words[0].startswith("-") and len(words[0]) > 1:
+        words.pop(0)
+    return " ".join(words).strip() if words != [""] else ""
+
+
+def _timeout(connection: Connection) -> float:
+    timeout: float | None = connection.socket_timeout
+    return math.inf if timeout is None else timeout
+
+
+async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
+    """Send on a data connection. Timeouts: ``socket_timeout`` (then ``426``)."""
+    try:
+        with trio.fail_after(_timeout(connection)):
+            await stream.send_all(data)
+    except trio.TooSlowError:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+
+
+async def receive_data(connection: Connection, stream: trio.abc.Stream, size: int) -> bytes:
+    """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``."""
+    try:
+        with trio.fail_after(_timeout(connection)):
+            return bytes(await stream.receive_some(size))
+    except trio.TooSlowError:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+
+
+class TransferCommands:
+    """Transfers and their parameters."""
+
+    # parameters ------------------------------------------------------------------------------
+    @command("TYPE", help="TYPE A|I: ASCII or binary")
+    async def type(self: Server, connection: Connection, rest: str) -> bool:
+        kind = _TYPES.get(" ".join(rest.upper().split()))
+        if kind is None:
+            connection.response("504", f"type {rest!r} not supported (use A or I)")
+            return True
+        connection.transfer_type = kind
+        connection.response("200", f"type set to {kind}")
+        return True
+
+    @command("REST", help="REST <offset>: resume the next transfer at offset", feat="REST STREAM")
+    @_login
+    async def rest(self: Server, connection: Connection, rest: str) -> bool:
+        if not rest.isdigit():
+            connection.response("501", "REST needs a non-negative integer offset")
+            return True
+        connection.restart_offset = int(rest)
+        connection.response("350", f"restarting at {int(rest)}, send the transfer command")
+        return True
+
+    @command("ABOR", help="ABOR: abort the running transfer", immediate=True)
+    async def abor(self: Server, connection: Connection, rest: str) -> bool:
+        session = connection.session
+        if session.transfer is not None:
+            had_worker = "worker_active" in connection
+            await session.abort_transfer()
+            if not had_worker:
+                connection.response("226", "abort successful")
+        else:
+            connection.response("225", "no transfer to abort")
+        await session.data.close()
+        return True
+
+    def _take_offset(self: Server, connection: Connection) -> int:
+        offset: int = connection.restart_offset
+        connection.restart_offset = 0
+        return offset
+
+    def _start(
+        self: Server,
+        connection: Connection,
+        what: str,
+        job: Callable[[trio.abc.Stream], Awaitable[int]],
+    ) -> None:
+        """Queue ``150`` and start ``job`` as the session's abortable transfer."""
+
+        @worker
+        async def transfer(server: Server, connection: Connection) -> None:
+            started = time.monotonic()
+            stream = await connection.session.data.take_stream()
+            async with stream:
+                count = await job(stream)
+            connection.log.info(
+                "%s done: %d bytes in %.3f s", what, count, time.monotonic() - started
+            )
+            connection.response("226", "transfer complete")
+
+        connection.response("150", f"opening data connection for {what}")
+        connection.start_transfer(transfer, self, connection)
+
+    # files -----------------------------------------------------------------------------------
+    @command("RETR", help="RETR <file>: download")
+    @_passive
+    @PathConditions(_exists, PathConditions.path_must_be_file)
+    @PathPermissions(PathPermissions.readable)
+    async def retr(self: Server, connection: Connection, rest: str) -> bool:
+        real, virtual = await self.get_paths(connection, rest)
+        offset = self._take_offset(connection)
+        size = (await connection.path_io.stat(real)).st_size
+        if offset > size:
+            connection.response("554", f"restart offset {offset} is past the end ({size})")
+            return True
+
+        async def job(stream: trio.abc.Stream) -> int:
+            count = 0
+            async with connection.path_io.open(real, mode="rb") as file:
+                if offset:
+                    await file.seek(offset)
+                while block := await file.read(self.block_size):
+                    await send_data(connection, stream, block)
+                    count += len(block)
+            return count
+
+        self._start(connection, f"RETR {virtual}", job)
+        return True
+
+    async def _store(self: Server, connection: Connection, rest: str, append: bool) -> bool:
+        real, virtual = await self.get_paths(connection, rest)
+        offset = self._take_offset(connection)
+        if append and offset:
+            connection.response("503", "REST and APPE can't be combined (use REST + STOR)")
+            return True
+        if await connection.path_io.is_dir(real):
+            connection.response("550", "path is a directory")
+            return True
+        if offset:
+            if not await connection.path_io.exists(real):
+                connection.response("554", "can't resume: the file does not exist")
+                return True
+            size = (await connection.path_io.stat(real)).st_size
+            if offset > size:
+                connection.response("554", f"restart offset {offset} is past the end ({size})")
+                return True
+            mode = "r+b"
+        else:
+            mode = "ab" if append else "wb"
+
+        async def job(stream: trio.abc.Stream) -> int:
+            count = 0
+            async with connection.path_io.open(real, mode=mode) as file:
+                if offset:
+                    await file.seek(offset)
+                while data := await receive_data(connection, stream, self.block_size):
+                    await file.write(data)
+                    count += len(data)
+            return count
+
+        self._start(connection, f"{'APPE' if append else 'STOR'} {virtual}", job)
+        return True
+
+    @command("STOR", help="STOR <file>: upload")
+    @_passive
+    @PathPermissions(PathPermissions.writable)
+    async def stor(self: Server, connection: Connection, rest: str) -> bool:
+        return await self._store(connection, rest, append=False)
+
+    @command("APPE", help="APPE <file>: upload, appending")
+    @_passive
+    @PathPermissions(PathPermissions.writable)
+    async def appe(self: Server, connection: Connection, rest: str) -> bool:
+        return await self._store(connection, rest, append=True)
+
+    # listings --------------------------------------------------------------------------------
+    async def _listing_lines(
+        self: Server,
+        connection: Connection,
+        rest: str,
+        line: Callable[[Any, str, Any], Awaitable[str]],
+        *,
+        directories_only: bool = False,
+    ) -> list[str] | None:
+        """Lines for every entry of a directory (or the one file), sorted by name."""
+        real, virtual = await self.get_paths(connection, rest)
+        path_io = connection.path_io
+        if not await path_io.exists(real):
+            connection.response("550", "path does not exist")
+            return None
+        if not (await connection.user.get_permissions(virtual)).readable:
+            connection.response("550", "permission denied")
+            return None
+        if not await path_io.is_dir(real):
+            if directories_only:
+                connection.response("501", "not a directory (MLSD lists directories; use MLST)")
+                return None
+            return [await line(real, real.name, virtual)]
+        children = [child async for child in path_io.list(real)]
+        children.sort(key=lambda child: child.name)
+        return [await line(child, child.name, virtual / child.name) for child in children]
+
+    def _start_listing(self: Server, connection: Connection, what: str, lines: list[str]) -> None:
+        data = "".join(f"{line}\r\n" for line in lines).encode(self.encoding, "replace")
+
+        async def job(stream: trio.abc.Stream) -> int:
+            await send_data(connection, stream, data)
+            return len(data)
+
+        self._start(connection, what, job)
+
+    @command("LIST", help="LIST [<path>]: directory listing, ls -l style")
+    @_passive
+    async def list(self: Server, connection: Connection, rest: str) -> bool:
+        now = time.time()
+
+        async def line(real: Any, name: str, virtual: Any) -> str:
+            return list_line(name, await connection.path_io.stat(real), now)
+
+        lines = await self._listing_lines(connection, strip_list_options(rest), line)
+        if lines is not None:
+            self._start_listing(connection, "LIST", lines)
+        return True
+
+    @command("NLST", help="NLST [<path>]: names only")
+    @_passive
+    async def nlst(self: Server, connection: Connection, rest: str) -> bool:
+        async def line(real: Any, name: str, virtual: Any) -> str:
+            return name
+
+        lines = await self._listing_lines(connection, strip_list_options(rest), line)
+        if lines is not None:
+            self._start_listing(connection, "NLST", lines)
+        return True
+
+    @command("MLSD", help="MLSD [<dir>]: machine-readable listing (RFC 3659)")
+    @_passive
+    async def mlsd(self: Server, connection: Connection, rest: str) -> bool:
+        async def line(real: Any, name: str, virtual: Any) -> str:
+            return await facts_line(self, connection, real, virtual, name)
+
+        lines = await self._listing_lines(connection, rest, line, directories_only=True)
+        if lines is not None:
+            self._start_listing(connection, "MLSD", lines)
+        return True
+

@@ -1,0 +1,225 @@
+"""Directory listing lines: ``LIST`` (``ls -l`` style), ``MLSD``/``MLST`` facts, ``MDTM`` times.
+
+Pure functions of a stat result and a clock value, so listings do not depend on the
+process locale (no ``setlocale``/``strftime``), on the local time zone, or on any I/O,
+and so every client-visible format is testable in isolation.
+"""
+
+from __future__ import annotations
+
+import math
+import stat
+from collections.abc import Collection
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_FACTS",
+    "MONTHS",
+    "SUPPORTED_FACTS",
+    "StatLike",
+    "list_line",
+    "list_time",
+    "mlst_feat_line",
+    "mlst_type",
+    "mlsx_line",
+    "mlsx_time",
+    "mode_string",
+    "perm_fact",
+    "unique_fact",
+]
+
+#: English month abbreviations, as ``ls -l`` in the C locale prints them.
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+#: Facts this server can give, in the order they appear in a facts line (RFC 3659 §7.5).
+SUPPORTED_FACTS = ("type", "size", "modify", "perm", "unique")
+#: Facts given until the client picks others with ``OPTS MLST`` (RFC 3659 §7.9).
+DEFAULT_FACTS = SUPPORTED_FACTS
+
+#: ``ls -l`` shows the time of day for files modified less than this long ago ...
+RECENT_SECONDS = 180 * 86400
+#: ... and not more than this far in the future; otherwise the year.
+FUTURE_SLACK_SECONDS = 3600
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MIN_TIME = datetime(1000, 1, 1, tzinfo=timezone.utc)  # keeps YYYY at four digits
+_MAX_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
+class StatLike(Protocol):
+    """What listings read from a stat result; ``os.stat_result`` satisfies it."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime(self) -> float: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+
+
+def _utc(timestamp: float) -> datetime:
+    """The UTC time of a POSIX timestamp, floored to the second and clamped to years
+    1000-9999 (file systems can hold absurd mtimes; listings must not crash on them)."""
+    if math.isnan(timestamp):
+        return _EPOCH
+    if math.isinf(timestamp):
+        return _MAX_TIME if timestamp > 0 else _MIN_TIME
+    seconds = math.floor(timestamp)
+    if seconds <= (_MIN_TIME - _EPOCH).total_seconds():
+        return _MIN_TIME
+    if seconds >= (_MAX_TIME - _EPOCH).total_seconds():
+        return _MAX_TIME
+    return _EPOCH + timedelta(seconds=seconds)
+
+
+def mode_string(st_mode: int) -> str:
+    """The ten-character mode column of ``ls -l``.
+
+    Args:
+        st_mode: ``st_mode`` of a stat result.
+
+    Returns:
+        e.g. ``"drwxr-xr-x"``, ``"-rwsr-Sr-T"`` (setuid/setgid/sticky as ``s S t T``).
+    """
+    # stat.filemode is the stdlib's locale-free implementation of exactly this column.
+    return stat.filemode(st_mode)
+
+
+def list_time(mtime: float, now: float) -> str:
+    """The twelve-character date column of ``ls -l``, in UTC and English.
+
+    Args:
+        mtime: the modification time (POSIX timestamp).
+        now: the current time (POSIX timestamp).
+
+    Returns:
+        ``"Nov 24 12:34"`` when ``mtime`` is less than 180 days old and at most an hour
+        in the future, else ``"Nov 24  2025"``; the day is space-padded (``"Nov  4"``).
+    """
+    when = _utc(mtime)
+    head = f"{MONTHS[when.month - 1]} {when.day:2d}"
+    if now - RECENT_SECONDS < mtime <= now + FUTURE_SLACK_SECONDS:
+        return f"{head} {when.hour:02d}:{when.minute:02d}"
+    return f"{head} {when.year:>5d}"
+
+
+def list_line(
+    name: str, st: StatLike, now: float, *, owner: str = "ftp", group: str = "ftp"
+) -> str:
+    """One ``LIST`` line, laid out like ``ls -l`` so ftplib, curl and lftp parse it.
+
+    Layout: mode (10 chars), links right-aligned in 4, owner and group left-aligned in 8,
+    size right-aligned in 12, the 12-character date of :func:`list_time`, then the name;
+    fields separated by one space. Longer values widen their field (never truncated).
+
+    Args:
+        name: the file name, shown verbatim (the caller decides what to do with names
+            that contain CR or LF).
+        st: its stat result.
+        now: the current time, for :func:`list_time`.
+        owner: the owner column.
+        group: the group column.
+
+    Returns:
+        e.g. ``"-rw-r--r--    1 ftp      ftp              1234 Nov 24 12:34 name"``,
+        without a line terminator.
+    """
+    return (
+        f"{mode_string(st.st_mode)} {st.st_nlink:>4d} {owner:<8} {group:<8} "
+        f"{st.st_size:>12d} {list_time(st.st_mtime, now)} {name}"
+    )
+
+
+def mlsx_time(timestamp: float) -> str:
+    """A ``time-val`` of RFC 3659 §2.3 (``YYYYMMDDHHMMSS``, UTC, whole seconds).
+
+    Used for the ``modify`` fact and the ``MDTM`` reply (RFC 3659 §3).
+
+    Args:
+        timestamp: a POSIX timestamp.
+
+    Returns:
+        e.g. ``"20251124123456"``.
+    """
+    return _utc(timestamp).strftime("%Y%m%d%H%M%S")
+
+
+def unique_fact(st: StatLike) -> str:
+    """The ``unique`` fact (RFC 3659 §7.5.2): device and inode, hex, joined by ``g``."""
+    return f"{st.st_dev:x}g{st.st_ino:x}"
+
+
+def mlst_type(st: StatLike) -> str:
+    """The ``type`` fact (RFC 3659 §7.5.1): ``"dir"`` for directories, else ``"file"``."""
+    return "dir" if stat.S_ISDIR(st.st_mode) else "file"
+
+
+def perm_fact(is_dir: bool, readable: bool, writable: bool) -> str:
+    """The ``perm`` fact (RFC 3659 §7.5.5) for what this user may do, letters sorted.
+
+    Files: ``r`` (RETR) if readable; ``a`` (APPE), ``d`` (DELE), ``f`` (RNFR), ``w``
+    (STOR) if writable. Directories: ``e`` (CWD), ``l`` (LIST) if readable; ``c``
+    (create files), ``d`` (RMD), ``f`` (RNFR), ``m`` (MKD), ``p`` (purge) if writable.
+
+    Args:
+        is_dir: whether the path is a directory.
+        readable: whether the user may read it.
+        writable: whether the user may change it.
+
+    Returns:
+        e.g. ``"adfrw"`` or ``"cdeflmp"``; ``""`` when nothing is allowed.
+    """
+    letters = ""
+    if readable:
+        letters += "el" if is_dir else "r"
+    if writable:
+        letters += "cdfmp" if is_dir else "adfw"
+    return "".join(sorted(letters))
+
+
+def mlsx_line(name: str, st: StatLike, *, perm: str, facts: Collection[str] = DEFAULT_FACTS) -> str:
+    """One ``MLSD`` line, or the entry line of ``MLST`` (RFC 3659 §7.2).
+
+    ``fact=value;`` for each selected fact, in :data:`SUPPORTED_FACTS` order, then one
+    space, then the name (which may hold any character but CR/LF, spaces included).
+
+    Args:
+        name: the entry's name (MLSD) or path (MLST).
+        st: its stat result.
+        perm: the ``perm`` value, from :func:`perm_fact`.
+        facts: which facts to give (case-insensitive); unknown names are ignored.
+
+    Returns:
+        e.g. ``"type=file;size=123;modify=20251124123456;perm=adfrw;unique=801g1a2b; name"``,
+        without a line terminator (and without the leading space of an MLST reply line).
+    """
+    wanted = {fact.lower() for fact in facts}
+    values = {
+        "type": lambda: mlst_type(st),
+        "size": lambda: str(st.st_size),
+        "modify": lambda: mlsx_time(st.st_mtime),
+        "perm": lambda: perm,
+        "unique": lambda: unique_fact(st),
+    }
+    parts = [f"{fact}={values[fact]()};" for fact in SUPPORTED_FACTS if fact in wanted]
+    return "".join(parts) + " " + name
+
+
+def mlst_feat_line(selected: Collection[str]) -> str:
+    """The ``MLST`` line of the ``FEAT`` reply (RFC 3659 §7.8), ``*`` on selected facts.
+
+    Args:
+        selected: the facts currently selected (case-insensitive).
+
+    Returns:
+        e.g. ``"MLST type*;size*;modify*;perm;unique;"``.
+    """
+    chosen = {fact.lower() for fact in selected}
+    return "MLST " + "".join(f"{fact}{'*' if fact in chosen else ''};" for fact in SUPPORTED_FACTS)

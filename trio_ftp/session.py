@@ -1,0 +1,298 @@
+"""One control connection: the command loop, the reply writer, the transfer task.
+
+Theory of operation
+-------------------
+A session owns one nursery. Its body runs the command loop: read bytes (under the idle
+timeout), let the codec cut them into commands, look the verb up in ``commands_mapping`` and
+await the handler inline, then flush the replies the handler queued. Replies are queued with
+``connection.response(code, text)`` (synchronous, as in aioftp) and written by :meth:`flush`,
+the one writer, under a lock and ``socket_timeout``, so replies never interleave and a client
+that stops reading costs only its own session.
+
+A transfer (RETR, STOR, LIST...) is started by its handler with
+``connection.start_transfer(fn, ...)``: it runs as a child task of the session nursery inside
+its own cancel scope, while the loop keeps reading. While it runs, *immediate* commands (ABOR,
+NOOP, STAT) are answered at once; any other command waits for the transfer to end and is
+answered in order after it (RFC 959 §5.4 sequencing). ABOR cancels the transfer scope; the
+``worker`` decorator turns that cancellation into ``426`` then ``226``.
+
+Data channels (PASV/EPSV listeners and accepted data connections) are children of the same
+nursery (see :mod:`trio_ftp.datachannel`). When the loop ends (QUIT, EOF, idle timeout, fatal
+protocol error) or the session is cancelled (``Server.close()``), the nursery is cancelled and
+the teardown in :meth:`run` closes everything under a shield with short time limits: nothing
+outlives the session.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .codec import Command, CommandDecoder, encode_reply
+from .connection import Connection
+from .datachannel import DataChannels
+from .errors import FTPError, ProtocolError, ReplyError, reply_for
+from .pathio import GuardedPathIO
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["Session"]
+
+logger = logging.getLogger("trio_ftp.session")
+
+_RECEIVE_SIZE = 4096
+#: Time a dying session may spend saying goodbye (flushing replies, closing TLS).
+_GOODBYE_TIMEOUT = 1.0
+_session_ids = itertools.count(1)
+
+#: Errors that mean "the control connection is gone or unusable": end the session quietly.
+_STREAM_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
+class _SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"[{extra.get('session')} {extra.get('peer')}] {msg}", kwargs
+
+
+@dataclass
+class _Transfer:
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Session:
+    """The trio glue for one control connection (created by ``Server``; not public API)."""
+
+    def __init__(
+        self,
+        server: Server,
+        stream: trio.abc.Stream,
+        *,
+        peer: tuple[str, int] | None = None,
+        local: tuple[str, int] | None = None,
+    ) -> None:
+        """``peer``/``local`` default to the socket's addresses (give them for other streams)."""
+        self.server = server
+        self.stream: trio.abc.Stream = stream
+        self.id = next(_session_ids)
+        if isinstance(stream, trio.SocketStream):
+            peer = peer or stream.socket.getpeername()
+            local = local or stream.socket.getsockname()
+            try:  # ftplib's abort() sends the end of "ABOR\r\n" as TCP urgent data
+                stream.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+            except OSError:  # pragma: no cover - not a TCP socket
+                pass
+        if peer is None or local is None:
+            raise ValueError("peer and local addresses are needed for a non-socket stream")
+        self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
+        self.local_host, self.local_port = str(local[0]), int(local[1])
+        self.log = _SessionLog(logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"})
+        self.decoder = CommandDecoder(server.encoding)
+        self._replies: deque[bytes] = deque()
+        self._write_lock = trio.Lock()
+        self.transfer: _Transfer | None = None
+        self._nursery: trio.Nursery | None = None
+        self.connection = Connection(
+            client_host=self.peer_host,
+            client_port=self.peer_port,
+            server_host=self.local_host,
+            server_port=self.local_port,
+            command_connection=stream,
+            socket_timeout=server.socket_timeout,
+            idle_timeout=server.idle_timeout,
+            wait_future_timeout=server.wait_future_timeout,
+            block_size=server.block_size,
+            path_timeout=server.path_timeout,
+            current_directory=PurePosixPath("/"),
+            restart_offset=0,
+            transfer_type="A",
+            acquired=False,
+            response=self.respond,
+            start_transfer=self.start_transfer,
+            session=self,
+            log=self.log,
+        )
+        self.data = DataChannels(self)
+        self.connection.path_io = GuardedPathIO(server.new_path_io(self.connection), server.path_timeout)
+
+    # replies -------------------------------------------------------------------------------
+    def respond(self, code: str, text: str | list[str] = "") -> None:
+        """Queue a reply; :meth:`flush` sends it. Multi-line when ``text`` is a list."""
+        self.log.debug("<- %s %s", code, text)
+        self._replies.append(encode_reply(code, text, self.server.encoding))
+
+    async def flush(self) -> None:
+        """Send every queued reply, in order. Timeouts: ``socket_timeout`` for the write."""
+        async with self._write_lock:
+            while self._replies:
+                data = b"".join(self._replies)
+                self._replies.clear()
+                with trio.fail_after(_or_inf(self.server.socket_timeout)):
+                    await self.stream.send_all(data)
+
+    # transfers -----------------------------------------------------------------------------
+    def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``fn(*args)`` as this session's transfer, in the background, abortable."""
+        if self._nursery is None or self.transfer is not None:
+            raise ReplyError("503", "a transfer is already in progress")
+        transfer = _Transfer()
+        self.transfer = transfer
+        self._nursery.start_soon(self._run_transfer, transfer, fn, args)
+
+    async def _run_transfer(
+        self, transfer: _Transfer, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> None:
+        try:
+            with transfer.scope:
+                try:
+                    await fn(*args)
+                except Exception as exc:
+                    self._respond_error(exc)
+        finally:
+            self.transfer = None
+            transfer.done.set()
+        try:
+            await self.flush()
+        except _STREAM_GONE:
+            self.cancel()
+
+    async def abort_transfer(self) -> bool:
+        """Cancel the running transfer and wait for it; False if none was running."""
+        transfer = self.transfer
+        if transfer is None:
+            return False
+        transfer.scope.cancel()
+        await transfer.done.wait()
+        return True
+
+    def cancel(self) -> None:
+        """End the session from any task (the teardown still runs)."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve the connection until it ends; never raises for anything the client does."""
+        self.log.info("session started (local %s:%s)", self.local_host, self.local_port)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._serve()
+                except _STREAM_GONE as exc:
+                    self.log.info("control connection lost: %s", type(exc).__name__)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except Exception:
+            self.log.exception("session failed")
+        finally:
+            await self._teardown()
+            self.log.info("session ended")
+
+    async def _serve(self) -> None:
+        if not await self.server.greeting(self.connection):
+            await self.flush()
+            return
+        await self.flush()
+        while True:
+            try:
+                command = await self._next_command()
+            except ProtocolError as exc:
+                self.respond(exc.code, exc.text)
+                await self.flush()
+                if exc.fatal:
+                    self.log.warning("closing: %s", exc.text)
+                    return
+                continue
+            except _IdleTimeout:
+                self.log.info("idle timeout")
+                self.respond("421", "idle timeout, closing control connection")
+                await self.flush()
+                return
+            if command is None:
+                return
+            if not await self._dispatch(command):
+                await self.flush()
+                return
+            await self.flush()
+
+    async def _next_command(self) -> Command | None:
+        """The next command, or None at EOF. Timeouts: ``idle_timeout`` between bytes,
+        not counted while a transfer runs (a long download is not idleness)."""
+        while True:
+            command = self.decoder.next_command()
+            if command is not None:
+                self.log.debug("-> %r", command)
+                return command
+            data = await self._receive()
+            if not data:
+                return None
+            self.decoder.feed(data)
+
+    async def _receive(self) -> bytes:
+        idle = _or_inf(self.server.idle_timeout)
+        while True:
+            with trio.move_on_after(idle):
+                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            if self.transfer is None:
+                raise _IdleTimeout
+
+    async def _dispatch(self, command: Command) -> bool:
+        """Run one command's handler; False ends the session."""
+        verb = command.verb.lower()
+        handler = self.server.commands_mapping.get(verb)
+        spec = self.server.command_specs.get(command.verb)
+        if self.transfer is not None and not (spec is not None and spec.immediate):
+            await self.transfer.done.wait()
+            await self.flush()
+        if handler is None:
+            self.respond("502", f"command {command.verb!r} not implemented")
+            return True
+        self.connection.path_cache = {}
+        try:
+            result = await handler(self.connection, command.arg)
+        except Exception as exc:
+            self._respond_error(exc)
+            return True
+        return result is not False
+
+    def _respond_error(self, exc: BaseException) -> None:
+        code, text = reply_for(exc)
+        if isinstance(exc, FTPError) or isinstance(exc, _STREAM_GONE):
+            self.log.info("%s %s (%s)", code, text, type(exc).__name__)
+        else:
+            self.log.error("handler failed, answered %s", code, exc_info=exc)
+        self.respond(code, text)
+
+    async def _teardown(self) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(_GOODBYE_TIMEOUT):
+                try:
+                    await self.flush()
+                except (*_STREAM_GONE, OSError):
+                    pass
+            await self.data.close()
+            with trio.move_on_after(_GOODBYE_TIMEOUT) as scope:
+                await self.stream.aclose()
+            if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
+                await trio.aclose_forcefully(self.stream)
+            await self.server.session_ended(self.connection)
+
+
+class _IdleTimeout(Exception):
+    pass
+
+
+def _or_inf(timeout: float | None) -> float:
+    return math.inf if timeout is None else timeout
