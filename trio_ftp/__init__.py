@@ -5,9 +5,9 @@ Switching from aioftp's server means changing the imports and ``asyncio.run`` to
 ``address = await nursery.start(server.serve, "127.0.0.1", 0)``.
 """
 
+from .commands import CommandSpec, command
 from .conditions import ConnectionConditions, PathConditions, PathPermissions, worker
 from .connection import Connection
-from .commands import CommandSpec, command
 from .errors import (
     AuthenticationFailed,
     DataConnectionError,

@@ -26,9 +26,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Serve a directory over FTP (anonymous, read-only unless told otherwise).",
     )
     parser.add_argument("directory", nargs="?", default=".", help="directory to serve (default: .)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=2121, help="port to listen on (default: 2121)")
-    parser.add_argument("--writable", action="store_true", help="let clients upload and change files")
+    parser.add_argument(
+        "--writable", action="store_true", help="let clients upload and change files"
+    )
     parser.add_argument("--user", help="require this login instead of anonymous access")
     parser.add_argument("--password", help="the password for --user")
     parser.add_argument("--data-ports", help="passive port range, e.g. 50000-50100")
@@ -39,6 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--user and --password go together")
     if not Path(args.directory).is_dir():
         parser.error(f"{args.directory!r} is not a directory")
+    args.directory = str(Path(args.directory).resolve())
     return args
 
 
@@ -66,7 +71,7 @@ async def _serve(server: Server, args: argparse.Namespace) -> None:
         who = f"user {args.user!r}" if args.user else "anonymous"
         mode = "read/write" if args.writable else "read-only"
         print(
-            f"Serving {Path(args.directory).resolve()} at ftp://{shown}:{port}/ "
+            f"Serving {args.directory} at ftp://{shown}:{port}/ "
             f"({who}, {mode}). Press Ctrl-C to stop.",
             flush=True,
         )

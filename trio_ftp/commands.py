@@ -46,8 +46,10 @@ def command(
     """
 
     def decorate(method: F) -> F:
-        specs = [CommandSpec(v.upper(), help, feat if i == 0 else None, immediate)
-                 for i, v in enumerate(verbs)]
+        specs = [
+            CommandSpec(v.upper(), help, feat if i == 0 else None, immediate)
+            for i, v in enumerate(verbs)
+        ]
         setattr(method, _SPEC_ATTRIBUTE, (*getattr(method, _SPEC_ATTRIBUTE, ()), *specs))
         return method
 

@@ -9,6 +9,7 @@ handler. Unlike aioftp, *every* permission listed in ``PathPermissions`` is chec
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,7 +19,7 @@ import trio
 from .connection import Connection
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .base import ServerBase as Server
 
 __all__ = ["ConnectionConditions", "PathConditions", "PathPermissions", "worker"]
 
@@ -59,7 +60,9 @@ class ConnectionConditions:
         async def wrapper(server: Server, connection: Connection, *args: Any, **kw: Any) -> Any:
             names = [name for name, _ in self.fields]
             timeout = connection.wait_future_timeout if self.wait else 0
-            if not await connection.wait_for(*names, timeout=timeout):
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await connection.wait_for(*names)
+            if not all(name in connection for name in names):
                 for name, reason in self.fields:
                     if name not in connection:
                         code = self.fail_code

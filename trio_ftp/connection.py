@@ -8,7 +8,6 @@ sets, which is how ``ConnectionConditions(..., wait=True)`` waits for a data con
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,17 +77,14 @@ class Connection:
         """Remove ``name`` and return its value (``default`` when it is not set)."""
         return self._values.pop(name, default)
 
-    async def wait_for(self, *names: str, timeout: float | None) -> bool:
-        """Wait until every key in ``names`` is set; False if ``timeout`` seconds pass first.
+    async def wait_for(self, *names: str) -> None:
+        """Wait until every key in ``names`` is set.
 
-        Timeouts: ``None`` waits without limit. Cancellation: a plain checkpoint.
+        Timeouts: none here; bound the wait where it is made (``trio.move_on_after``).
         """
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            for name in names:
-                while name not in self._values:
-                    await self._waiters.setdefault(name, trio.Event()).wait()
-            return True
-        return all(name in self._values for name in names)
+        for name in names:
+            while name not in self._values:
+                await self._waiters.setdefault(name, trio.Event()).wait()
 
     def __repr__(self) -> str:
         keys = ", ".join(sorted(self._values))

@@ -18,6 +18,7 @@ the session cancels it, and its ``finally`` closes the socket and returns the po
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 from collections import deque
 from collections.abc import Iterable
@@ -149,7 +150,9 @@ class DataChannels:
             OSError: binding failed for another reason.
         """
         await self.close()
-        listener = await PassiveListener.bind(self.session.local_host, self.session.server.data_ports)
+        listener = await PassiveListener.bind(
+            self.session.local_host, self.session.server.data_ports
+        )
         self._connection.passive_server = listener
         nursery = self.session._nursery
         assert nursery is not None
@@ -187,7 +190,9 @@ class DataChannels:
         """
         connection = self._connection
         timeout = connection.wait_future_timeout
-        if not await connection.wait_for("data_connection", timeout=timeout):
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await connection.wait_for("data_connection")
+        if "data_connection" not in connection:
             await self.close()
             raise DataConnectionError("can't open data connection: the client did not connect")
         stream: trio.abc.Stream = connection.pop("data_connection")

@@ -13,7 +13,9 @@ __all__ = ["ROOT", "resolve_virtual"]
 ROOT = PurePosixPath("/")
 
 
-def resolve_virtual(current_directory: PurePosixPath, argument: str | PurePosixPath) -> PurePosixPath:
+def resolve_virtual(
+    current_directory: PurePosixPath, argument: str | PurePosixPath
+) -> PurePosixPath:
     """Return the absolute, normalized virtual path that ``argument`` names.
 
     ``..`` never climbs above ``/`` (RFC 959 leaves the name space to the server; like every

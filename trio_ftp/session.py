@@ -25,6 +25,7 @@ outlives the session.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -44,7 +45,7 @@ from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .pathio import GuardedPathIO
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .base import ServerBase as Server
 
 __all__ = ["Session"]
 
@@ -89,15 +90,16 @@ class Session:
         if isinstance(stream, trio.SocketStream):
             peer = peer or stream.socket.getpeername()
             local = local or stream.socket.getsockname()
-            try:  # ftplib's abort() sends the end of "ABOR\r\n" as TCP urgent data
+            # ftplib's abort() sends the end of "ABOR\r\n" as TCP urgent data: read it inline.
+            with contextlib.suppress(OSError):
                 stream.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
-            except OSError:  # pragma: no cover - not a TCP socket
-                pass
         if peer is None or local is None:
             raise ValueError("peer and local addresses are needed for a non-socket stream")
         self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
         self.local_host, self.local_port = str(local[0]), int(local[1])
-        self.log = _SessionLog(logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"})
+        self.log = _SessionLog(
+            logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
+        )
         self.decoder = CommandDecoder(server.encoding)
         self._replies: deque[bytes] = deque()
         self._write_lock = trio.Lock()
@@ -124,7 +126,9 @@ class Session:
             log=self.log,
         )
         self.data = DataChannels(self)
-        self.connection.path_io = GuardedPathIO(server.new_path_io(self.connection), server.path_timeout)
+        self.connection.path_io = GuardedPathIO(
+            server.new_path_io(self.connection), server.path_timeout
+        )
 
     # replies -------------------------------------------------------------------------------
     def respond(self, code: str, text: str | list[str] = "") -> None:
@@ -269,7 +273,7 @@ class Session:
 
     def _respond_error(self, exc: BaseException) -> None:
         code, text = reply_for(exc)
-        if isinstance(exc, FTPError) or isinstance(exc, _STREAM_GONE):
+        if isinstance(exc, (FTPError, *_STREAM_GONE)):
             self.log.info("%s %s (%s)", code, text, type(exc).__name__)
         else:
             self.log.error("handler failed, answered %s", code, exc_info=exc)

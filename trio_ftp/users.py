@@ -168,6 +168,9 @@ class GetUserResponse(enum.Enum):
     ERROR = enum.auto()
 
 
+_Response = GetUserResponse
+
+
 class AbstractUserManager(abc.ABC):
     """Where users come from; subclass it to authenticate against anything.
 
@@ -182,7 +185,7 @@ class AbstractUserManager(abc.ABC):
         self.timeout = timeout
 
     @abc.abstractmethod
-    async def get_user(self, login: str) -> tuple[GetUserResponse, User | None, str]:
+    async def get_user(self, login: str) -> tuple[_Response, User | None, str]:
         """Look up ``login`` for ``USER``: ``(response, user or None, message for the client)``."""
 
     @abc.abstractmethod
@@ -217,7 +220,7 @@ class MemoryUserManager(AbstractUserManager):
                     return user
         return None
 
-    async def get_user(self, login: str) -> tuple[GetUserResponse, User | None, str]:
+    async def get_user(self, login: str) -> tuple[_Response, User | None, str]:
         user = self._find(login)
         if user is None:
             # Same answer as for a real user, so logins cannot be enumerated.

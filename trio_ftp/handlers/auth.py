@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import trio
 
+from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
 from ..users import GetUserResponse
 
-if TYPE_CHECKING:
-    from ..server import Server
-
 __all__ = ["AuthCommands"]
 
 
-class AuthCommands:
+class AuthCommands(ServerBase):
     """Login and logout."""
 
     @command("USER", help="USER <name>: say who you are")
-    async def user(self: Server, connection: Connection, rest: str) -> bool:
+    async def user(self, connection: Connection, rest: str) -> bool:
         await self.forget_user(connection)
         connection.login_name = rest
         timeout = math.inf if self.user_manager.timeout is None else self.user_manager.timeout
@@ -45,7 +42,7 @@ class AuthCommands:
         return False
 
     @command("PASS", help="PASS <password>: prove it")
-    async def pass_(self: Server, connection: Connection, rest: str) -> bool:
+    async def pass_(self, connection: Connection, rest: str) -> bool:
         if connection.get("logged"):
             connection.response("230", "already logged in")
             return True
@@ -70,6 +67,6 @@ class AuthCommands:
         return False
 
     @command("QUIT", help="QUIT: end the session")
-    async def quit(self: Server, connection: Connection, rest: str) -> bool:
+    async def quit(self, connection: Connection, rest: str) -> bool:
         connection.response("221", "goodbye")
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
+from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions
 from ..connection import Connection
@@ -12,7 +13,6 @@ from ..errors import NoAvailablePort
 
 if TYPE_CHECKING:
     from ..datachannel import PassiveListener
-    from ..server import Server
 
 __all__ = ["DataChannelCommands", "format_pasv_reply"]
 
@@ -33,12 +33,13 @@ def _ipv4_of(host: str) -> str | None:
     return str(address)
 
 
-class DataChannelCommands:
+class DataChannelCommands(ServerBase):
     """Passive mode."""
 
-    async def _open_passive(self: Server, connection: Connection) -> PassiveListener | None:
+    async def _open_passive(self, connection: Connection) -> PassiveListener | None:
         try:
-            return await connection.session.data.open_passive()
+            listener: PassiveListener = await connection.session.data.open_passive()
+            return listener
         except NoAvailablePort:
             connection.response("425", "no free data port, try again later")
         except OSError as exc:
@@ -48,7 +49,7 @@ class DataChannelCommands:
 
     @command("PASV", help="PASV: open a passive data port (IPv4)", feat=None)
     @_login
-    async def pasv(self: Server, connection: Connection, rest: str) -> bool:
+    async def pasv(self, connection: Connection, rest: str) -> bool:
         if connection.get("epsv_all"):
             connection.response("503", "PASV not allowed after EPSV ALL")
             return True
@@ -64,7 +65,7 @@ class DataChannelCommands:
 
     @command("EPSV", help="EPSV [1|2|ALL]: open an extended passive data port", feat="EPSV")
     @_login
-    async def epsv(self: Server, connection: Connection, rest: str) -> bool:
+    async def epsv(self, connection: Connection, rest: str) -> bool:
         argument = rest.strip().upper()
         if argument == "ALL":
             connection.epsv_all = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
@@ -13,7 +14,6 @@ from ..paths import ROOT
 if TYPE_CHECKING:
     from pathlib import PurePosixPath
 
-    from ..server import Server
 
 __all__ = ["FileCommands", "facts_line"]
 
@@ -22,7 +22,7 @@ _exists = PathConditions.path_must_exists
 
 
 async def facts_line(
-    server: Server, connection: Connection, real: Any, virtual: PurePosixPath, name: str
+    server: ServerBase, connection: Connection, real: Any, virtual: PurePosixPath, name: str
 ) -> str:
     """The RFC 3659 facts line of one path, with this user's ``perm`` fact."""
     stat = await connection.path_io.stat(real)
@@ -33,14 +33,14 @@ async def facts_line(
     return mlsx_line(name, stat, perm=perm, facts=facts)
 
 
-class FileCommands:
+class FileCommands(ServerBase):
     """Operations on one file."""
 
     @command("DELE", help="DELE <file>: delete a file")
     @_login
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.writable)
-    async def dele(self: Server, connection: Connection, rest: str) -> bool:
+    async def dele(self, connection: Connection, rest: str) -> bool:
         real, _ = await self.get_paths(connection, rest)
         await connection.path_io.unlink(real)
         connection.response("250", "file deleted")
@@ -50,7 +50,7 @@ class FileCommands:
     @_login
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.writable)
-    async def rnfr(self: Server, connection: Connection, rest: str) -> bool:
+    async def rnfr(self, connection: Connection, rest: str) -> bool:
         _, virtual = await self.get_paths(connection, rest)
         if virtual == ROOT:
             connection.response("550", "can't rename the root directory")
@@ -63,7 +63,7 @@ class FileCommands:
     @_login
     @ConnectionConditions(ConnectionConditions.rename_from_required)
     @PathPermissions(PathPermissions.writable)
-    async def rnto(self: Server, connection: Connection, rest: str) -> bool:
+    async def rnto(self, connection: Connection, rest: str) -> bool:
         source_virtual = connection.pop("rename_from")
         source, _ = await self.get_paths(connection, source_virtual)
         destination, _ = await self.get_paths(connection, rest)
@@ -75,7 +75,7 @@ class FileCommands:
     @_login
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.readable)
-    async def size(self: Server, connection: Connection, rest: str) -> bool:
+    async def size(self, connection: Connection, rest: str) -> bool:
         if connection.transfer_type == "A":
             # RFC 3659 §4: the size would depend on the line-ending conversion.
             connection.response("550", "SIZE not allowed in ASCII mode (use TYPE I)")
@@ -89,7 +89,7 @@ class FileCommands:
     @_login
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.readable)
-    async def mdtm(self: Server, connection: Connection, rest: str) -> bool:
+    async def mdtm(self, connection: Connection, rest: str) -> bool:
         real, _ = await self.get_paths(connection, rest)
         stat = await connection.path_io.stat(real)
         connection.response("213", mlsx_time(stat.st_mtime))
@@ -99,7 +99,7 @@ class FileCommands:
     @_login
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.readable)
-    async def mlst(self: Server, connection: Connection, rest: str) -> bool:
+    async def mlst(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         line = await facts_line(self, connection, real, virtual, str(virtual))
         # RFC 3659 §7.2: the facts line is indented by one space inside a 250 reply.

@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
 from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
 
-if TYPE_CHECKING:
-    from ..server import Server
-
 __all__ = ["InfoCommands"]
 
 
-class InfoCommands:
+class InfoCommands(ServerBase):
     """Introspection and keep-alive."""
 
     @command("SYST", help="SYST: system type")
-    async def syst(self: Server, connection: Connection, rest: str) -> bool:
+    async def syst(self, connection: Connection, rest: str) -> bool:
         connection.response("215", self.system_type)
         return True
 
     @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True)
-    async def noop(self: Server, connection: Connection, rest: str) -> bool:
+    async def noop(self, connection: Connection, rest: str) -> bool:
         connection.response("200", "ok")
         return True
 
-    def feature_lines(self: Server, connection: Connection) -> list[str]:
+    def feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines (RFC 2389 §3.2), built from the command table, sorted."""
         lines = {spec.feat for spec in self.command_specs.values() if spec.feat}
         if "mlst" in self.commands_mapping:
@@ -36,12 +32,12 @@ class InfoCommands:
         return sorted(lines)
 
     @command("FEAT", help="FEAT: list extensions")
-    async def feat(self: Server, connection: Connection, rest: str) -> bool:
+    async def feat(self, connection: Connection, rest: str) -> bool:
         connection.response("211", ["Features:", *self.feature_lines(connection), "End"])
         return True
 
     @command("OPTS", help="OPTS UTF8 ON | OPTS MLST <facts>: set options")
-    async def opts(self: Server, connection: Connection, rest: str) -> bool:
+    async def opts(self, connection: Connection, rest: str) -> bool:
         name, _, value = rest.partition(" ")
         name = name.upper()
         if name == "UTF8":
@@ -59,7 +55,7 @@ class InfoCommands:
         return True
 
     @command("HELP", help="HELP [<command>]: this text")
-    async def help(self: Server, connection: Connection, rest: str) -> bool:
+    async def help(self, connection: Connection, rest: str) -> bool:
         verb = rest.strip().upper()
         if verb:
             spec = self.command_specs.get(verb)

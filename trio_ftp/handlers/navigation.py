@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ..base import ServerBase
 from ..codec import quote_path
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
 from ..paths import ROOT
 
-if TYPE_CHECKING:
-    from ..server import Server
-
 __all__ = ["NavigationCommands"]
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 
 
-class NavigationCommands:
+class NavigationCommands(ServerBase):
     """Moving around and shaping the directory tree."""
 
     @command("PWD", "XPWD", help="PWD: print the working directory")
     @_login
-    async def pwd(self: Server, connection: Connection, rest: str) -> bool:
+    async def pwd(self, connection: Connection, rest: str) -> bool:
         path = str(connection.current_directory)
         connection.response("257", f"{quote_path(path)} is the current directory")
         return True
@@ -32,21 +28,21 @@ class NavigationCommands:
     @_login
     @PathConditions(PathConditions.path_must_exists, PathConditions.path_must_be_dir)
     @PathPermissions(PathPermissions.readable)
-    async def cwd(self: Server, connection: Connection, rest: str) -> bool:
+    async def cwd(self, connection: Connection, rest: str) -> bool:
         _, virtual = await self.get_paths(connection, rest)
         connection.current_directory = virtual
         connection.response("250", f"working directory is now {quote_path(str(virtual))}")
         return True
 
     @command("CDUP", "XCUP", help="CDUP: go to the parent directory")
-    async def cdup(self: Server, connection: Connection, rest: str) -> bool:
+    async def cdup(self, connection: Connection, rest: str) -> bool:
         return await self.cwd(connection, "..")
 
     @command("MKD", "XMKD", help="MKD <dir>: make a directory")
     @_login
     @PathConditions(PathConditions.path_must_not_exists)
     @PathPermissions(PathPermissions.writable)
-    async def mkd(self: Server, connection: Connection, rest: str) -> bool:
+    async def mkd(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         await connection.path_io.mkdir(real)
         connection.response("257", f"{quote_path(str(virtual))} created")
@@ -56,7 +52,7 @@ class NavigationCommands:
     @_login
     @PathConditions(PathConditions.path_must_exists, PathConditions.path_must_be_dir)
     @PathPermissions(PathPermissions.writable)
-    async def rmd(self: Server, connection: Connection, rest: str) -> bool:
+    async def rmd(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         if virtual == ROOT:
             connection.response("550", "can't remove the root directory")

@@ -11,19 +11,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions, worker
 from ..connection import Connection
 from ..errors import TransferAborted
 from ..listing import list_line
 from .files import facts_line
-
-if TYPE_CHECKING:
-    from ..server import Server
 
 __all__ = ["TransferCommands", "strip_list_options"]
 
@@ -66,12 +64,12 @@ async def receive_data(connection: Connection, stream: trio.abc.Stream, size: in
         raise TransferAborted("data connection timed out; transfer aborted") from None
 
 
-class TransferCommands:
+class TransferCommands(ServerBase):
     """Transfers and their parameters."""
 
     # parameters ------------------------------------------------------------------------------
     @command("TYPE", help="TYPE A|I: ASCII or binary")
-    async def type(self: Server, connection: Connection, rest: str) -> bool:
+    async def type(self, connection: Connection, rest: str) -> bool:
         kind = _TYPES.get(" ".join(rest.upper().split()))
         if kind is None:
             connection.response("504", f"type {rest!r} not supported (use A or I)")
@@ -82,7 +80,7 @@ class TransferCommands:
 
     @command("REST", help="REST <offset>: resume the next transfer at offset", feat="REST STREAM")
     @_login
-    async def rest(self: Server, connection: Connection, rest: str) -> bool:
+    async def rest(self, connection: Connection, rest: str) -> bool:
         if not rest.isdigit():
             connection.response("501", "REST needs a non-negative integer offset")
             return True
@@ -91,7 +89,7 @@ class TransferCommands:
         return True
 
     @command("ABOR", help="ABOR: abort the running transfer", immediate=True)
-    async def abor(self: Server, connection: Connection, rest: str) -> bool:
+    async def abor(self, connection: Connection, rest: str) -> bool:
         session = connection.session
         if session.transfer is not None:
             had_worker = "worker_active" in connection
@@ -103,13 +101,13 @@ class TransferCommands:
         await session.data.close()
         return True
 
-    def _take_offset(self: Server, connection: Connection) -> int:
+    def _take_offset(self, connection: Connection) -> int:
         offset: int = connection.restart_offset
         connection.restart_offset = 0
         return offset
 
     def _start(
-        self: Server,
+        self,
         connection: Connection,
         what: str,
         job: Callable[[trio.abc.Stream], Awaitable[int]],
@@ -117,7 +115,7 @@ class TransferCommands:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
 
         @worker
-        async def transfer(server: Server, connection: Connection) -> None:
+        async def transfer(server: ServerBase, connection: Connection) -> None:
             started = time.monotonic()
             stream = await connection.session.data.take_stream()
             async with stream:
@@ -135,7 +133,7 @@ class TransferCommands:
     @_passive
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.readable)
-    async def retr(self: Server, connection: Connection, rest: str) -> bool:
+    async def retr(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         offset = self._take_offset(connection)
         size = (await connection.path_io.stat(real)).st_size
@@ -156,7 +154,7 @@ class TransferCommands:
         self._start(connection, f"RETR {virtual}", job)
         return True
 
-    async def _store(self: Server, connection: Connection, rest: str, append: bool) -> bool:
+    async def _store(self, connection: Connection, rest: str, append: bool) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         offset = self._take_offset(connection)
         if append and offset:
@@ -193,18 +191,18 @@ class TransferCommands:
     @command("STOR", help="STOR <file>: upload")
     @_passive
     @PathPermissions(PathPermissions.writable)
-    async def stor(self: Server, connection: Connection, rest: str) -> bool:
+    async def stor(self, connection: Connection, rest: str) -> bool:
         return await self._store(connection, rest, append=False)
 
     @command("APPE", help="APPE <file>: upload, appending")
     @_passive
     @PathPermissions(PathPermissions.writable)
-    async def appe(self: Server, connection: Connection, rest: str) -> bool:
+    async def appe(self, connection: Connection, rest: str) -> bool:
         return await self._store(connection, rest, append=True)
 
     # listings --------------------------------------------------------------------------------
     async def _listing_lines(
-        self: Server,
+        self,
         connection: Connection,
         rest: str,
         line: Callable[[Any, str, Any], Awaitable[str]],
@@ -229,7 +227,7 @@ class TransferCommands:
         children.sort(key=lambda child: child.name)
         return [await line(child, child.name, virtual / child.name) for child in children]
 
-    def _start_listing(self: Server, connection: Connection, what: str, lines: list[str]) -> None:
+    def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
         data = "".join(f"{line}\r\n" for line in lines).encode(self.encoding, "replace")
 
         async def job(stream: trio.abc.Stream) -> int:
@@ -240,7 +238,7 @@ class TransferCommands:
 
     @command("LIST", help="LIST [<path>]: directory listing, ls -l style")
     @_passive
-    async def list(self: Server, connection: Connection, rest: str) -> bool:
+    async def list(self, connection: Connection, rest: str) -> bool:
         now = time.time()
 
         async def line(real: Any, name: str, virtual: Any) -> str:
@@ -253,7 +251,7 @@ class TransferCommands:
 
     @command("NLST", help="NLST [<path>]: names only")
     @_passive
-    async def nlst(self: Server, connection: Connection, rest: str) -> bool:
+    async def nlst(self, connection: Connection, rest: str) -> bool:
         async def line(real: Any, name: str, virtual: Any) -> str:
             return name
 
@@ -264,7 +262,7 @@ class TransferCommands:
 
     @command("MLSD", help="MLSD [<dir>]: machine-readable listing (RFC 3659)")
     @_passive
-    async def mlsd(self: Server, connection: Connection, rest: str) -> bool:
+    async def mlsd(self, connection: Connection, rest: str) -> bool:
         async def line(real: Any, name: str, virtual: Any) -> str:
             return await facts_line(self, connection, real, virtual, name)
 
@@ -272,4 +270,3 @@ class TransferCommands:
         if lines is not None:
             self._start_listing(connection, "MLSD", lines)
         return True
-

@@ -1,0 +1,335 @@
+"""``ServerBase``: aioftp's constructor and lifecycle, run by trio; handlers build on it.
+
+Theory of operation
+-------------------
+``start()`` binds the listeners. ``serve_forever()`` opens the *sessions* nursery and, inside
+it, the *accept* nursery running :func:`trio.serve_listeners` with ``handler_nursery`` set to
+the sessions nursery, all under one cancel scope. ``close()`` cancels that scope: accepting
+stops, every session (and its data channels and transfer) is cancelled, each session's
+teardown runs shielded with short time limits, and ``close()`` returns when
+``serve_forever()`` has returned. ``serve()`` is ``start`` + ``task_status.started(address)``
++ ``serve_forever`` for ``nursery.start``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl as _ssl
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+import trio
+
+from .commands import CommandSpec, collect_commands
+from .connection import Connection
+from .datachannel import PortPool
+from .pathio import AbstractPathIO, PathIO
+from .paths import resolve_virtual
+from .session import Session
+from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
+
+__all__ = ["ServerBase"]
+
+logger = logging.getLogger("trio_ftp.server")
+
+Handler = Callable[[Connection, str], Awaitable[Any]]
+
+
+def _check_timeout(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return value
+
+
+class ServerBase:
+    """The server's state and lifecycle; :class:`trio_ftp.Server` adds the command handlers.
+
+    The arguments mean what aioftp documents for them.
+
+    Args:
+        users: a list of :class:`User` or an :class:`AbstractUserManager`; ``None`` means one
+            anonymous read/write user rooted in the current directory.
+        block_size: bytes per read of files and data sockets.
+        socket_timeout: seconds each socket read or write (control and data) may take.
+        idle_timeout: seconds a control connection may stay silent (not counting transfers);
+            then ``421`` and close.
+        wait_future_timeout: seconds a transfer waits for its data connection (then ``425``).
+        path_timeout: seconds each path-IO operation may take (then ``451``).
+        path_io_factory: the path-IO backend class (:class:`PathIO`, :class:`MemoryPathIO`...).
+        maximum_connections: control connections served at once; the next gets ``421``.
+        read_speed_limit, write_speed_limit, read_speed_limit_per_connection,
+        write_speed_limit_per_connection: not implemented yet (the limits issue): a value
+            other than ``None`` raises ``NotImplementedError``.
+        ipv4_pasv_forced_response_address: the IPv4 address announced in ``227`` (for NAT).
+        data_ports: the ports passive listeners may use; ``None`` lets the kernel choose.
+        encoding: encoding of commands, replies and listings.
+        ssl: implicit FTPS context: not implemented yet (the TLS issue): raises
+            ``NotImplementedError`` when given.
+        welcome_message: the ``220`` greeting text.
+        system_type: the ``215`` SYST reply text.
+
+    Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
+    ``serve_forever()`` closes every session before it returns.
+    """
+
+    def __init__(
+        self,
+        users: Sequence[User] | AbstractUserManager | None = None,
+        *,
+        block_size: int = 8192,
+        socket_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        wait_future_timeout: float | None = 1,
+        path_timeout: float | None = None,
+        path_io_factory: type[AbstractPathIO[Any]] = PathIO,
+        maximum_connections: int | None = None,
+        read_speed_limit: int | None = None,
+        write_speed_limit: int | None = None,
+        read_speed_limit_per_connection: int | None = None,
+        write_speed_limit_per_connection: int | None = None,
+        ipv4_pasv_forced_response_address: str | None = None,
+        data_ports: Iterable[int] | None = None,
+        encoding: str = "utf-8",
+        ssl: _ssl.SSLContext | None = None,
+        welcome_message: str = "trio_ftp ready",
+        system_type: str = "UNIX Type: L8",
+    ) -> None:
+        limits = {
+            "read_speed_limit": read_speed_limit,
+            "write_speed_limit": write_speed_limit,
+            "read_speed_limit_per_connection": read_speed_limit_per_connection,
+            "write_speed_limit_per_connection": write_speed_limit_per_connection,
+            "ssl": ssl,
+        }
+        for name, value in limits.items():
+            if value is not None:
+                raise NotImplementedError(f"Server({name}=...) is not implemented yet")
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+        if maximum_connections is not None and (
+            isinstance(maximum_connections, bool)
+            or not isinstance(maximum_connections, int)
+            or maximum_connections < 1
+        ):
+            raise ValueError(
+                f"maximum_connections must be a positive integer, got {maximum_connections!r}"
+            )
+        "".encode(encoding)  # LookupError now rather than at the first reply
+        self.block_size = block_size
+        self.socket_timeout = _check_timeout("socket_timeout", socket_timeout)
+        self.idle_timeout = _check_timeout("idle_timeout", idle_timeout)
+        self.wait_future_timeout = wait_future_timeout
+        if wait_future_timeout is not None and wait_future_timeout < 0:
+            raise ValueError(f"wait_future_timeout must be >= 0, got {wait_future_timeout!r}")
+        self.path_timeout = _check_timeout("path_timeout", path_timeout)
+        self.path_io_factory = path_io_factory
+        self._path_io_state: object | None = None
+        self.ipv4_pasv_forced_response_address = ipv4_pasv_forced_response_address
+        self.data_ports = PortPool(data_ports)
+        self.encoding = encoding
+        self.ssl = ssl
+        self.welcome_message = welcome_message
+        self.system_type = system_type
+        if isinstance(users, AbstractUserManager):
+            self.user_manager: AbstractUserManager = users
+        else:
+            self.user_manager = MemoryUserManager(users)
+        self.maximum_connections = maximum_connections
+        self.available_connections = AvailableConnections(maximum_connections)
+        table = collect_commands(type(self))
+        self.command_specs: dict[str, CommandSpec] = {
+            verb: spec for verb, (_, spec) in table.items()
+        }
+        self.commands_mapping: dict[str, Handler] = {
+            verb.lower(): getattr(self, name) for verb, (name, _) in table.items()
+        }
+        self.connections: dict[int, Connection] = {}
+        self._listeners: list[trio.SocketListener] = []
+        self._serve_scope: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+        self._closing = False
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def start(self, host: str | None = None, port: int = 0) -> None:
+        """Bind the listening socket(s); :attr:`address` is then known. Does not serve yet."""
+        if self._listeners:
+            raise RuntimeError("server already started")
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        if port == 0 and len(listeners) > 1:
+            # One port for every address family, so `address` tells the whole truth.
+            chosen = listeners[0].socket.getsockname()[1]
+            for listener in listeners:
+                await listener.aclose()
+            listeners = await trio.open_tcp_listeners(chosen, host=host)
+        self._listeners = listeners
+        logger.info("listening on %s", ", ".join(_format(listener) for listener in listeners))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` actually bound (the first listener's)."""
+        if not self._listeners:
+            raise RuntimeError("server not started")
+        sockname = self._listeners[0].socket.getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    async def serve_forever(self) -> None:
+        """Accept and serve until cancelled or :meth:`close` is called; then close all."""
+        if not self._listeners:
+            raise RuntimeError("call start() first")
+        try:
+            with trio.CancelScope() as self._serve_scope:
+                if self._closing:
+                    self._serve_scope.cancel()
+                # The accept nursery sits inside the sessions nursery: cancelling the scope
+                # stops accepting and ends every session, and both are gone on exit.
+                async with trio.open_nursery() as sessions, trio.open_nursery() as accepting:
+                    accepting.start_soon(
+                        _serve_listeners, self._handle_connection, self._listeners, sessions
+                    )
+        finally:
+            with trio.CancelScope(shield=True):
+                for listener in self._listeners:
+                    await listener.aclose()
+            self._stopped.set()
+
+    async def serve(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Bind, report ``(host, port)`` through ``task_status.started``, serve until cancelled.
+
+        ``await nursery.start(server.serve, "127.0.0.1", 0)`` returns the bound address.
+        """
+        await self.start(host, port)
+        task_status.started(self.address)
+        await self.serve_forever()
+
+    async def run(self, host: str | None = None, port: int = 0) -> None:
+        """``start``, ``serve_forever``, ``close``: aioftp's all-in-one entry point."""
+        await self.start(host, port)
+        try:
+            await self.serve_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting, cancel every session and transfer, return when all have ended."""
+        self._closing = True
+        if self._serve_scope is None:
+            for listener in self._listeners:
+                await listener.aclose()
+            return
+        self._serve_scope.cancel()
+        await self._stopped.wait()
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            await self.serve_connection(stream)
+        except OSError as exc:  # the peer left between accept and getpeername
+            logger.debug("connection dropped before its session began: %r", exc)
+            await trio.aclose_forcefully(stream)
+
+    async def serve_connection(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        peer: tuple[str, int] | None = None,
+        local: tuple[str, int] | None = None,
+    ) -> None:
+        """Run one FTP session on an already-connected stream, until it ends.
+
+        For a ``trio.SocketStream`` the addresses come from the socket; for any other stream
+        (``trio.testing.memory_stream_pair``, a stream from your own listener) pass ``peer``
+        and ``local``: PASV listens on ``local``'s host and accepts data connections from
+        ``peer``'s host only. Never raises for anything the client does.
+        """
+        session = Session(self, stream, peer=peer, local=local)
+        self.connections[session.id] = session.connection
+        try:
+            await session.run()
+        finally:
+            del self.connections[session.id]
+
+    # hooks the session calls -----------------------------------------------------------------
+    def new_path_io(self, connection: Connection) -> AbstractPathIO[Any]:
+        """Make a session's path-IO backend; backends with shared state share it."""
+        path_io = self.path_io_factory(
+            timeout=self.path_timeout, connection=connection, state=self._path_io_state
+        )
+        if self._path_io_state is None:
+            self._path_io_state = path_io.state
+        return path_io
+
+    async def greeting(self, connection: Connection) -> bool:
+        """Send ``220``, or ``421`` when the server is full (then the session ends)."""
+        if self.available_connections.locked():
+            connection.response("421", "too many connections, try again later")
+            return False
+        self.available_connections.acquire()
+        connection.acquired = True
+        connection.response("220", self.welcome_message)
+        return True
+
+    async def session_ended(self, connection: Connection) -> None:
+        """Release what the session held (connection slot, user slot). Runs shielded."""
+        if connection.acquired:
+            connection.acquired = False
+            self.available_connections.release()
+        await self.forget_user(connection)
+
+    async def forget_user(self, connection: Connection) -> None:
+        """Tell the user manager the session no longer uses its user (logout, re-USER)."""
+        user = connection.pop("user")
+        connection.pop("logged")
+        if user is None:
+            return
+        with trio.move_on_after(_or_inf(self.user_manager.timeout)) as scope:
+            await self.user_manager.notify_logout(user)
+        if scope.cancelled_caught:
+            logger.warning("user manager timed out in notify_logout(%r)", user.login)
+
+    async def get_paths(
+        self, connection: Connection, path: str | PurePosixPath
+    ) -> tuple[Any, PurePosixPath]:
+        """Return ``(real path, virtual path)`` for a client's path argument.
+
+        The one confinement check: ``..`` cannot climb above the user's root (pure), and the
+        backend's ``confine`` refuses a real path that leaves ``base_path`` through a symlink.
+        Cached for the duration of one command.
+        """
+        cache: dict[tuple[PurePosixPath, str], tuple[Any, PurePosixPath]] | None = connection.get(
+            "path_cache"
+        )
+        key = (connection.current_directory, str(path))
+        if cache is not None and key in cache:
+            return cache[key]
+        virtual = resolve_virtual(connection.current_directory, path)
+        real = await connection.path_io.confine(connection.user.base_path, virtual.relative_to("/"))
+        if cache is not None:
+            cache[key] = (real, virtual)
+        return real, virtual
+
+
+async def _serve_listeners(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    listeners: list[trio.SocketListener],
+    sessions: trio.Nursery,
+) -> None:
+    await trio.serve_listeners(handler, listeners, handler_nursery=sessions)
+
+
+def _format(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _or_inf(timeout: float | None) -> float:
+    return math.inf if timeout is None else timeout
