@@ -1,0 +1,305 @@
+"""Session behaviour over in-memory streams: exact replies, sequencing, timeouts, bad input."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import pytest
+import trio
+import trio.testing
+from memory_client import start_memory_session
+
+from trio_ftp import (
+    AbstractUserManager,
+    GetUserResponse,
+    MemoryPathIO,
+    Permission,
+    ReplyError,
+    Server,
+    User,
+    command,
+)
+
+
+def memory_server(**kwargs):
+    users = kwargs.pop(
+        "users",
+        [
+            User("user", "pw"),
+            User(permissions=[Permission("/", writable=False)]),
+        ],
+    )
+    return Server(users, path_io_factory=MemoryPathIO, **kwargs)
+
+
+async def logged_in(nursery, server, login="user", password="pw"):
+    client = await start_memory_session(nursery, server)
+    assert (await client.reply())[0] == "220"
+    assert await client.code(f"USER {login}") == "331"
+    assert await client.code(f"PASS {password}") == "230"
+    return client
+
+
+async def test_greeting_and_quit(nursery):
+    """A session greets with 220 and QUIT answers 221 then closes the connection."""
+    client = await start_memory_session(nursery, memory_server())
+    assert (await client.reply())[0] == "220"
+    assert await client.code("QUIT") == "221"
+    assert await client.closed()
+
+
+async def test_commands_before_login_get_530(nursery):
+    """File commands before login are refused with 530, and the session goes on."""
+    client = await start_memory_session(nursery, memory_server())
+    await client.reply()
+    for line in ("PWD", "CWD /", "LIST", "RETR x", "STOR x", "MKD d", "PASV", "SIZE x"):
+        assert await client.code(line) == "530", line
+    assert await client.code("NOOP") == "200"
+
+
+async def test_login_sequences(nursery):
+    """Wrong password 530, PASS without USER 503, anonymous with any password 230."""
+    server = memory_server()
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    assert await client.code("PASS x") == "503"
+    assert await client.code("USER user") == "331"
+    assert await client.code("PASS wrong") == "530"
+    assert await client.code("PWD") == "530"
+    assert await client.code("USER nobody") == "331"  # no user enumeration
+    assert await client.code("PASS pw") == "530"
+    assert await client.code("USER anonymous") == "331"
+    assert await client.code("PASS me@example.com") == "230"
+    assert await client.code("PASS again") == "230"
+
+
+async def test_unknown_command_502_and_syntax(nursery):
+    """Unknown verbs get 502; bad arguments get 501/504."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("XYZZY") == "502"
+    assert await client.code("REST abc") == "501"
+    assert await client.code("TYPE Z") == "504"
+    assert await client.code("OPTS FOO") == "501"
+
+
+async def test_pwd_quotes_and_mkd(nursery):
+    """MKD answers 257 with the quoted path, embedded quotes doubled (RFC 959 appendix II)."""
+    client = await logged_in(nursery, memory_server())
+    code, lines = await client.command('MKD a"b')
+    assert (code, lines) == ("257", ['"/a""b" created'])
+    assert await client.code('CWD a"b') == "250"
+    assert await client.command("PWD") == ("257", ['"/a""b" is the current directory'])
+    assert await client.code("CDUP") == "250"
+    assert await client.command("PWD") == ("257", ['"/" is the current directory'])
+
+
+async def test_dotdot_never_leaves_root(nursery):
+    """CWD with more .. than depth stays at /."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("CWD ../../..") == "250"
+    assert await client.command("PWD") == ("257", ['"/" is the current directory'])
+
+
+async def test_read_only_user_cannot_write(nursery):
+    """The anonymous read-only user gets 550 for every write."""
+    server = memory_server()
+    client = await logged_in(nursery, server, "anonymous", "x")
+    for line in ("MKD d", "STOR f", "APPE f", "DELE f", "RMD d", "RNFR f"):
+        code = await client.code(line)
+        assert code in ("550", "503"), (line, code)
+    assert await client.code("MKD newdir") == "550"
+
+
+async def test_rename_sequence(nursery):
+    """RNTO without RNFR is 503; RNFR+RNTO renames."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("RNTO b") == "503"
+    assert await client.code("MKD a") == "257"
+    assert await client.code("RNFR a") == "350"
+    assert await client.code("RNTO b") == "250"
+    assert await client.code("CWD b") == "250"
+    assert await client.code("CWD /a") == "550"
+
+
+async def test_feat_and_help_are_multiline(nursery):
+    """FEAT is a 211 multi-line reply naming the extensions; HELP lists commands."""
+    client = await logged_in(nursery, memory_server())
+    code, lines = await client.command("FEAT")
+    assert code == "211"
+    features = {line.strip() for line in lines[1:-1]}
+    assert {"EPSV", "MDTM", "SIZE", "REST STREAM", "UTF8"} <= features
+    assert any(f.startswith("MLST type*;size*;modify*;") for f in features)
+    code, lines = await client.command("HELP")
+    assert code == "214"
+    assert any("RETR" in line for line in lines)
+    assert await client.command("HELP RETR") == ("214", ["RETR <file>: download"])
+
+
+async def test_opts_mlst_selects_facts(nursery):
+    """OPTS MLST narrows the facts MLST returns."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("MKD d") == "257"
+    assert await client.command("OPTS MLST type;size;") == ("200", ["MLST OPTS type;size;"])
+    code, lines = await client.command("MLST d")
+    assert code == "250"
+    assert lines[1].startswith(" type=dir;size=")
+    assert "modify=" not in lines[1]
+
+
+async def test_line_too_long_closes(nursery):
+    """A line over 4 KiB without a line end gets 500 and the connection is closed."""
+    client = await start_memory_session(nursery, memory_server())
+    await client.reply()
+    await client.send(b"NOOP " + b"x" * 5000)
+    assert (await client.reply())[0] == "500"
+    assert await client.closed()
+
+
+async def test_undecodable_bytes_get_501(nursery):
+    """Bytes that are not UTF-8 get 501 and the session goes on."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code(b"CWD \xc3\x28\x80\r\n") == "501"
+    assert await client.code("NOOP") == "200"
+
+
+async def test_telnet_interrupt_before_abor(nursery):
+    """lftp's IAC IP IAC DM before ABOR is stripped; ABOR with nothing running is 225."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code(b"\xff\xf4\xff\xf2ABOR\r\n") == "225"
+
+
+async def test_idle_timeout_sends_421(nursery, autojump_clock):
+    """A silent control connection gets 421 after idle_timeout and is closed."""
+    client = await logged_in(nursery, memory_server(idle_timeout=30))
+    start = trio.current_time()
+    assert (await client.reply())[0] == "421"
+    assert await client.closed()
+    assert 29 <= trio.current_time() - start <= 31
+
+
+async def test_client_that_does_not_read_is_dropped(nursery, autojump_clock):
+    """With socket_timeout, a client that never reads costs only its own session."""
+    server = memory_server(socket_timeout=5)
+    await start_memory_session(nursery, server, lockstep=True)
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(server.connections) == 1
+    await trio.sleep(6)
+    assert server.connections == {}
+
+
+async def test_handler_crash_becomes_451(nursery, caplog):
+    """A handler bug answers 451, logs the traceback, and the session goes on."""
+
+    class Buggy(Server):
+        @command("BOOM")
+        async def boom(self, connection, rest):
+            raise RuntimeError("bug")
+
+    client = await logged_in(nursery, Buggy([User("user", "pw")], path_io_factory=MemoryPathIO))
+    assert await client.code("BOOM") == "451"
+    assert await client.code("NOOP") == "200"
+    assert any("handler failed" in r.message and r.exc_info for r in caplog.records)
+
+
+async def test_reply_error_from_handler(nursery):
+    """A handler raising ReplyError answers exactly that reply."""
+
+    class Picky(Server):
+        @command("PICK")
+        async def pick(self, connection, rest):
+            raise ReplyError("504", "not that one")
+
+    client = await logged_in(nursery, Picky([User("user", "pw")], path_io_factory=MemoryPathIO))
+    assert await client.command("PICK") == ("504", ["not that one"])
+
+
+class SlowPathIO(MemoryPathIO):
+    async def exists(self, path):
+        await trio.sleep(100)
+        return True
+
+
+async def test_path_timeout_answers_451(nursery, autojump_clock):
+    """A path-IO call slower than path_timeout answers 451, and the session goes on."""
+    server = Server([User("user", "pw")], path_io_factory=SlowPathIO, path_timeout=2)
+    client = await logged_in(nursery, server)
+    assert await client.code("MKD x") == "451"
+    assert await client.code("NOOP") == "200"
+
+
+class SlowManager(AbstractUserManager):
+    async def get_user(self, login):
+        await trio.sleep(100)
+        return GetUserResponse.OK, User(), "ok"
+
+    async def authenticate(self, user, password):
+        return True
+
+
+async def test_slow_user_manager_answers_421(nursery, autojump_clock):
+    """A user manager slower than its timeout answers 421 and closes the session."""
+    server = Server(SlowManager(timeout=3), path_io_factory=MemoryPathIO)
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    assert await client.code("USER x") == "421"
+    assert await client.closed()
+
+
+async def test_maximum_connections_421(nursery):
+    """The connection over maximum_connections gets 421; the slot frees on QUIT."""
+    server = memory_server(maximum_connections=1)
+    first = await start_memory_session(nursery, server)
+    assert (await first.reply())[0] == "220"
+    second = await start_memory_session(nursery, server)
+    assert (await second.reply())[0] == "421"
+    assert await second.closed()
+    assert await first.code("QUIT") == "221"
+    await first.closed()
+    await trio.testing.wait_all_tasks_blocked()
+    third = await start_memory_session(nursery, server)
+    assert (await third.reply())[0] == "220"
+
+
+async def test_user_maximum_connections(nursery):
+    """User.maximum_connections refuses a second concurrent login; logout frees it."""
+    server = Server([User("user", "pw", maximum_connections=1)], path_io_factory=MemoryPathIO)
+    first = await logged_in(nursery, server)
+    second = await start_memory_session(nursery, server)
+    await second.reply()
+    assert await second.code("USER user") == "530"
+    assert await first.code("QUIT") == "221"
+    await first.closed()
+    await trio.testing.wait_all_tasks_blocked()
+    assert await second.code("USER user") == "331"
+
+
+async def test_size_and_mdtm_and_type(nursery):
+    """SIZE needs TYPE I (550 in ASCII mode); MDTM answers a 14-digit UTC time."""
+    path_io_server = Server([User("user", "pw")], path_io_factory=MemoryPathIO)
+    client = await logged_in(nursery, path_io_server)
+    state = next(iter(path_io_server.connections.values())).path_io.inner
+    async with state.open(PurePosixPath("/f.bin"), "wb") as f:
+        await f.write(b"12345")
+    assert await client.code("SIZE f.bin") == "550"
+    assert await client.code("TYPE I") == "200"
+    assert await client.command("SIZE f.bin") == ("213", ["5"])
+    code, lines = await client.command("MDTM f.bin")
+    assert code == "213" and len(lines[0]) == 14 and lines[0].isdigit()
+    assert await client.code("SIZE missing") == "550"
+
+
+@pytest.mark.parametrize("verb", ["RETR", "STOR", "LIST", "NLST", "MLSD", "APPE"])
+async def test_transfer_without_pasv_is_503(nursery, verb):
+    """A transfer command before PASV/EPSV gets 503 (bad sequence)."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code(f"{verb} x") == "503"
+
+
+async def test_epsv_arguments(nursery):
+    """EPSV with the wrong family gets 522; EPSV ALL then PASV gets 503."""
+    client = await logged_in(nursery, memory_server())
+    code, lines = await client.command("EPSV 2")
+    assert code == "522"
+    assert await client.code("EPSV bogus") == "522"
+    assert await client.code("EPSV ALL") == "200"
+    assert await client.code("PASV") == "503"
