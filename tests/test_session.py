@@ -284,7 +284,9 @@ async def test_size_and_mdtm_and_type(nursery):
     assert await client.code("TYPE I") == "200"
     assert await client.command("SIZE f.bin") == ("213", ["5"])
     code, lines = await client.command("MDTM f.bin")
-    assert code == "213" and len(lines[0]) == 14 and lines[0].isdigit()
+    assert code == "213"
+    assert len(lines[0]) == 14
+    assert lines[0].isdigit()
     assert await client.code("SIZE missing") == "550"
 
 
@@ -298,8 +300,7 @@ async def test_transfer_without_pasv_is_503(nursery, verb):
 async def test_epsv_arguments(nursery):
     """EPSV with the wrong family gets 522; EPSV ALL then PASV gets 503."""
     client = await logged_in(nursery, memory_server())
-    code, lines = await client.command("EPSV 2")
-    assert code == "522"
+    assert await client.code("EPSV 2") == "522"
     assert await client.code("EPSV bogus") == "522"
     assert await client.code("EPSV ALL") == "200"
     assert await client.code("PASV") == "503"
