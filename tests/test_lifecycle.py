@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import trio
+import trio.testing
 from conftest import LOGIN, PASSWORD, default_users, in_thread, open_fds
 
 from trio_ftp import Server
@@ -66,9 +67,8 @@ async def test_run_is_start_serve_close(root):
     server = Server(default_users(root))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(server.run, "127.0.0.1", 0)
-        with trio.fail_after(5):
-            while not server._listeners:
-                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.address[1] != 0
         nursery.cancel_scope.cancel()
     assert open_fds() <= fds
 
