@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 
+import trio
+
 __all__ = [
     "AuthenticationFailed",
     "DataConnectionError",
@@ -145,6 +147,8 @@ def reply_for(exc: BaseException) -> tuple[str, str]:
         return exc.code, exc.text
     if isinstance(exc, PathIOError):
         return exc.code, exc.text
+    if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+        return "426", "data connection lost; transfer aborted"
     if isinstance(exc, OSError):
         return _classify(exc)
     return "451", "local error in processing"
