@@ -5,6 +5,7 @@ from __future__ import annotations
 import ftplib
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -144,7 +145,7 @@ async def test_close_while_transfers_run(start_server):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 async def test_cli_serves_directory_read_only(tmp_path):
-    """python -m trio_ftp serves a directory anonymously and read-only, printing its URL."""
+    """python -m trio_ftp serves a directory anonymously, read-only, until Ctrl-C."""
     (tmp_path / "hello.txt").write_bytes(b"hello\n")
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "trio_ftp", str(tmp_path), "--port", "0"],
@@ -171,8 +172,11 @@ async def test_cli_serves_directory_read_only(tmp_path):
 
         assert await in_thread(client) == b"hello\n"
         assert not (tmp_path / "new.txt").exists()
-    finally:
-        process.terminate()
+        process.send_signal(signal.SIGINT)  # Ctrl-C: a clean shutdown, exit status 0
         with trio.fail_after(10):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
             await process.wait()
         await process.stdout.aclose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,16 +66,21 @@ def build_server(args: argparse.Namespace) -> Server:
 
 
 async def _serve(server: Server, args: argparse.Namespace) -> None:
-    async with trio.open_nursery() as nursery:
-        host, port = await nursery.start(server.serve, args.host, args.port)
-        shown = f"[{host}]" if ":" in host else host
-        who = f"user {args.user!r}" if args.user else "anonymous"
-        mode = "read/write" if args.writable else "read-only"
-        print(
-            f"Serving {args.directory} at ftp://{shown}:{port}/ "
-            f"({who}, {mode}). Press Ctrl-C to stop.",
-            flush=True,
-        )
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            host, port = await nursery.start(server.serve, args.host, args.port)
+            shown = f"[{host}]" if ":" in host else host
+            who = f"user {args.user!r}" if args.user else "anonymous"
+            mode = "read/write" if args.writable else "read-only"
+            print(
+                f"Serving {args.directory} at ftp://{shown}:{port}/ "
+                f"({who}, {mode}). Press Ctrl-C to stop.",
+                flush=True,
+            )
+            async for signum in signals:
+                logging.getLogger("trio_ftp").info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,11 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = build_server(args)
-    try:
-        trio.run(_serve, server, args)
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    trio.run(_serve, build_server(args), args)
+    print("stopped", file=sys.stderr)
     return 0
 
 
