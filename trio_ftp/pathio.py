@@ -626,6 +626,8 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
     def _write(self, file: _MemoryFile, data: bytes) -> int:
         file.check("write", file.writable)
         content = file.node.data
+        if not data:
+            return 0
         if file.append:
             file.position = len(content)
         if file.position > len(content):
