@@ -1,0 +1,24 @@
+"""Path IO: the file-system backends a session reads and writes through.
+
+Every command goes through an :class:`AbstractPathIO` (``_base``): the local disk
+(:class:`PathIO`, ``_local``) or memory (:class:`MemoryPathIO`, ``_memory``), wrapped for
+each session by :class:`GuardedPathIO` (``_guard``). The API follows aioftp's path IO.
+Import from here: the submodules are private.
+"""
+
+from ._base import DEFAULT_BLOCK_SIZE, AbstractPathIO, AsyncFile
+from ._base import OPEN_MODES as OPEN_MODES
+from ._base import PathType as PathType
+from ._guard import GuardedPathIO
+from ._local import PathIO
+from ._memory import MemoryPathIO, MemoryTree
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "AbstractPathIO",
+    "AsyncFile",
+    "GuardedPathIO",
+    "MemoryPathIO",
+    "MemoryTree",
+    "PathIO",
+]
