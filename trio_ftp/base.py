@@ -29,20 +29,13 @@ from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .session import Session
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
+from .validation import check_positive_int, check_timeout, reject_unimplemented
 
 __all__ = ["ServerBase"]
 
 logger = logging.getLogger("trio_ftp.server")
 
 Handler = Callable[[Connection, str], Awaitable[Any]]
-
-
-def _check_timeout(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
-    return value
 
 
 class ServerBase:
@@ -98,34 +91,26 @@ class ServerBase:
         welcome_message: str = "trio_ftp ready",
         system_type: str = "UNIX Type: L8",
     ) -> None:
-        limits = {
-            "read_speed_limit": read_speed_limit,
-            "write_speed_limit": write_speed_limit,
-            "read_speed_limit_per_connection": read_speed_limit_per_connection,
-            "write_speed_limit_per_connection": write_speed_limit_per_connection,
-            "ssl": ssl,
-        }
-        for name, value in limits.items():
-            if value is not None:
-                raise NotImplementedError(f"Server({name}=...) is not implemented yet")
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        if maximum_connections is not None and (
-            isinstance(maximum_connections, bool)
-            or not isinstance(maximum_connections, int)
-            or maximum_connections < 1
-        ):
-            raise ValueError(
-                f"maximum_connections must be a positive integer, got {maximum_connections!r}"
-            )
+        reject_unimplemented(
+            "Server",
+            {
+                "read_speed_limit": read_speed_limit,
+                "write_speed_limit": write_speed_limit,
+                "read_speed_limit_per_connection": read_speed_limit_per_connection,
+                "write_speed_limit_per_connection": write_speed_limit_per_connection,
+                "ssl": ssl,
+            },
+        )
+        check_positive_int("block_size", block_size)
+        check_positive_int("maximum_connections", maximum_connections)
         "".encode(encoding)  # LookupError now rather than at the first reply
         self.block_size = block_size
-        self.socket_timeout = _check_timeout("socket_timeout", socket_timeout)
-        self.idle_timeout = _check_timeout("idle_timeout", idle_timeout)
-        self.wait_future_timeout = wait_future_timeout
-        if wait_future_timeout is not None and wait_future_timeout < 0:
-            raise ValueError(f"wait_future_timeout must be >= 0, got {wait_future_timeout!r}")
-        self.path_timeout = _check_timeout("path_timeout", path_timeout)
+        self.socket_timeout = check_timeout("socket_timeout", socket_timeout)
+        self.idle_timeout = check_timeout("idle_timeout", idle_timeout)
+        self.wait_future_timeout = check_timeout(
+            "wait_future_timeout", wait_future_timeout, allow_zero=True
+        )
+        self.path_timeout = check_timeout("path_timeout", path_timeout)
         self.path_io_factory = path_io_factory
         self._path_io_state: object | None = None
         self.ipv4_pasv_forced_response_address = ipv4_pasv_forced_response_address

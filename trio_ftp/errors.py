@@ -34,29 +34,26 @@ class FTPError(Exception):
 class ReplyError(FTPError):
     """An error that already knows the FTP reply it becomes.
 
-    Raise it from a command handler to answer ``code text`` and go on with the session.
+    Raise it from a command handler to answer ``code text`` and go on with the session, or,
+    with ``fatal=True``, to answer and then close the session (e.g. ``421``).
     """
 
-    def __init__(self, code: str, text: str) -> None:
+    def __init__(self, code: str, text: str, *, fatal: bool = False) -> None:
         super().__init__(f"{code} {text}")
         self.code = code
         self.text = text
+        self.fatal = fatal
 
 
 class ProtocolError(ReplyError):
     """The client broke the protocol (bad framing, bad encoding, bad arguments)."""
 
-    #: The session must close after answering (the stream can no longer be trusted).
-    fatal = False
-
 
 class LineTooLong(ProtocolError):
     """A command line longer than the codec accepts: answered ``500``, then the close."""
 
-    fatal = True
-
     def __init__(self, limit: int) -> None:
-        super().__init__("500", f"command line too long (limit {limit} bytes)")
+        super().__init__("500", f"command line too long (limit {limit} bytes)", fatal=True)
 
 
 class DataConnectionError(ReplyError):

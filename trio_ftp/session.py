@@ -268,7 +268,7 @@ class Session:
             result = await handler(self.connection, command.arg)
         except Exception as exc:
             self._respond_error(exc)
-            return True
+            return not (isinstance(exc, ReplyError) and exc.fatal)
         return result is not False
 
     def _respond_error(self, exc: BaseException) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .errors import PathIsNotAbsolute
+from .validation import check_positive_int, reject_unimplemented
 
 __all__ = [
     "ANONYMOUS_LOGINS",
@@ -83,23 +84,16 @@ class User:
         read_speed_limit_per_connection: int | None = None,
         write_speed_limit_per_connection: int | None = None,
     ) -> None:
-        limits = {
-            "read_speed_limit": read_speed_limit,
-            "write_speed_limit": write_speed_limit,
-            "read_speed_limit_per_connection": read_speed_limit_per_connection,
-            "write_speed_limit_per_connection": write_speed_limit_per_connection,
-        }
-        for name, value in limits.items():
-            if value is not None:
-                raise NotImplementedError(f"User({name}=...) is not implemented yet")
-        if maximum_connections is not None and (
-            isinstance(maximum_connections, bool)
-            or not isinstance(maximum_connections, int)
-            or maximum_connections < 1
-        ):
-            raise ValueError(
-                f"maximum_connections must be a positive integer, got {maximum_connections!r}"
-            )
+        reject_unimplemented(
+            "User",
+            {
+                "read_speed_limit": read_speed_limit,
+                "write_speed_limit": write_speed_limit,
+                "read_speed_limit_per_connection": read_speed_limit_per_connection,
+                "write_speed_limit_per_connection": write_speed_limit_per_connection,
+            },
+        )
+        check_positive_int("maximum_connections", maximum_connections)
         self.login = login
         self.password = password
         self.base_path = Path(base_path)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import trio
 
 from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
-from ..users import GetUserResponse
+from ..errors import ReplyError
+from ..users import GetUserResponse, User
 
 __all__ = ["AuthCommands"]
 
@@ -17,29 +20,40 @@ __all__ = ["AuthCommands"]
 class AuthCommands(ServerBase):
     """Login and logout."""
 
+    @contextlib.contextmanager
+    def _user_manager_deadline(self) -> Iterator[None]:
+        """Bound a user-manager call by its ``timeout``; a slow manager answers 421 and closes.
+
+        Timeouts: ``user_manager.timeout`` (``None``: no limit).
+        """
+        timeout = self.user_manager.timeout
+        with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            yield
+        if scope.cancelled_caught:
+            raise ReplyError("421", "user database not responding, closing connection", fatal=True)
+
+    def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
+        connection.logged = True
+        connection.current_directory = user.home_path
+        connection.log.info("user %r logged in", connection.login_name)
+        connection.response("230", reply)
+
     @command("USER", help="USER <name>: say who you are")
     async def user(self, connection: Connection, rest: str) -> bool:
         await self.forget_user(connection)
         connection.login_name = rest
-        timeout = math.inf if self.user_manager.timeout is None else self.user_manager.timeout
-        with trio.move_on_after(timeout):
+        with self._user_manager_deadline():
             state, user, info = await self.user_manager.get_user(rest)
-            if user is not None:
-                connection.user = user
-            if state is GetUserResponse.OK and user is not None:
-                connection.logged = True
-                connection.current_directory = user.home_path
-                connection.log.info("user %r logged in", rest)
-                connection.response("230", info)
-            elif state is GetUserResponse.PASSWORD_REQUIRED:
-                connection.response("331", info)
-            else:
-                connection.pop("login_name")
-                connection.response("530", info)
-            return True
-        connection.log.warning("user manager timed out in get_user")
-        connection.response("421", "user database not responding, closing connection")
-        return False
+        if user is not None:
+            connection.user = user
+        if state is GetUserResponse.OK and user is not None:
+            self._logged_in(connection, user, info)
+        elif state is GetUserResponse.PASSWORD_REQUIRED:
+            connection.response("331", info)
+        else:
+            connection.pop("login_name")
+            connection.response("530", info)
+        return True
 
     @command("PASS", help="PASS <password>: prove it")
     async def pass_(self, connection: Connection, rest: str) -> bool:
@@ -50,21 +64,14 @@ class AuthCommands(ServerBase):
             connection.response("503", "bad sequence of commands (use USER first)")
             return True
         user = connection.get("user")
-        timeout = math.inf if self.user_manager.timeout is None else self.user_manager.timeout
-        with trio.move_on_after(timeout):
+        with self._user_manager_deadline():
             ok = user is not None and await self.user_manager.authenticate(user, rest)
-            if ok:
-                connection.logged = True
-                connection.current_directory = user.home_path
-                connection.log.info("user %r logged in", connection.login_name)
-                connection.response("230", "login successful")
-            else:
-                connection.log.info("failed login for %r", connection.login_name)
-                connection.response("530", "login incorrect")
-            return True
-        connection.log.warning("user manager timed out in authenticate")
-        connection.response("421", "user database not responding, closing connection")
-        return False
+        if ok:
+            self._logged_in(connection, user, "login successful")
+        else:
+            connection.log.info("failed login for %r", connection.login_name)
+            connection.response("530", "login incorrect")
+        return True
 
     @command("QUIT", help="QUIT: end the session")
     async def quit(self, connection: Connection, rest: str) -> bool:

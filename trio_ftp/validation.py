@@ -1,0 +1,34 @@
+"""Argument checks shared by ``Server`` and ``User``: bad configuration fails at construction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["check_positive_int", "check_timeout", "reject_unimplemented"]
+
+
+def reject_unimplemented(owner: str, values: Mapping[str, object]) -> None:
+    """Raise ``NotImplementedError`` for any argument given that is not implemented yet."""
+    for name, value in values.items():
+        if value is not None:
+            raise NotImplementedError(f"{owner}({name}=...) is not implemented yet")
+
+
+def check_positive_int(name: str, value: int | None) -> int | None:
+    """``value`` if it is ``None`` or a positive integer, else ``ValueError`` naming it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_timeout(name: str, value: float | None, *, allow_zero: bool = False) -> float | None:
+    """``value`` if it is ``None`` or a positive number of seconds, else ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds or None, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return value
