@@ -104,6 +104,8 @@ class PassiveListener:
             lent = pool.take()
             sock = trio.socket.socket(family, socket.SOCK_STREAM)
             try:
+                # A port whose last data connection is in TIME_WAIT must be reusable at once.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 await sock.bind((host, lent))
                 sock.listen(1)
             except OSError as exc:
