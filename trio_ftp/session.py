@@ -105,6 +105,7 @@ class Session:
         self._write_lock = trio.Lock()
         self.transfer: _Transfer | None = None
         self._nursery: trio.Nursery | None = None
+        self._idle_scope = trio.CancelScope()  # replaced by each wait for command bytes
         self.connection = Connection(
             client_host=self.peer_host,
             client_port=self.peer_port,
@@ -152,6 +153,7 @@ class Session:
             raise ReplyError("503", "a transfer is already in progress")
         transfer = _Transfer()
         self.transfer = transfer
+        self._reset_idle_clock()
         self._nursery.start_soon(self._run_transfer, transfer, fn, args)
 
     async def _run_transfer(
@@ -165,6 +167,7 @@ class Session:
                     self._respond_error(exc)
         finally:
             self.transfer = None
+            self._reset_idle_clock()
             transfer.done.set()
         try:
             await self.flush()
@@ -245,12 +248,17 @@ class Session:
             self.decoder.feed(data)
 
     async def _receive(self) -> bytes:
-        idle = _or_inf(self.server.idle_timeout)
-        while True:
-            with trio.move_on_after(idle):
-                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
-            if self.transfer is None:
-                raise _IdleTimeout
+        with trio.CancelScope() as self._idle_scope:
+            self._reset_idle_clock()
+            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+        raise _IdleTimeout
+
+    def _reset_idle_clock(self) -> None:
+        """Idle time counts from now, and not at all while a transfer runs."""
+        if self.transfer is not None:
+            self._idle_scope.deadline = math.inf
+        else:
+            self._idle_scope.deadline = trio.current_time() + _or_inf(self.server.idle_timeout)
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session."""
