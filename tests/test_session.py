@@ -304,3 +304,14 @@ async def test_epsv_arguments(nursery):
     assert await client.code("EPSV bogus") == "522"
     assert await client.code("EPSV ALL") == "200"
     assert await client.code("PASV") == "503"
+
+
+@pytest.mark.parametrize(
+    "verb", ["CWD", "MKD", "RMD", "DELE", "RNFR", "RNTO", "SIZE", "MDTM", "REST", "TYPE"]
+)
+async def test_missing_argument_is_501(nursery, verb):
+    """A command that needs an argument answers 501 without one (and changes nothing)."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code(verb) == "501"
+    assert await client.code(f"{verb}   ") == "501"
+    assert await client.command("PWD") == ("257", ['"/" is the current directory'])

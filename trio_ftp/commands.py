@@ -29,16 +29,23 @@ class CommandSpec:
         feat: the FEAT line this command adds (RFC 2389), or ``None``.
         immediate: answered at once even while a transfer runs (ABOR, NOOP...); other
             commands wait for the running transfer and are answered in order after it.
+        needs_argument: the verb is meaningless without an argument: an empty one gets
+            ``501`` before the handler runs (RFC 959 §5.3.2 syntax).
     """
 
     verb: str
     help: str = ""
     feat: str | None = None
     immediate: bool = False
+    needs_argument: bool = False
 
 
 def command(
-    *verbs: str, help: str = "", feat: str | None = None, immediate: bool = False
+    *verbs: str,
+    help: str = "",
+    feat: str | None = None,
+    immediate: bool = False,
+    needs_argument: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated ``Server`` method as the handler of ``verbs``.
 
@@ -47,7 +54,7 @@ def command(
 
     def decorate(method: F) -> F:
         specs = [
-            CommandSpec(v.upper(), help, feat if i == 0 else None, immediate)
+            CommandSpec(v.upper(), help, feat if i == 0 else None, immediate, needs_argument)
             for i, v in enumerate(verbs)
         ]
         setattr(method, _SPEC_ATTRIBUTE, (*getattr(method, _SPEC_ATTRIBUTE, ()), *specs))

@@ -271,6 +271,9 @@ class Session:
         if handler is None:
             self.respond("502", f"command {command.verb!r} not implemented")
             return True
+        if spec is not None and spec.needs_argument and not command.arg.strip():
+            self.respond("501", f"syntax error: {command.verb} needs an argument")
+            return True
         self.connection.path_cache = {}
         try:
             result = await handler(self.connection, command.arg)

@@ -38,7 +38,7 @@ class AuthCommands(ServerBase):
         connection.log.info("user %r logged in", connection.login_name)
         connection.response("230", reply)
 
-    @command("USER", help="USER <name>: say who you are")
+    @command("USER", help="USER <name>: say who you are", needs_argument=True)
     async def user(self, connection: Connection, rest: str) -> bool:
         await self.forget_user(connection)
         connection.login_name = rest

@@ -36,7 +36,7 @@ async def facts_line(
 class FileCommands(ServerBase):
     """Operations on one file."""
 
-    @command("DELE", help="DELE <file>: delete a file")
+    @command("DELE", help="DELE <file>: delete a file", needs_argument=True)
     @_login
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.writable)
@@ -46,7 +46,7 @@ class FileCommands(ServerBase):
         connection.response("250", "file deleted")
         return True
 
-    @command("RNFR", help="RNFR <path>: rename from (then RNTO)")
+    @command("RNFR", help="RNFR <path>: rename from (then RNTO)", needs_argument=True)
     @_login
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.writable)
@@ -59,7 +59,7 @@ class FileCommands(ServerBase):
         connection.response("350", "ready for RNTO")
         return True
 
-    @command("RNTO", help="RNTO <path>: rename to (after RNFR)")
+    @command("RNTO", help="RNTO <path>: rename to (after RNFR)", needs_argument=True)
     @_login
     @ConnectionConditions(ConnectionConditions.rename_from_required)
     @PathPermissions(PathPermissions.writable)
@@ -71,7 +71,7 @@ class FileCommands(ServerBase):
         connection.response("250", "renamed")
         return True
 
-    @command("SIZE", help="SIZE <file>: size in bytes", feat="SIZE")
+    @command("SIZE", help="SIZE <file>: size in bytes", feat="SIZE", needs_argument=True)
     @_login
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.readable)
@@ -85,7 +85,7 @@ class FileCommands(ServerBase):
         connection.response("213", str(stat.st_size))
         return True
 
-    @command("MDTM", help="MDTM <file>: modification time", feat="MDTM")
+    @command("MDTM", help="MDTM <file>: modification time", feat="MDTM", needs_argument=True)
     @_login
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.readable)

@@ -36,7 +36,7 @@ class InfoCommands(ServerBase):
         connection.response("211", ["Features:", *self.feature_lines(connection), "End"])
         return True
 
-    @command("OPTS", help="OPTS UTF8 ON | OPTS MLST <facts>: set options")
+    @command("OPTS", help="OPTS UTF8 ON | OPTS MLST <facts>: set options", needs_argument=True)
     async def opts(self, connection: Connection, rest: str) -> bool:
         name, _, value = rest.partition(" ")
         name = name.upper()

@@ -24,7 +24,7 @@ class NavigationCommands(ServerBase):
         connection.response("257", f"{quote_path(path)} is the current directory")
         return True
 
-    @command("CWD", "XCWD", help="CWD <dir>: change the working directory")
+    @command("CWD", "XCWD", help="CWD <dir>: change the working directory", needs_argument=True)
     @_login
     @PathConditions(PathConditions.path_must_exists, PathConditions.path_must_be_dir)
     @PathPermissions(PathPermissions.readable)
@@ -38,7 +38,7 @@ class NavigationCommands(ServerBase):
     async def cdup(self, connection: Connection, rest: str) -> bool:
         return await self.cwd(connection, "..")
 
-    @command("MKD", "XMKD", help="MKD <dir>: make a directory")
+    @command("MKD", "XMKD", help="MKD <dir>: make a directory", needs_argument=True)
     @_login
     @PathConditions(PathConditions.path_must_not_exists)
     @PathPermissions(PathPermissions.writable)
@@ -48,7 +48,7 @@ class NavigationCommands(ServerBase):
         connection.response("257", f"{quote_path(str(virtual))} created")
         return True
 
-    @command("RMD", "XRMD", help="RMD <dir>: remove an empty directory")
+    @command("RMD", "XRMD", help="RMD <dir>: remove an empty directory", needs_argument=True)
     @_login
     @PathConditions(PathConditions.path_must_exists, PathConditions.path_must_be_dir)
     @PathPermissions(PathPermissions.writable)

@@ -68,7 +68,7 @@ class TransferCommands(ServerBase):
     """Transfers and their parameters."""
 
     # parameters ------------------------------------------------------------------------------
-    @command("TYPE", help="TYPE A|I: ASCII or binary")
+    @command("TYPE", help="TYPE A|I: ASCII or binary", needs_argument=True)
     async def type(self, connection: Connection, rest: str) -> bool:
         kind = _TYPES.get(" ".join(rest.upper().split()))
         if kind is None:
@@ -78,7 +78,12 @@ class TransferCommands(ServerBase):
         connection.response("200", f"type set to {kind}")
         return True
 
-    @command("REST", help="REST <offset>: resume the next transfer at offset", feat="REST STREAM")
+    @command(
+        "REST",
+        help="REST <offset>: resume the next transfer at offset",
+        feat="REST STREAM",
+        needs_argument=True,
+    )
     @_login
     async def rest(self, connection: Connection, rest: str) -> bool:
         if not rest.isdigit():
@@ -129,7 +134,7 @@ class TransferCommands(ServerBase):
         connection.start_transfer(transfer, self, connection)
 
     # files -----------------------------------------------------------------------------------
-    @command("RETR", help="RETR <file>: download")
+    @command("RETR", help="RETR <file>: download", needs_argument=True)
     @_passive
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.readable)
@@ -188,13 +193,13 @@ class TransferCommands(ServerBase):
         self._start(connection, f"{'APPE' if append else 'STOR'} {virtual}", job)
         return True
 
-    @command("STOR", help="STOR <file>: upload")
+    @command("STOR", help="STOR <file>: upload", needs_argument=True)
     @_passive
     @PathPermissions(PathPermissions.writable)
     async def stor(self, connection: Connection, rest: str) -> bool:
         return await self._store(connection, rest, append=False)
 
-    @command("APPE", help="APPE <file>: upload, appending")
+    @command("APPE", help="APPE <file>: upload, appending", needs_argument=True)
     @_passive
     @PathPermissions(PathPermissions.writable)
     async def appe(self, connection: Connection, rest: str) -> bool:
