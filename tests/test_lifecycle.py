@@ -180,3 +180,37 @@ async def test_cli_serves_directory_read_only(tmp_path):
             process.kill()
             await process.wait()
         await process.stdout.aclose()
+
+
+async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
+    """close() cancels a running transfer as a worker: the client reads 426 then 226."""
+    running = await start_server(block_size=4096)
+    (running.root / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    token = trio.lowlevel.current_trio_token()
+    transferring = trio.Event()
+    closed = trio.Event()
+
+    def client() -> list[str]:
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            with ftp.transfercmd("RETR big.bin") as data:
+                data.recv(1024)
+                trio.from_thread.run_sync(transferring.set, trio_token=token)
+                trio.from_thread.run(closed.wait, trio_token=token)
+            codes = []
+            for _ in range(2):
+                codes.append(ftp.getline()[:3])
+            return codes
+
+    async with trio.open_nursery() as nursery:
+        result: list[list[str]] = []
+
+        async def run_client() -> None:
+            result.append(await in_thread(client))
+
+        nursery.start_soon(run_client)
+        with trio.fail_after(10):
+            await transferring.wait()
+            await running.server.close()
+        closed.set()
+    assert result == [["426", "226"]]
