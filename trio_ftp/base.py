@@ -60,10 +60,21 @@ class ServerBase:
         ipv4_pasv_forced_response_address: the IPv4 address announced in ``227`` (for NAT).
         data_ports: the ports passive listeners may use; ``None`` lets the kernel choose.
         encoding: encoding of commands, replies and listings.
-        ssl: implicit FTPS context: not implemented yet (the TLS issue): raises
-            ``NotImplementedError`` when given.
+        ssl: implicit FTPS (aioftp's meaning): every control connection is TLS from its
+            first byte, and data connections are TLS too.
         welcome_message: the ``220`` greeting text.
         system_type: the ``215`` SYST reply text.
+        tls_context: explicit FTPS: the plain port offers ``AUTH TLS`` (RFC 4217).
+        tls_control_required: refuse ``USER``/``PASS`` (``530``) on a control connection
+            that is not TLS, so a password is never read in clear.
+        tls_data_required: refuse transfers (``521``) unless ``PROT P`` is in force.
+        tls_require_session_reuse: a data connection's TLS session must resume the control
+            connection's (vsftpd's ``require_ssl_reuse``); others are dropped (``425``).
+        tls_strict_eof: an upload ended by a TCP FIN without TLS ``close_notify`` fails
+            (``426``); by default it is accepted, as most clients end uploads that way.
+        tls_allow_ccc: honour ``CCC`` (back to a clear control connection); refused by
+            default.
+        tls_handshake_timeout: seconds a TLS handshake (control or data) may take.
 
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
@@ -90,6 +101,13 @@ class ServerBase:
         ssl: _ssl.SSLContext | None = None,
         welcome_message: str = "trio_ftp ready",
         system_type: str = "UNIX Type: L8",
+        tls_context: _ssl.SSLContext | None = None,
+        tls_control_required: bool = False,
+        tls_data_required: bool = False,
+        tls_require_session_reuse: bool = False,
+        tls_strict_eof: bool = False,
+        tls_allow_ccc: bool = False,
+        tls_handshake_timeout: float = 10.0,
     ) -> None:
         reject_unimplemented(
             "Server",
@@ -98,7 +116,6 @@ class ServerBase:
                 "write_speed_limit": write_speed_limit,
                 "read_speed_limit_per_connection": read_speed_limit_per_connection,
                 "write_speed_limit_per_connection": write_speed_limit_per_connection,
-                "ssl": ssl,
             },
         )
         check_positive_int("block_size", block_size)
@@ -116,7 +133,19 @@ class ServerBase:
         self.ipv4_pasv_forced_response_address = ipv4_pasv_forced_response_address
         self.data_ports = PortPool(data_ports)
         self.encoding = encoding
+        if ssl is not None and tls_context is not None:
+            raise ValueError("give ssl= (implicit FTPS) or tls_context= (explicit), not both")
+        for name, context in (("ssl", ssl), ("tls_context", tls_context)):
+            if context is not None and not isinstance(context, _ssl.SSLContext):
+                raise ValueError(f"{name} must be an ssl.SSLContext, got {context!r}")
         self.ssl = ssl
+        self.tls_context = tls_context
+        self.tls_control_required = tls_control_required
+        self.tls_data_required = tls_data_required
+        self.tls_require_session_reuse = tls_require_session_reuse
+        self.tls_strict_eof = tls_strict_eof
+        self.tls_allow_ccc = tls_allow_ccc
+        self.tls_handshake_timeout = check_timeout("tls_handshake_timeout", tls_handshake_timeout)
         self.welcome_message = welcome_message
         self.system_type = system_type
         if isinstance(users, AbstractUserManager):

@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from .errors import DataConnectionError, NoAvailablePort
+from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 
 if TYPE_CHECKING:
+    from .connection import Connection
     from .session import Session
 
 __all__ = ["DataChannels", "PassiveListener", "PortPool", "same_host"]
@@ -139,9 +141,11 @@ class DataChannels:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        #: Why the last data connection attempt was refused (for the 425 text).
+        self.failure: str | None = None
 
     @property
-    def _connection(self):  # type: ignore[no-untyped-def]
+    def _connection(self) -> Connection:
         return self.session.connection
 
     async def open_passive(self) -> PassiveListener:
@@ -152,6 +156,7 @@ class DataChannels:
             OSError: binding failed for another reason.
         """
         await self.close()
+        self.failure = None
         listener = await PassiveListener.bind(
             self.session.local_host, self.session.server.data_ports
         )
@@ -175,12 +180,45 @@ class DataChannels:
                         await trio.aclose_forcefully(stream)
                         continue
                     log.debug("data connection from %s:%s", address[0], address[1])
-                    self._connection.data_connection = stream
+                    protected = await self._protect(stream)
+                    if protected is None:
+                        continue
+                    self._connection.data_connection = protected
                     return
         except (OSError, trio.ClosedResourceError) as exc:
             log.debug("passive listener ended: %r", exc)
         finally:
             listener.close()
+
+    async def _protect(self, stream: trio.SocketStream) -> trio.abc.Stream | None:
+        """With ``PROT P``, wrap and handshake at once (aioftp's client handshakes before it
+        sends RETR; waiting for the command would deadlock it). None if the handshake failed.
+
+        Timeouts: ``tls_handshake_timeout``. Cancellation: runs in the accept task's scope,
+        so a new PASV, ABOR, the transfer's failure or the session's end cancel it.
+        """
+        session = self.session
+        context = session.tls_context
+        if self._connection.prot != "P" or context is None:
+            return stream
+        tls = wrap_server_side(stream, context, session_tickets=False)
+        server = session.server
+        try:
+            with trio.fail_after(
+                math.inf if server.tls_handshake_timeout is None else server.tls_handshake_timeout
+            ):
+                await handshake(tls)
+        except (TLSHandshakeFailed, trio.TooSlowError) as exc:
+            self.failure = "TLS handshake failed"
+            session.log.info("data connection dropped: %s", exc or "TLS handshake timed out")
+            await trio.aclose_forcefully(tls)
+            return None
+        if server.tls_require_session_reuse and not tls.session_reused:
+            self.failure = "the data connection must reuse the control connection's TLS session"
+            session.log.warning("data connection dropped: TLS session not reused")
+            await trio.aclose_forcefully(tls)
+            return None
+        return tls
 
     async def take_stream(self) -> trio.abc.Stream:
         """The data connection for a transfer, waiting at most ``wait_future_timeout``.
@@ -196,7 +234,8 @@ class DataChannels:
             await connection.wait_for("data_connection")
         if "data_connection" not in connection:
             await self.close()
-            raise DataConnectionError("can't open data connection: the client did not connect")
+            reason = self.failure or "the client did not connect"
+            raise DataConnectionError(f"can't open data connection: {reason}")
         stream: trio.abc.Stream = connection.pop("data_connection")
         listener = connection.pop("passive_server")
         if listener is not None:

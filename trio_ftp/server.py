@@ -9,6 +9,7 @@ from .handlers import (
     FileCommands,
     InfoCommands,
     NavigationCommands,
+    TLSCommands,
     TransferCommands,
 )
 
@@ -21,6 +22,7 @@ class Server(
     FileCommands,
     TransferCommands,
     DataChannelCommands,
+    TLSCommands,
     InfoCommands,
     ServerBase,
 ):

@@ -30,6 +30,7 @@ import itertools
 import logging
 import math
 import socket
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from .connection import Connection
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .pathio import GuardedPathIO
+from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 
 if TYPE_CHECKING:
     from .base import ServerBase as Server
@@ -120,6 +122,8 @@ class Session:
             current_directory=PurePosixPath("/"),
             restart_offset=0,
             transfer_type="A",
+            tls=False,
+            prot="C",
             acquired=False,
             response=self.respond,
             start_transfer=self.start_transfer,
@@ -199,6 +203,8 @@ class Session:
                     await self._serve()
                 except _STREAM_GONE as exc:
                     self.log.info("control connection lost: %s", type(exc).__name__)
+                except TLSHandshakeFailed as exc:
+                    self.log.info("%s", exc)
                 finally:
                     nursery.cancel_scope.cancel()
         except Exception:
@@ -207,7 +213,50 @@ class Session:
             await self._teardown()
             self.log.info("session ended")
 
+    # TLS -------------------------------------------------------------------------------------
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The context that protects (or may protect) this session's connections."""
+        return self.server.ssl or self.server.tls_context
+
+    async def start_tls(self) -> None:
+        """Upgrade the control connection in place (implicit FTPS, or after ``AUTH TLS``).
+
+        Bytes the client sent after ``AUTH`` and before the handshake are discarded: RFC 4217
+        §9 forbids acting on plaintext that could have been injected.
+
+        Raises:
+            TLSHandshakeFailed: the session cannot go on (the caller ends it).
+        """
+        context = self.tls_context
+        assert context is not None
+        if self.decoder.buffered:
+            self.log.warning("discarded %d bytes sent before TLS", self.decoder.buffered)
+        self.decoder = CommandDecoder(self.server.encoding)
+        stream = wrap_server_side(self.stream, context)
+        self.stream = stream
+        try:
+            with trio.fail_after(_or_inf(self.server.tls_handshake_timeout)):
+                await handshake(stream)
+        except trio.TooSlowError:
+            raise TLSHandshakeFailed("TLS handshake timed out") from None
+        self.connection.tls = True
+        self.log.info("control connection is TLS (%s)", stream.version())
+
+    async def stop_tls(self) -> None:
+        """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
+        stream = self.stream
+        assert isinstance(stream, trio.SSLStream)
+        with trio.fail_after(_or_inf(self.server.socket_timeout)):
+            transport, trailing = await stream.unwrap()
+        self.stream = transport
+        self.decoder.feed(bytes(trailing))
+        self.connection.tls = False
+
     async def _serve(self) -> None:
+        if self.server.ssl is not None:
+            await self.start_tls()
+            self.connection.prot = "P"  # implicit FTPS: data is protected from the start
         if not await self.server.greeting(self.connection):
             await self.flush()
             return
@@ -277,6 +326,8 @@ class Session:
         self.connection.path_cache = {}
         try:
             result = await handler(self.connection, command.arg)
+        except TLSHandshakeFailed:
+            raise  # the control stream is unusable: end the session
         except Exception as exc:
             self._respond_error(exc)
             return not (isinstance(exc, ReplyError) and exc.fatal)

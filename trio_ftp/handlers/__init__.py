@@ -10,6 +10,7 @@ from .datachannel import DataChannelCommands
 from .files import FileCommands
 from .info import InfoCommands
 from .navigation import NavigationCommands
+from .tls import TLSCommands
 from .transfer import TransferCommands
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "FileCommands",
     "InfoCommands",
     "NavigationCommands",
+    "TLSCommands",
     "TransferCommands",
 ]

@@ -32,6 +32,13 @@ class AuthCommands(ServerBase):
         if scope.cancelled_caught:
             raise ReplyError("421", "user database not responding, closing connection", fatal=True)
 
+    def _refuse_clear_login(self, connection: Connection) -> bool:
+        """With ``tls_control_required``, no login (and no password) over a clear connection."""
+        if self.tls_control_required and not connection.tls:
+            connection.response("530", "TLS required on the control connection: use AUTH TLS")
+            return True
+        return False
+
     def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
         connection.logged = True
         connection.current_directory = user.home_path
@@ -40,6 +47,8 @@ class AuthCommands(ServerBase):
 
     @command("USER", help="USER <name>: say who you are", needs_argument=True)
     async def user(self, connection: Connection, rest: str) -> bool:
+        if self._refuse_clear_login(connection):
+            return True
         await self.forget_user(connection)
         connection.login_name = rest
         with self._user_manager_deadline():
@@ -57,6 +66,8 @@ class AuthCommands(ServerBase):
 
     @command("PASS", help="PASS <password>: prove it")
     async def pass_(self, connection: Connection, rest: str) -> bool:
+        if self._refuse_clear_login(connection):
+            return True
         if connection.get("logged"):
             connection.response("230", "already logged in")
             return True

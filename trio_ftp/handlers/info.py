@@ -6,6 +6,7 @@ from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
 from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
+from .tls import tls_features
 
 __all__ = ["InfoCommands"]
 
@@ -29,6 +30,7 @@ class InfoCommands(ServerBase):
         if "mlst" in self.commands_mapping:
             lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
         lines.update({"UTF8", "TVFS"})
+        lines.update(tls_features(self))
         return sorted(lines)
 
     @command("FEAT", help="FEAT: list extensions")

@@ -21,6 +21,7 @@ from ..conditions import ConnectionConditions, PathConditions, PathPermissions, 
 from ..connection import Connection
 from ..errors import TransferAborted
 from ..listing import list_line
+from ..tls import is_ragged_eof
 from .files import facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
@@ -56,12 +57,34 @@ async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes
 
 
 async def receive_data(connection: Connection, stream: trio.abc.Stream, size: int) -> bytes:
-    """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``."""
+    """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``.
+
+    A TLS upload ended by a bare TCP FIN (no ``close_notify``) is a normal end unless
+    ``tls_strict_eof``; a reset is always a failure (``426``).
+    """
     try:
         with trio.fail_after(_timeout(connection)):
             return bytes(await stream.receive_some(size))
     except trio.TooSlowError:
         raise TransferAborted("data connection timed out; transfer aborted") from None
+    except trio.BrokenResourceError as exc:
+        if is_ragged_eof(exc):
+            if connection.session.server.tls_strict_eof:
+                raise TransferAborted("upload ended without TLS close_notify") from exc
+            return b""
+        raise
+
+
+async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
+    """Close a data connection (with a TLS ``close_notify`` when it is TLS), bounded by
+    ``socket_timeout``; a peer that will not take the goodbye gets a plain close."""
+    with trio.move_on_after(_timeout(connection)) as scope:
+        try:
+            await stream.aclose()
+        except trio.BrokenResourceError:
+            await trio.aclose_forcefully(stream)
+    if scope.cancelled_caught:
+        await trio.aclose_forcefully(stream)
 
 
 class TransferCommands(ServerBase):
@@ -118,13 +141,20 @@ class TransferCommands(ServerBase):
         job: Callable[[trio.abc.Stream], Awaitable[int]],
     ) -> None:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
+        if self.tls_data_required and connection.prot != "P":
+            connection.response("521", "data connections must be protected: use PROT P")
+            return
 
         @worker
         async def transfer(server: ServerBase, connection: Connection) -> None:
             started = time.monotonic()
             stream = await connection.session.data.take_stream()
-            async with stream:
+            try:
                 count = await job(stream)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            await close_data(connection, stream)
             connection.log.info(
                 "%s done: %d bytes in %.3f s", what, count, time.monotonic() - started
             )

@@ -1,0 +1,80 @@
+"""AUTH, PBSZ, PROT, CCC: FTP security extensions (RFC 2228, RFC 4217)."""
+
+from __future__ import annotations
+
+from ..base import ServerBase
+from ..commands import command
+from ..connection import Connection
+
+__all__ = ["TLSCommands", "tls_features"]
+
+
+def tls_features(server: ServerBase) -> list[str]:
+    """FEAT lines for TLS (RFC 4217 §6), only when TLS is configured."""
+    if server.tls_context is not None:
+        return ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]
+    if server.ssl is not None:
+        return ["PBSZ", "PROT"]
+    return []
+
+
+class TLSCommands(ServerBase):
+    """Explicit TLS negotiation and the data-channel protection level."""
+
+    @command("AUTH", help="AUTH TLS: protect the control connection", needs_argument=True)
+    async def auth(self, connection: Connection, rest: str) -> bool:
+        session = connection.session
+        if session.tls_context is None:
+            connection.response("502", "TLS is not configured on this server")
+        elif connection.tls:
+            connection.response("503", "the control connection is already protected")
+        elif rest.strip().upper() not in ("TLS", "SSL", "TLS-C", "TLS-P"):
+            connection.response("504", f"security mechanism {rest!r} not understood")
+        else:
+            connection.response("234", f"AUTH {rest.strip().upper()} ok, start the TLS handshake")
+            await session.flush()
+            await session.start_tls()
+            # RFC 4217 §4: a new security exchange resets the data protection state.
+            connection.pop("pbsz")
+            connection.prot = "C"
+        return True
+
+    @command("PBSZ", help="PBSZ 0: protection buffer size (always 0 for TLS)", needs_argument=True)
+    async def pbsz(self, connection: Connection, rest: str) -> bool:
+        if not connection.tls:
+            connection.response("503", "bad sequence of commands (use AUTH TLS first)")
+            return True
+        connection.pbsz = 0
+        # RFC 4217 §8: for TLS the only buffer size is 0, whatever the client proposed.
+        connection.response("200", "PBSZ=0")
+        return True
+
+    @command("PROT", help="PROT C|P: clear or private data connections", needs_argument=True)
+    async def prot(self, connection: Connection, rest: str) -> bool:
+        level = rest.strip().upper()
+        if not connection.tls:
+            connection.response("503", "bad sequence of commands (use AUTH TLS first)")
+        elif "pbsz" not in connection and self.ssl is None:
+            connection.response("503", "bad sequence of commands (use PBSZ 0 first)")
+        elif level in ("S", "E"):
+            connection.response("536", f"protection level {level} not supported with TLS")
+        elif level not in ("C", "P"):
+            connection.response("504", f"unknown protection level {rest!r}")
+        elif level == "C" and self.tls_data_required:
+            connection.response("534", "clear data connections are refused by policy")
+        else:
+            connection.prot = level
+            connection.response("200", f"protection level set to {level}")
+        return True
+
+    @command("CCC", help="CCC: clear the control connection (if allowed)")
+    async def ccc(self, connection: Connection, rest: str) -> bool:
+        if not connection.tls:
+            connection.response("533", "the control connection is not protected")
+        elif not self.tls_allow_ccc or self.ssl is not None:
+            connection.response("534", "CCC refused by policy: the control connection stays TLS")
+        else:
+            connection.response("200", "CCC ok, the control connection is clear from now on")
+            await connection.session.flush()
+            await connection.session.stop_tls()
+        return True
