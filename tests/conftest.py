@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+import trustme
 
 from trio_ftp import Permission, Server, User
 
@@ -90,3 +92,29 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking client call in a thread, failing the test if it takes too long."""
     with trio.fail_after(TEST_DEADLINE):
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+
+
+@dataclass
+class TLSCerts:
+    """A trustme CA and what servers and clients need from it."""
+
+    server_context: ssl.SSLContext
+    client_context: ssl.SSLContext
+    ca_file: Path
+
+
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls(tls_ca: trustme.CA, tmp_path: Path) -> TLSCerts:
+    """A fresh server context (certificate for 127.0.0.1/localhost) and a trusting client."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    return TLSCerts(server_context, client_context, ca_file)
