@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import os
@@ -38,7 +39,7 @@ async def test_auth_without_tls_configured_is_502(nursery):
     client = await start_memory_session(nursery, Server([User("user", "pw")]))
     await client.reply()
     assert await client.code("AUTH TLS") == "502"
-    code, lines = await client.command("FEAT")
+    _, lines = await client.command("FEAT")
     assert not any("AUTH" in line or "PROT" in line for line in lines)
 
 
@@ -189,10 +190,8 @@ async def test_garbage_instead_of_handshake_costs_one_connection(start_server, t
     with trio.fail_after(10):
         assert await garbage.receive_some(100) == b""  # closed, no reply in clear
         await trio.sleep(3.5)  # the stalled handshake times out meanwhile
-        try:
+        with contextlib.suppress(trio.BrokenResourceError):
             assert await stalled.receive_some(100) == b""
-        except trio.BrokenResourceError:
-            pass
     assert time.process_time() - cpu_before < 3  # nothing spun while they waited
     await garbage.aclose()
     await stalled.aclose()
