@@ -6,8 +6,11 @@ import contextlib
 import ftplib
 import io
 import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 
 import pytest
@@ -260,3 +263,48 @@ async def test_abor_during_tls_transfer(start_server, tls):
         return replies
 
     assert await in_thread(client) == ["426", "226", "257"]
+
+
+async def test_cli_explicit_ftps_required(tls_ca, tmp_path, tls):
+    """python -m trio_ftp --tls-cert/--tls-key --tls-required: clear login refused, TLS works."""
+    cert = tls_ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "hello.txt").write_bytes(b"over tls\n")
+    command = [sys.executable, "-m", "trio_ftp", str(served), "--port", "0"]
+    command += ["--tls-cert", str(cert_file), "--tls-key", str(key_file), "--tls-required"]
+    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+    try:
+        with trio.fail_after(15):
+            line = b""
+            while not line.endswith(b"\n"):
+                line += await process.stdout.receive_some(1)
+        port = int(line.decode().split("ftp://127.0.0.1:")[1].split("/")[0])
+
+        def client() -> bytes:
+            plain = ftplib.FTP(timeout=10)
+            plain.connect("127.0.0.1", port)
+            with pytest.raises(ftplib.error_perm, match="530"):
+                plain.login()
+            plain.close()
+            ftp = ftplib.FTP_TLS(context=tls.client_context, timeout=10)
+            ftp.connect("127.0.0.1", port)
+            ftp.auth()
+            ftp.login()
+            with pytest.raises(ftplib.error_perm, match="521"):
+                ftp.retrbinary("RETR hello.txt", lambda data: None)
+            ftp.prot_p()
+            out = io.BytesIO()
+            ftp.retrbinary("RETR hello.txt", out.write)
+            ftp.quit()
+            return out.getvalue()
+
+        assert await in_thread(client) == b"over tls\n"
+    finally:
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            await process.wait()
+        await process.stdout.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,11 +38,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--user", help="require this login instead of anonymous access")
     parser.add_argument("--password", help="the password for --user")
     parser.add_argument("--data-ports", help="passive port range, e.g. 50000-50100")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): enables FTPS")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--tls-implicit", action="store_true", help="implicit FTPS (TLS from the first byte)"
+    )
+    parser.add_argument(
+        "--tls-required",
+        action="store_true",
+        help="explicit FTPS only: refuse logins and transfers that are not TLS",
+    )
     parser.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default: 300)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
     args = parser.parse_args(argv)
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
+    if (args.tls_implicit or args.tls_required or args.tls_key) and not args.tls_cert:
+        parser.error("the --tls-* options need --tls-cert")
     if not Path(args.directory).is_dir():
         parser.error(f"{args.directory!r} is not a directory")
     args.directory = str(Path(args.directory).resolve())
@@ -55,6 +68,10 @@ def _port_range(text: str) -> range:
 
 def build_server(args: argparse.Namespace) -> Server:
     """The server the command line describes."""
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
     permission = Permission("/", readable=True, writable=args.writable)
     user = User(args.user, args.password, base_path=Path(args.directory), permissions=[permission])
     return Server(
@@ -62,6 +79,10 @@ def build_server(args: argparse.Namespace) -> Server:
         idle_timeout=args.idle_timeout,
         socket_timeout=60,
         data_ports=_port_range(args.data_ports) if args.data_ports else None,
+        ssl=context if args.tls_implicit else None,
+        tls_context=None if args.tls_implicit else context,
+        tls_control_required=args.tls_required,
+        tls_data_required=args.tls_required,
     )
 
 
