@@ -308,3 +308,29 @@ async def test_cli_explicit_ftps_required(tls_ca, tmp_path, tls):
         with trio.fail_after(10):
             await process.wait()
         await process.stdout.aclose()
+
+
+async def test_abor_cancels_a_data_handshake(start_server, tls):
+    """ABOR while the data connection's TLS handshake is stalled: 426 then 226, the stalled
+    data connection is closed, and the session goes on."""
+    running = await start_server(tls_context=tls.server_context, wait_future_timeout=30)
+    (running.root / "f.bin").write_bytes(b"data")
+
+    def client() -> list[str]:
+        ftp = ftplib.FTP_TLS(context=tls.client_context, timeout=10)
+        ftp.connect(running.host, running.port)
+        ftp.auth()
+        ftp.login(LOGIN, PASSWORD)
+        ftp.prot_p()
+        host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+        with socket.create_connection((host, port), timeout=5) as data:
+            data.sendall(b"\x16\x03\x01")  # the start of a ClientHello, then silence
+            replies = [ftp.sendcmd("RETR f.bin")[:3]]
+            ftp.putcmd("ABOR")
+            replies += [ftp.getline()[:3], ftp.getline()[:3]]
+            replies.append("closed" if data.recv(100) == b"" else "open")
+        replies.append(ftp.sendcmd("NOOP")[:3])
+        ftp.quit()
+        return replies
+
+    assert await in_thread(client) == ["150", "426", "226", "closed", "200"]

@@ -213,6 +213,9 @@ class DataChannels:
             session.log.info("data connection dropped: %s", exc or "TLS handshake timed out")
             await trio.aclose_forcefully(tls)
             return None
+        except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
+            await trio.aclose_forcefully(tls)
+            raise
         if server.tls_require_session_reuse and not tls.session_reused:
             self.failure = "the data connection must reuse the control connection's TLS session"
             session.log.warning("data connection dropped: TLS session not reused")
