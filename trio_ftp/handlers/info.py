@@ -38,23 +38,30 @@ class InfoCommands(ServerBase):
         connection.response("211", ["Features:", *self.feature_lines(connection), "End"])
         return True
 
-    @command("OPTS", help="OPTS UTF8 ON | OPTS MLST <facts>: set options", needs_argument=True)
+    @command("OPTS", help="OPTS <command> <options>: set a command's options", needs_argument=True)
     async def opts(self, connection: Connection, rest: str) -> bool:
-        name, _, value = rest.partition(" ")
-        name = name.upper()
-        if name == "UTF8":
-            if value.strip().upper() in ("ON", ""):
-                connection.response("200", "UTF8 mode is always on")
-            else:
-                connection.response("504", "UTF8 can't be turned off")
-        elif name == "MLST":
-            wanted = [f.lower() for f in value.strip().split(";") if f]
-            selected = tuple(f for f in SUPPORTED_FACTS if f in wanted)
-            connection.mlst_facts = selected
-            connection.response("200", "MLST OPTS " + "".join(f"{f};" for f in selected))
-        else:
-            connection.response("501", f"option {name!r} not understood")
+        """RFC 2389 §4: ``OPTS <verb> <options>``, dispatched to an ``opts_<verb>`` method."""
+        name, _, value = rest.strip().partition(" ")
+        handler = getattr(self, f"opts_{name.lower()}", None)
+        if handler is None or not name.isalnum():
+            connection.response("501", f"no options for {name!r}")
+            return True
+        await handler(connection, value.strip())
         return True
+
+    async def opts_utf8(self, connection: Connection, value: str) -> None:
+        """``OPTS UTF8 ON``: we always speak UTF-8 (draft-ietf-ftpext-utf-8-option)."""
+        if value.upper() in ("ON", ""):
+            connection.response("200", "UTF8 mode is always on")
+        else:
+            connection.response("504", "UTF8 can't be turned off")
+
+    async def opts_mlst(self, connection: Connection, value: str) -> None:
+        """``OPTS MLST fact;fact;``: choose the facts MLST/MLSD show (RFC 3659 §7.9)."""
+        wanted = [f.lower() for f in value.split(";") if f]
+        selected = tuple(f for f in SUPPORTED_FACTS if f in wanted)
+        connection.mlst_facts = selected
+        connection.response("200", "MLST OPTS " + "".join(f"{f};" for f in selected))
 
     @command("HELP", help="HELP [<command>]: this text")
     async def help(self, connection: Connection, rest: str) -> bool:
