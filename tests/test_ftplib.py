@@ -388,7 +388,7 @@ async def test_feat_opts_help(start_server):
     assert lines[-1].startswith("211 ")
     features = {line.strip() for line in lines[1:-1]}
     assert {"EPSV", "MDTM", "REST STREAM", "SIZE", "UTF8"} <= features
-    assert any(re.fullmatch(r"MLST (\w+\*?;)+", f) for f in features), features
+    assert any(re.fullmatch(r"MLST ([\w.]+\*?;)+", f) for f in features), features
     assert all(line.startswith(" ") for line in lines[1:-1])
     assert code(opts) == "200"
     help_lines = help_all.split("\n")
@@ -486,10 +486,16 @@ async def test_mlsd(start_server, root):
             entries = list(ftp.mlsd())
             not_dir = reply_of(lambda: list(ftp.mlsd("a.txt")))
             entries.append(("<file>", {"reply": code(not_dir)}))
+            sub = {name: facts["type"] for name, facts in ftp.mlsd("sub")}
+            entries.append(("<sub>", sub))
             return entries
 
     entries = dict(await in_thread(client))
     assert entries.pop("<file>") == {"reply": "501"}
+    sub = entries.pop("<sub>")
+    assert sub["."] == "cdir"
+    assert sub[".."] == "pdir"
+    assert entries.pop(".")["type"] == "cdir"  # the root has no parent entry
     assert sorted(entries) == ["a.txt", "b.bin", "sub"]
     assert entries["a.txt"]["type"] == "file"
     assert entries["a.txt"]["size"] == "6"

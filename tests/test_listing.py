@@ -259,9 +259,10 @@ def test_perm_fact(is_dir: bool, readable: bool, writable: bool, expected: str) 
 
 
 def test_mlsx_line_default_facts() -> None:
-    assert DEFAULT_FACTS == ("type", "size", "modify", "perm", "unique")
+    assert DEFAULT_FACTS == ("type", "size", "modify", "perm", "unique", "unix.mode")
     assert mlsx_line("my file.txt", FILE, perm="adfrw") == (
-        "type=file;size=1234;modify=20251124123456;perm=adfrw;unique=801g1a2b; my file.txt"
+        "type=file;size=1234;modify=20251124123456;perm=adfrw;unique=801g1a2b;unix.mode=0644;"
+        " my file.txt"
     )
     assert mlsx_line("sub", DIR, perm="el").startswith("type=dir;size=4096;")
 
@@ -310,6 +311,7 @@ def test_ftplib_reads_our_mlsd_lines_back() -> None:
                 "modify": "20251124123456",
                 "perm": "adfrw",
                 "unique": "801g1a2b",
+                "unix.mode": "0644",
             },
         ),
         (
@@ -320,9 +322,16 @@ def test_ftplib_reads_our_mlsd_lines_back() -> None:
                 "modify": "20251124123456",
                 "perm": "el",
                 "unique": "801g1a2b",
+                "unix.mode": "0755",
             },
         ),
     ]
+
+
+def test_cdir_pdir_type_override() -> None:
+    """MLSD's ``.`` and ``..`` entries carry type=cdir/pdir (RFC 3659 §7.5.1)."""
+    assert mlsx_line(".", DIR, perm="el", type="cdir").startswith("type=cdir;size=4096;")
+    assert mlsx_line("..", DIR, perm="el", type="pdir").endswith(";unix.mode=0755; ..")
 
 
 def test_ftplib_reads_selected_facts_back() -> None:
@@ -334,7 +343,11 @@ def test_ftplib_reads_selected_facts_back() -> None:
 
 
 def test_supported_facts_and_feat_line() -> None:
-    assert SUPPORTED_FACTS == ("type", "size", "modify", "perm", "unique")
-    assert mlst_feat_line(DEFAULT_FACTS) == "MLST type*;size*;modify*;perm*;unique*;"
-    assert mlst_feat_line(["Size", "unique"]) == "MLST type;size*;modify;perm;unique*;"
-    assert mlst_feat_line(()) == "MLST type;size;modify;perm;unique;"
+    assert SUPPORTED_FACTS == ("type", "size", "modify", "perm", "unique", "unix.mode")
+    assert (
+        mlst_feat_line(DEFAULT_FACTS) == "MLST type*;size*;modify*;perm*;unique*;unix.mode*;"
+    )
+    assert (
+        mlst_feat_line(["Size", "unique"]) == "MLST type;size*;modify;perm;unique*;unix.mode;"
+    )
+    assert mlst_feat_line(()) == "MLST type;size;modify;perm;unique;unix.mode;"

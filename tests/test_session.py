@@ -315,3 +315,49 @@ async def test_missing_argument_is_501(nursery, verb):
     assert await client.code(verb) == "501"
     assert await client.code(f"{verb}   ") == "501"
     assert await client.command("PWD") == ("257", ['"/" is the current directory'])
+
+
+async def test_minor_commands(nursery):
+    """ALLO 202, MODE S/STRU F 200 (others 504), ACCT 202 once logged in."""
+    client = await start_memory_session(nursery, memory_server())
+    await client.reply()
+    assert await client.code("ACCT x") == "502"
+    await client.command("USER user")
+    await client.command("PASS pw")
+    assert await client.code("ACCT x") == "202"
+    assert await client.code("ALLO 1000") == "202"
+    assert await client.code("MODE S") == "200"
+    assert await client.code("MODE B") == "504"
+    assert await client.code("STRU F") == "200"
+    assert await client.code("STRU R") == "504"
+
+
+async def test_stat_without_and_with_path(nursery):
+    """STAT: 211 session status; STAT dir: 213 ls -l listing on the control connection."""
+    client = await logged_in(nursery, memory_server())
+    code, lines = await client.command("STAT")
+    assert code == "211"
+    assert " logged in as user" in lines
+    assert " no transfer in progress" in lines
+    assert await client.code("MKD sub") == "257"
+    assert await client.code("MKD sub/inner") == "257"
+    code, lines = await client.command("STAT sub")
+    assert code == "213"
+    assert lines[1].strip().startswith("drwx")
+    assert lines[1].endswith(" inner")
+    assert await client.code("STAT missing") == "550"
+
+
+async def test_rein_logs_out(nursery):
+    """REIN answers 220 and forgets the login, directory and type."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("MKD d") == "257"
+    assert await client.code("CWD d") == "250"
+    assert await client.code("TYPE I") == "200"
+    assert await client.code("REIN") == "220"
+    assert await client.code("PWD") == "530"
+    await client.command("USER user")
+    await client.command("PASS pw")
+    assert await client.command("PWD") == ("257", ['"/" is the current directory'])
+    _, lines = await client.command("STAT")
+    assert " TYPE: ASCII; STRUcture: File; MODE: Stream" in lines

@@ -33,7 +33,7 @@ __all__ = [
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: Facts this server can give, in the order they appear in a facts line (RFC 3659 §7.5).
-SUPPORTED_FACTS = ("type", "size", "modify", "perm", "unique")
+SUPPORTED_FACTS = ("type", "size", "modify", "perm", "unique", "unix.mode")
 #: Facts given until the client picks others with ``OPTS MLST`` (RFC 3659 §7.9).
 DEFAULT_FACTS = SUPPORTED_FACTS
 
@@ -184,7 +184,14 @@ def perm_fact(is_dir: bool, readable: bool, writable: bool) -> str:
     return "".join(sorted(letters))
 
 
-def mlsx_line(name: str, st: StatLike, *, perm: str, facts: Collection[str] = DEFAULT_FACTS) -> str:
+def mlsx_line(
+    name: str,
+    st: StatLike,
+    *,
+    perm: str,
+    facts: Collection[str] = DEFAULT_FACTS,
+    type: str | None = None,
+) -> str:
     """One ``MLSD`` line, or the entry line of ``MLST`` (RFC 3659 §7.2).
 
     ``fact=value;`` for each selected fact, in :data:`SUPPORTED_FACTS` order, then one
@@ -195,6 +202,7 @@ def mlsx_line(name: str, st: StatLike, *, perm: str, facts: Collection[str] = DE
         st: its stat result.
         perm: the ``perm`` value, from :func:`perm_fact`.
         facts: which facts to give (case-insensitive); unknown names are ignored.
+        type: overrides the ``type`` fact (``"cdir"``/``"pdir"`` for MLSD's ``.``/``..``).
 
     Returns:
         e.g. ``"type=file;size=123;modify=20251124123456;perm=adfrw;unique=801g1a2b; name"``,
@@ -202,11 +210,12 @@ def mlsx_line(name: str, st: StatLike, *, perm: str, facts: Collection[str] = DE
     """
     wanted = {fact.lower() for fact in facts}
     values = {
-        "type": lambda: mlst_type(st),
+        "type": lambda: type or mlst_type(st),
         "size": lambda: str(st.st_size),
         "modify": lambda: mlsx_time(st.st_mtime),
         "perm": lambda: perm,
         "unique": lambda: unique_fact(st),
+        "unix.mode": lambda: f"0{stat.S_IMODE(st.st_mode):o}",
     }
     parts = [f"{fact}={values[fact]()};" for fact in SUPPORTED_FACTS if fact in wanted]
     return "".join(parts) + " " + name

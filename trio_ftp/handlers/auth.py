@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 
 import trio
 
@@ -82,6 +83,32 @@ class AuthCommands(ServerBase):
         else:
             connection.log.info("failed login for %r", connection.login_name)
             connection.response("530", "login incorrect")
+        return True
+
+    @command("ACCT", help="ACCT <account>: accounts are not used here")
+    async def acct(self, connection: Connection, rest: str) -> bool:
+        if connection.get("logged"):
+            connection.response("202", "ACCT not needed, already logged in")
+        else:
+            connection.response("502", "accounts are not used; log in with USER and PASS")
+        return True
+
+    @command("REIN", help="REIN: log out and start over (the TLS state stays)")
+    async def rein(self, connection: Connection, rest: str) -> bool:
+        """RFC 959 §4.1.1: flush the account and session parameters, keep the connection.
+
+        The control connection's TLS stays (RFC 4217 lets a server keep it); data
+        protection returns to its start (``PROT C`` after AUTH, ``P`` with implicit TLS).
+        """
+        await connection.session.data.close()
+        await self.forget_user(connection)
+        for key in ("login_name", "rename_from", "mlst_facts", "hash_algorithm", "epsv_all"):
+            connection.pop(key)
+        connection.current_directory = PurePosixPath("/")
+        connection.restart_offset = 0
+        connection.transfer_type = "A"
+        connection.prot = "P" if self.ssl is not None else "C"
+        connection.response("220", "session reset, send USER")
         return True
 
     @command("QUIT", help="QUIT: end the session")

@@ -22,7 +22,13 @@ _exists = PathConditions.path_must_exists
 
 
 async def facts_line(
-    server: ServerBase, connection: Connection, real: Any, virtual: PurePosixPath, name: str
+    server: ServerBase,
+    connection: Connection,
+    real: Any,
+    virtual: PurePosixPath,
+    name: str,
+    *,
+    type: str | None = None,
 ) -> str:
     """The RFC 3659 facts line of one path, with this user's ``perm`` fact."""
     stat = await connection.path_io.stat(real)
@@ -30,7 +36,7 @@ async def facts_line(
     permission = await connection.user.get_permissions(virtual)
     perm = perm_fact(is_dir, permission.readable, permission.writable)
     facts = connection.get("mlst_facts", DEFAULT_FACTS)
-    return mlsx_line(name, stat, perm=perm, facts=facts)
+    return mlsx_line(name, stat, perm=perm, facts=facts, type=type)
 
 
 class FileCommands(ServerBase):

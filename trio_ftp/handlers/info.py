@@ -63,6 +63,27 @@ class InfoCommands(ServerBase):
         connection.mlst_facts = selected
         connection.response("200", "MLST OPTS " + "".join(f"{f};" for f in selected))
 
+    @command("ALLO", help="ALLO <bytes>: reserve space (not needed here)")
+    async def allo(self, connection: Connection, rest: str) -> bool:
+        connection.response("202", "no storage allocation necessary")
+        return True
+
+    @command("MODE", help="MODE S: stream transfer mode (the only one)", needs_argument=True)
+    async def mode(self, connection: Connection, rest: str) -> bool:
+        if rest.strip().upper() == "S":
+            connection.response("200", "mode set to S")
+        else:
+            connection.response("504", f"mode {rest!r} not supported (only S, stream)")
+        return True
+
+    @command("STRU", help="STRU F: file structure (the only one)", needs_argument=True)
+    async def stru(self, connection: Connection, rest: str) -> bool:
+        if rest.strip().upper() == "F":
+            connection.response("200", "structure set to F")
+        else:
+            connection.response("504", f"structure {rest!r} not supported (only F, file)")
+        return True
+
     @command("HELP", help="HELP [<command>]: this text")
     async def help(self, connection: Connection, rest: str) -> bool:
         verb = rest.strip().upper()

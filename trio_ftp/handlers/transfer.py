@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -87,6 +88,15 @@ async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
 
 
+@dataclass
+class TransferProgress:
+    """What ``STAT`` reports about the running transfer."""
+
+    what: str
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
 class TransferCommands(ServerBase):
     """Transfers and their parameters."""
 
@@ -138,30 +148,74 @@ class TransferCommands(ServerBase):
         self,
         connection: Connection,
         what: str,
-        job: Callable[[trio.abc.Stream], Awaitable[int]],
+        job: Callable[[trio.abc.Stream, TransferProgress], Awaitable[None]],
     ) -> None:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
         if self.tls_data_required and connection.prot != "P":
             connection.response("521", "data connections must be protected: use PROT P")
             return
 
+        progress = TransferProgress(what)
+
         @worker
         async def transfer(server: ServerBase, connection: Connection) -> None:
-            started = time.monotonic()
+            connection.transfer_progress = progress
             stream = await connection.session.data.take_stream()
             try:
-                count = await job(stream)
+                await job(stream, progress)
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
             await close_data(connection, stream)
             connection.log.info(
-                "%s done: %d bytes in %.3f s", what, count, time.monotonic() - started
+                "%s done: %d bytes in %.3f s",
+                what,
+                progress.bytes,
+                time.monotonic() - progress.started,
             )
             connection.response("226", "transfer complete")
 
         connection.response("150", f"opening data connection for {what}")
         connection.start_transfer(transfer, self, connection)
+
+    @command(
+        "STAT",
+        help="STAT [<path>]: session status, or a listing on this connection",
+        immediate=True,
+    )
+    async def stat(self, connection: Connection, rest: str) -> bool:
+        """RFC 959 §4.1.3: without argument, the session's status (also mid-transfer);
+        with a path, its ``ls -l`` listing over the control connection (``213``)."""
+        if rest.strip():
+            if not connection.get("logged"):
+                connection.response("530", "not logged in")
+                return True
+            lines = await self.listing_lines(connection, rest)
+            if lines is not None:
+                connection.response("213", [f"status of {rest.strip()}:", *lines, "end of status"])
+            return True
+        connection.response("211", ["trio_ftp status:", *self.status_lines(connection), "end"])
+        return True
+
+    def status_lines(self, connection: Connection) -> list[str]:
+        """What ``STAT`` without argument says about the session."""
+        user = connection.get("user")
+        lines = [f"connected to {connection.client_host}:{connection.client_port}"]
+        if connection.get("logged") and user is not None:
+            lines.append(f"logged in as {user.login or 'anonymous'}")
+        else:
+            lines.append("not logged in")
+        kind = "ASCII" if connection.transfer_type == "A" else "binary"
+        lines.append(f"TYPE: {kind}; STRUcture: File; MODE: Stream")
+        protection = "private (TLS)" if connection.prot == "P" else "clear"
+        control = "TLS" if connection.tls else "clear"
+        lines.append(f"control connection: {control}; data protection: {protection}")
+        progress = connection.get("transfer_progress")
+        if connection.session.transfer is not None and progress is not None:
+            lines.append(f"transfer in progress: {progress.what}, {progress.bytes} bytes so far")
+        else:
+            lines.append("no transfer in progress")
+        return lines
 
     # files -----------------------------------------------------------------------------------
     @command("RETR", help="RETR <file>: download", needs_argument=True)
@@ -176,15 +230,13 @@ class TransferCommands(ServerBase):
             connection.response("554", f"restart offset {offset} is past the end ({size})")
             return True
 
-        async def job(stream: trio.abc.Stream) -> int:
-            count = 0
+        async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             async with connection.path_io.open(real, mode="rb") as file:
                 if offset:
                     await file.seek(offset)
                 while block := await file.read(self.block_size):
                     await send_data(connection, stream, block)
-                    count += len(block)
-            return count
+                    progress.bytes += len(block)
 
         self._start(connection, f"RETR {virtual}", job)
         return True
@@ -210,15 +262,13 @@ class TransferCommands(ServerBase):
         else:
             mode = "ab" if append else "wb"
 
-        async def job(stream: trio.abc.Stream) -> int:
-            count = 0
+        async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             async with connection.path_io.open(real, mode=mode) as file:
                 if offset:
                     await file.seek(offset)
                 while data := await receive_data(connection, stream, self.block_size):
                     await file.write(data)
-                    count += len(data)
-            return count
+                    progress.bytes += len(data)
 
         self._start(connection, f"{'APPE' if append else 'STOR'} {virtual}", job)
         return True
@@ -265,21 +315,27 @@ class TransferCommands(ServerBase):
     def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
         data = "".join(f"{line}\r\n" for line in lines).encode(self.encoding, "replace")
 
-        async def job(stream: trio.abc.Stream) -> int:
+        async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             await send_data(connection, stream, data)
-            return len(data)
+            progress.bytes = len(data)
 
         self._start(connection, what, job)
+
+    async def listing_lines(self, connection: Connection, rest: str) -> list[str] | None:
+        """``ls -l`` lines for LIST and STAT (owner and group as numeric ids); None after
+        answering an error."""
+        now = time.time()
+
+        async def line(real: Any, name: str, virtual: Any) -> str:
+            stat = await connection.path_io.stat(real)
+            return list_line(name, stat, now, owner=str(stat.st_uid), group=str(stat.st_gid))
+
+        return await self._listing_lines(connection, strip_list_options(rest), line)
 
     @command("LIST", help="LIST [<path>]: directory listing, ls -l style")
     @_passive
     async def list(self, connection: Connection, rest: str) -> bool:
-        now = time.time()
-
-        async def line(real: Any, name: str, virtual: Any) -> str:
-            return list_line(name, await connection.path_io.stat(real), now)
-
-        lines = await self._listing_lines(connection, strip_list_options(rest), line)
+        lines = await self.listing_lines(connection, rest)
         if lines is not None:
             self._start_listing(connection, "LIST", lines)
         return True
@@ -303,5 +359,13 @@ class TransferCommands(ServerBase):
 
         lines = await self._listing_lines(connection, rest, line, directories_only=True)
         if lines is not None:
-            self._start_listing(connection, "MLSD", lines)
+            # RFC 3659 §7.5.1: the listed directory itself (cdir) and its parent (pdir).
+            real, virtual = await self.get_paths(connection, rest)
+            here = [await facts_line(self, connection, real, virtual, ".", type="cdir")]
+            if virtual != virtual.parent:
+                parent, _ = await self.get_paths(connection, str(virtual.parent))
+                here.append(
+                    await facts_line(self, connection, parent, virtual.parent, "..", type="pdir")
+                )
+            self._start_listing(connection, "MLSD", here + lines)
         return True
