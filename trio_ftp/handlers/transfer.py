@@ -32,6 +32,7 @@ _passive = ConnectionConditions(
     ConnectionConditions.login_required, ConnectionConditions.passive_server_started
 )
 _exists = PathConditions.path_must_exists
+_STOU_ATTEMPTS = 100
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
 
 
@@ -149,6 +150,7 @@ class TransferCommands(ServerBase):
         connection: Connection,
         what: str,
         job: Callable[[trio.abc.Stream, TransferProgress], Awaitable[None]],
+        opening: str | None = None,
     ) -> None:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
         if self.tls_data_required and connection.prot != "P":
@@ -175,7 +177,7 @@ class TransferCommands(ServerBase):
             )
             connection.response("226", "transfer complete")
 
-        connection.response("150", f"opening data connection for {what}")
+        connection.response("150", opening or f"opening data connection for {what}")
         connection.start_transfer(transfer, self, connection)
 
     @command(
@@ -262,6 +264,22 @@ class TransferCommands(ServerBase):
         else:
             mode = "ab" if append else "wb"
 
+        self._receive_file(
+            connection, real, mode, offset, f"{'APPE' if append else 'STOR'} {virtual}"
+        )
+        return True
+
+    def _receive_file(
+        self,
+        connection: Connection,
+        real: Any,
+        mode: str,
+        offset: int,
+        what: str,
+        opening: str | None = None,
+    ) -> None:
+        """Start an upload into ``real`` (opened with ``mode``, written from ``offset``)."""
+
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             async with connection.path_io.open(real, mode=mode) as file:
                 if offset:
@@ -270,7 +288,28 @@ class TransferCommands(ServerBase):
                     await file.write(data)
                     progress.bytes += len(data)
 
-        self._start(connection, f"{'APPE' if append else 'STOR'} {virtual}", job)
+        self._start(connection, what, job, opening)
+
+    @command("STOU", help="STOU [<name>]: upload under a new, unique name")
+    @_passive
+    async def stou(self, connection: Connection, rest: str) -> bool:
+        """RFC 959 §4.1.3 / RFC 1123 §4.1.2.9: the name is chosen here, told as ``150 FILE:``."""
+        if self._take_offset(connection):
+            connection.response("503", "REST and STOU can't be combined")
+            return True
+        _, wanted = await self.get_paths(connection, rest.strip() or "stou")
+        for attempt in range(_STOU_ATTEMPTS):
+            candidate = wanted if attempt == 0 else wanted.with_name(f"{wanted.name}.{attempt}")
+            real, virtual = await self.get_paths(connection, str(candidate))
+            if not await connection.path_io.exists(real):
+                break
+        else:
+            connection.response("450", "no unique file name available")
+            return True
+        if not (await connection.user.get_permissions(virtual)).writable:
+            connection.response("550", "permission denied")
+            return True
+        self._receive_file(connection, real, "wb", 0, f"STOU {virtual}", f"FILE: {virtual.name}")
         return True
 
     @command("STOR", help="STOR <file>: upload", needs_argument=True)

@@ -1,0 +1,139 @@
+"""Protocol behaviour over loopback: STOU, pipelining, commands answered mid-transfer."""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import socket
+
+from conftest import LOGIN, PASSWORD, in_thread
+
+
+def read_reply(file) -> str:
+    """One whole reply (multi-line aware) from a socket file."""
+    line = file.readline()
+    text = line
+    if line[3:4] == "-":
+        while True:
+            more = file.readline()
+            text += more
+            if more[:3] == line[:3] and more[3:4] == " ":
+                break
+    return text
+
+
+async def test_stou_makes_unique_names(start_server):
+    """STOU answers 150 FILE: <name>; two uploads with the same base get two names."""
+    running = await start_server()
+    (running.root / "report").write_bytes(b"old")
+
+    def client() -> None:
+        with running.ftp() as ftp:
+            for payload in (b"first", b"second"):
+                ftp.voidcmd("TYPE I")
+                conn, _ = ftp.ntransfercmd("STOU report")
+                conn.sendall(payload)
+                conn.close()
+                ftp.voidresp()
+
+    await in_thread(client)
+    assert (running.root / "report").read_bytes() == b"old"
+    assert (running.root / "report.1").read_bytes() == b"first"
+    assert (running.root / "report.2").read_bytes() == b"second"
+
+
+async def test_stou_150_text(start_server):
+    """The 150 reply of STOU names the file as RFC 1123 asks (FILE: name)."""
+    running = await start_server()
+
+    def client() -> str:
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+            with socket.create_connection((host, port), timeout=10):
+                opening = ftp.sendcmd("STOU")
+            ftp.voidresp()
+            return opening
+
+    assert await in_thread(client) == "150 FILE: stou"
+    assert (running.root / "stou").read_bytes() == b""
+
+
+async def test_pipelined_commands_answered_in_order(start_server):
+    """Commands sent in one write get their replies in command order."""
+    running = await start_server()
+
+    def client() -> list[str]:
+        with socket.create_connection((running.host, running.port), timeout=10) as sock:
+            file = sock.makefile("r", encoding="utf-8", newline="\r\n")
+            read_reply(file)
+            sock.sendall(
+                f"USER {LOGIN}\r\nPASS {PASSWORD}\r\nMKD p\r\nCWD p\r\nPWD\r\n"
+                "SYST\r\nNOOP\r\nFEAT\r\nCDUP\r\nRMD p\r\nQUIT\r\n".encode()
+            )
+            return [read_reply(file)[:3] for _ in range(11)]
+
+    codes = await in_thread(client)
+    assert codes == ["331", "230", "257", "250", "257", "215", "200", "211", "250", "250", "221"]
+
+
+async def test_stat_and_noop_answered_during_transfer(start_server):
+    """While a download runs, NOOP and STAT are answered at once; PWD waits for the 226."""
+    running = await start_server(block_size=4096)
+    (running.root / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+
+    def client() -> list[str]:
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            conn = ftp.transfercmd("RETR big.bin")
+            conn.recv(65536)  # the transfer is running and blocked on us
+            ftp.putcmd("NOOP")
+            replies = [ftp.getresp()[:3]]
+            ftp.putcmd("STAT")
+            status = ftp.getmultiline()
+            replies.append(status[:3])
+            replies.append("in progress" if "transfer in progress: RETR" in status else status)
+            ftp.putcmd("PWD")
+            while conn.recv(1 << 20):
+                pass
+            conn.close()
+            replies.append(ftp.getresp()[:3])  # 226 for the RETR comes first
+            replies.append(ftp.getresp()[:3])  # then the PWD's 257
+            return replies
+
+    assert await in_thread(client) == ["200", "211", "in progress", "226", "257"]
+
+
+async def test_list_flags_are_not_paths(start_server):
+    """LIST -la / -a / -R lists the directory instead of looking for a file named '-la'."""
+    running = await start_server()
+    (running.root / "x.txt").write_bytes(b"x")
+
+    def client() -> list[list[str]]:
+        with running.ftp() as ftp:
+            listings = []
+            for command in ("LIST -la", "LIST -a", "LIST -al .", "NLST -a"):
+                lines: list[str] = []
+                ftp.retrlines(command, lines.append)
+                listings.append([line.split()[-1] for line in lines])
+            return listings
+
+    assert await in_thread(client) == [["x.txt"]] * 4
+
+
+async def test_ftplib_size_needs_binary(start_server):
+    """SIZE in ASCII mode is 550 (the size would depend on conversion); in TYPE I it is exact."""
+    running = await start_server()
+    (running.root / "f").write_bytes(b"a\nb\n")
+
+    def client() -> tuple[str, int | None]:
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE A")
+            try:
+                ftp.size("f")
+            except ftplib.error_perm as exc:
+                ascii_reply = str(exc)[:3]
+            ftp.voidcmd("TYPE I")
+            return ascii_reply, ftp.size("f")
+
+    assert await in_thread(client) == ("550", 4)
