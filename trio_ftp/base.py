@@ -13,6 +13,7 @@ teardown runs shielded with short time limits, and ``close()`` returns when
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import ssl as _ssl
@@ -57,8 +58,20 @@ class ServerBase:
         read_speed_limit, write_speed_limit, read_speed_limit_per_connection,
         write_speed_limit_per_connection: not implemented yet (the limits issue): a value
             other than ``None`` raises ``NotImplementedError``.
-        ipv4_pasv_forced_response_address: the IPv4 address announced in ``227`` (for NAT).
+        ipv4_pasv_forced_response_address: aioftp's name for ``passive_address`` (a string
+            only); give one or the other.
+        passive_address: the IPv4 address announced in ``227`` (for NAT): a string, or a
+            callable ``(connection) -> str | None`` choosing per connection (``None``: the
+            default). The default, and ``0.0.0.0``, mean the control connection's local
+            address.
         data_ports: the ports passive listeners may use; ``None`` lets the kernel choose.
+        active_mode: honour ``PORT``/``EPRT`` (the server connects to the client); when
+            False they are answered ``504``.
+        permit_foreign_addresses: let ``PORT``/``EPRT`` name an address other than the
+            control connection's peer. Off by default: that is the FTP bounce attack
+            (RFC 2577 §3), answered ``501``.
+        permit_privileged_ports: let ``PORT``/``EPRT`` name a port below 1024 (``501``
+            otherwise, RFC 2577 §3).
         encoding: encoding of commands, replies and listings.
         ssl: implicit FTPS (aioftp's meaning): every control connection is TLS from its
             first byte, and data connections are TLS too.
@@ -97,6 +110,10 @@ class ServerBase:
         write_speed_limit_per_connection: int | None = None,
         ipv4_pasv_forced_response_address: str | None = None,
         data_ports: Iterable[int] | None = None,
+        passive_address: str | Callable[[Connection], str | None] | None = None,
+        active_mode: bool = True,
+        permit_foreign_addresses: bool = False,
+        permit_privileged_ports: bool = False,
         encoding: str = "utf-8",
         ssl: _ssl.SSLContext | None = None,
         welcome_message: str = "trio_ftp ready",
@@ -130,8 +147,31 @@ class ServerBase:
         self.path_timeout = check_timeout("path_timeout", path_timeout)
         self.path_io_factory = path_io_factory
         self._path_io_state: object | None = None
-        self.ipv4_pasv_forced_response_address = ipv4_pasv_forced_response_address
+        if passive_address is None:
+            passive_address = ipv4_pasv_forced_response_address
+        elif ipv4_pasv_forced_response_address is not None:
+            raise ValueError(
+                "give passive_address= or its alias ipv4_pasv_forced_response_address=, not both"
+            )
+        if isinstance(passive_address, str):
+            try:
+                ipaddress.IPv4Address(passive_address)
+            except ValueError:
+                raise ValueError(
+                    f"passive_address must be an IPv4 address, got {passive_address!r}"
+                ) from None
+        elif passive_address is not None and not callable(passive_address):
+            raise ValueError(
+                f"passive_address must be a str or a callable, got {passive_address!r}"
+            )
+        self.passive_address = passive_address
+        self.ipv4_pasv_forced_response_address = (
+            passive_address if isinstance(passive_address, str) else None
+        )
         self.data_ports = PortPool(data_ports)
+        self.active_mode = active_mode
+        self.permit_foreign_addresses = permit_foreign_addresses
+        self.permit_privileged_ports = permit_privileged_ports
         self.encoding = encoding
         if ssl is not None and tls_context is not None:
             raise ValueError("give ssl= (implicit FTPS) or tls_context= (explicit), not both")

@@ -1,4 +1,4 @@
-"""Data channels: passive listeners, the accepted data connection, and the port pool.
+"""Data channels: passive listeners, active targets, the data connection, and the port pool.
 
 Theory of operation
 -------------------
@@ -13,27 +13,39 @@ dropped and logged: that is what stops data-port theft), stores it as
 :meth:`DataChannels.take_stream`, which waits at most ``wait_future_timeout`` (then ``425``).
 The accept task has its own cancel scope; a new PASV, ABOR without a transfer, or the end of
 the session cancels it, and its ``finally`` closes the socket and returns the port.
+
+PORT/EPRT call :meth:`DataChannels.open_active` (RFC 959 §4.1.2, RFC 2428 §2), which closes
+any previous channel and only records the client's address as an :class:`ActiveTarget`:
+nothing is connected until a transfer calls :meth:`DataChannels.take_stream`, which then
+connects from the control connection's local address (RFC 959 §3.2) inside the transfer task,
+so ABOR and the end of the session cancel the connect like any other part of the transfer.
+
+Either kind of channel is stored under aioftp's key ``connection.passive_server``; the key name
+is kept for compatibility (``ConnectionConditions.passive_server_started``) and now means "a
+data channel is set up" (PASV/EPSV *or* PORT/EPRT). A channel serves one transfer.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import socket
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
-from .errors import DataConnectionError, NoAvailablePort
+from .errors import DataConnectionError, NoAvailablePort, ReplyError
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 
 if TYPE_CHECKING:
     from .connection import Connection
     from .session import Session
 
-__all__ = ["DataChannels", "PassiveListener", "PortPool", "same_host"]
+__all__ = ["ActiveTarget", "DataChannels", "PassiveListener", "PortPool", "same_host"]
 
 
 class PortPool:
@@ -121,19 +133,35 @@ class PassiveListener:
         raise NoAvailablePort("every data port is in use")
 
 
+@dataclass(frozen=True)
+class ActiveTarget:
+    """One PORT/EPRT destination: where the server connects for the next transfer.
+
+    Stored as ``connection.passive_server`` (aioftp's key, meaning "a data channel is set
+    up"), so the transfer handlers' ``passive_server_started`` condition accepts it.
+    """
+
+    host: str
+    port: int
+
+    def close(self) -> None:
+        """Nothing to release: the connection is made, and closed, by the transfer."""
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4), None if none."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def same_host(a: str, b: str) -> bool:
     """True if two addresses name the same host (IPv4-mapped IPv6 equals its IPv4)."""
-
-    def norm(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return host
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        return address
-
-    return norm(a) == norm(b)
+    return (_ip(a) or a) == (_ip(b) or b)
 
 
 class DataChannels:
@@ -166,6 +194,70 @@ class DataChannels:
         nursery.start_soon(self._accept, listener)
         return listener
 
+    async def open_active(self, host: str, port: int) -> ActiveTarget:
+        """Check a PORT/EPRT address, close any previous channel and record the target.
+
+        Nothing is connected here; :meth:`take_stream` connects when a transfer starts.
+
+        Raises:
+            ReplyError: ``501`` for an address other than the control connection's peer
+                (FTP bounce protection, RFC 2577 §3) unless ``permit_foreign_addresses``,
+                or a port below 1024 unless ``permit_privileged_ports``. The previous
+                channel is then left as it was.
+        """
+        server = self.session.server
+        address = _ip(host)
+        if address is None:
+            raise ReplyError("501", f"not an IP address: {host!r}")
+        if not server.permit_foreign_addresses and not same_host(host, self.session.peer_host):
+            raise ReplyError("501", "foreign address refused (FTP bounce protection)")
+        if not server.permit_privileged_ports and port < 1024:
+            raise ReplyError("501", f"privileged port {port} refused (use a port >= 1024)")
+        await self.close()
+        self.failure = None
+        # IPv4-mapped becomes plain IPv4; an IPv6 address keeps its zone (``%eth0``).
+        target = ActiveTarget(str(address) if address.version == 4 else host, port)
+        self._connection.passive_server = target
+        return target
+
+    async def _connect(self, target: ActiveTarget) -> trio.abc.Stream:
+        """Connect to an active target from the control connection's local address.
+
+        Timeouts: ``wait_future_timeout`` for the TCP connect (then ``425``), then
+        ``tls_handshake_timeout`` with ``PROT P``. Cancellation: runs in the transfer task,
+        so ABOR and the session's end cancel it; the socket is closed.
+        """
+        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+        local = _ip(self.session.local_host)
+        bind: str | None = None  # RFC 959 §3.2: connect from the address the client talks to
+        if local is not None and local.version == (6 if family == socket.AF_INET6 else 4):
+            bind = str(local) if local.version == 4 else self.session.local_host
+        timeout = self._connection.wait_future_timeout
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        try:
+            with trio.fail_after(math.inf if timeout is None else timeout):
+                if bind is not None:
+                    await sock.bind((bind, 0))
+                await sock.connect((target.host, target.port))
+        except (OSError, trio.TooSlowError) as exc:
+            sock.close()
+            if isinstance(exc, trio.TooSlowError):
+                reason = "connect timed out"
+            else:
+                reason = os.strerror(exc.errno) if exc.errno else "connect failed"
+            self.session.log.info(
+                "active data connection to %s:%s failed: %r", target.host, target.port, exc
+            )
+            raise DataConnectionError(f"can't open data connection: {reason}") from None
+        except BaseException:
+            sock.close()
+            raise
+        self.session.log.debug("data connection to %s:%s", target.host, target.port)
+        protected = await self._protect(trio.SocketStream(sock))
+        if protected is None:
+            raise DataConnectionError(f"can't open data connection: {self.failure}")
+        return protected
+
     async def _accept(self, listener: PassiveListener) -> None:
         log = self.session.log
         try:
@@ -194,8 +286,9 @@ class DataChannels:
         """With ``PROT P``, wrap and handshake at once (aioftp's client handshakes before it
         sends RETR; waiting for the command would deadlock it). None if the handshake failed.
 
-        Timeouts: ``tls_handshake_timeout``. Cancellation: runs in the accept task's scope,
-        so a new PASV, ABOR, the transfer's failure or the session's end cancel it.
+        Timeouts: ``tls_handshake_timeout``. Cancellation: runs in the accept task's scope
+        (passive) or the transfer's (active), so a new PASV, ABOR, the transfer's failure or
+        the session's end cancel it.
         """
         session = self.session
         context = session.tls_context
@@ -226,12 +319,19 @@ class DataChannels:
     async def take_stream(self) -> trio.abc.Stream:
         """The data connection for a transfer, waiting at most ``wait_future_timeout``.
 
-        The channel is used up: the next transfer needs a new PASV/EPSV.
+        Passive: the connection the accept task took. Active: a new connection to the
+        PORT/EPRT address. The channel is used up: the next transfer needs a new PASV, EPSV,
+        PORT or EPRT.
 
         Raises:
-            DataConnectionError: no data connection arrived in time (``425``).
+            DataConnectionError: no data connection arrived in time, or connecting to the
+                client failed (``425``).
         """
         connection = self._connection
+        channel = connection.get("passive_server")
+        if isinstance(channel, ActiveTarget):
+            del connection.passive_server
+            return await self._connect(channel)
         timeout = connection.wait_future_timeout
         with trio.move_on_after(math.inf if timeout is None else timeout):
             await connection.wait_for("data_connection")
@@ -248,9 +348,9 @@ class DataChannels:
     async def close(self) -> None:
         """Close the listener and any data connection not yet used by a transfer."""
         connection = self._connection
-        listener: PassiveListener | None = connection.pop("passive_server")
-        if listener is not None:
-            listener.close()
+        channel: PassiveListener | ActiveTarget | None = connection.pop("passive_server")
+        if channel is not None:
+            channel.close()
         stream: trio.abc.Stream | None = connection.pop("data_connection")
         if stream is not None:
             await trio.aclose_forcefully(stream)
