@@ -13,6 +13,7 @@ from trio_ftp.codec import (
     Command,
     CommandDecoder,
     encode_reply,
+    has_surrogates,
     quote_path,
 )
 from trio_ftp.errors import LineTooLong, ProtocolError
@@ -152,14 +153,25 @@ def test_lone_iac_before_data_byte_is_kept() -> None:
 
 
 # --- bad lines -----------------------------------------------------------------------------
-def test_undecodable_line_is_501_and_decoding_goes_on() -> None:
+def test_undecodable_verb_is_501_and_decoding_goes_on() -> None:
+    """A verb that is not valid in the encoding is a 501; the next line still decodes."""
     decoder = CommandDecoder()
-    decoder.feed(b"RETR \xc3(\r\nNOOP\r\n")
+    decoder.feed(b"RE\xc3(TR x\r\nNOOP\r\n")
     with pytest.raises(ProtocolError) as info:
         decoder.next_command()
     assert info.value.code == "501"
     assert decoder.next_command() == Command("NOOP", "")
     assert decoder.next_command() is None
+
+
+def test_undecodable_argument_keeps_surrogate_escapes() -> None:
+    """An argument with invalid bytes decodes with surrogate escapes (PEP 383), so the
+    session can round-trip a name it listed; the bytes come back unchanged."""
+    (command,) = decode(b"RETR caf\xe9.txt\r\n")
+    assert command.verb == "RETR"
+    assert has_surrogates(command.arg)
+    assert command.arg.encode("utf-8", "surrogateescape") == b"caf\xe9.txt"
+    assert not has_surrogates("café.txt")
 
 
 def test_same_bytes_decode_in_latin1() -> None:

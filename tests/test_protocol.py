@@ -137,3 +137,35 @@ async def test_ftplib_size_needs_binary(start_server):
             return ascii_reply, ftp.size("f")
 
     assert await in_thread(client) == ("550", 4)
+
+
+async def test_non_utf8_names_round_trip(start_server):
+    """A name that is not valid UTF-8 is listed as its bytes and can be fetched, renamed and
+    deleted with those bytes; an invalid name that does not exist (MKD, or an RNTO target)
+    is still 501: such names are never created."""
+    running = await start_server()
+    raw_name = b"caf\xe9.txt"
+    with open(os.path.join(os.fsencode(running.root), raw_name), "wb") as file:
+        file.write(b"latin-1 named")
+
+    def client() -> tuple[list[str], bytes, list[str], str]:
+        with running.ftp() as ftp:
+            ftp.encoding = "latin-1"  # hands us the raw bytes as code points 0-255
+            names = ftp.nlst()
+            out: list[bytes] = []
+            ftp.retrbinary("RETR caf\xe9.txt", out.append)
+            ftp.rename("caf\xe9.txt", "cafe.txt")
+            after = ftp.nlst()
+            ftp.delete("cafe.txt")
+            try:
+                ftp.sendcmd("MKD new\xe9")
+            except ftplib.error_perm as exc:
+                refused = str(exc)[:3]
+            return names, b"".join(out), after, refused
+
+    names, data, after, refused = await in_thread(client)
+    assert names == ["caf\xe9.txt"]
+    assert data == b"latin-1 named"
+    assert after == ["cafe.txt"]
+    assert refused == "501"
+    assert os.listdir(running.root) == []

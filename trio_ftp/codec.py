@@ -17,6 +17,7 @@ __all__ = [
     "Command",
     "CommandDecoder",
     "encode_reply",
+    "has_surrogates",
     "quote_path",
 ]
 
@@ -196,7 +197,16 @@ class CommandDecoder:
             try:
                 line = raw.decode(self.encoding)
             except UnicodeDecodeError:
-                raise ProtocolError("501", f"command line is not valid {self.encoding}") from None
+                # A file name the client got from a listing may hold bytes that are not
+                # valid in the encoding: keep them as surrogate escapes (PEP 383) so they
+                # round-trip to the same bytes; the session decides whether to accept them.
+                line = raw.decode(self.encoding, "surrogateescape")
+                command = Command.parse(line)
+                if has_surrogates(command.verb):
+                    raise ProtocolError(
+                        "501", f"command line is not valid {self.encoding}"
+                    ) from None
+                return command
             return Command.parse(line)
         return None
 
@@ -277,6 +287,11 @@ def encode_reply(code: str, lines: str | Sequence[str], encoding: str = "utf-8")
         out.extend(text if text.startswith(" ") else " " + text for text in texts[1:-1])
         out.append(f"{code} {texts[-1]}")
     return "".join(line + "\r\n" for line in out).encode(encoding, errors="replace")
+
+
+def has_surrogates(text: str) -> bool:
+    """True if ``text`` holds surrogate escapes: bytes that were not valid in the encoding."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def quote_path(path: str) -> str:

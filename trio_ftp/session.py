@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .codec import Command, CommandDecoder, encode_reply
+from .codec import Command, CommandDecoder, encode_reply, has_surrogates
 from .connection import Connection
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
@@ -323,6 +323,9 @@ class Session:
         if spec is not None and spec.needs_argument and not command.arg.strip():
             self.respond("501", f"syntax error: {command.verb} needs an argument")
             return True
+        if has_surrogates(command.arg) and not await self._names_existing_path(command.arg):
+            self.respond("501", f"argument is not valid {self.server.encoding}")
+            return True
         self.connection.path_cache = {}
         try:
             result = await handler(self.connection, command.arg)
@@ -332,6 +335,17 @@ class Session:
             self._respond_error(exc)
             return not (isinstance(exc, ReplyError) and exc.fatal)
         return result is not False
+
+    async def _names_existing_path(self, argument: str) -> bool:
+        """An argument with bytes invalid in the encoding is accepted only as the name of an
+        existing file (one the client saw in a listing), never to create a new name."""
+        if not self.connection.get("logged"):
+            return False
+        try:
+            real, _ = await self.server.get_paths(self.connection, argument)
+            return bool(await self.connection.path_io.exists(real))
+        except FTPError:
+            return False
 
     def _respond_error(self, exc: BaseException) -> None:
         code, text = reply_for(exc)

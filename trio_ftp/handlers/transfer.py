@@ -352,7 +352,11 @@ class TransferCommands(ServerBase):
         return [await line(child, child.name, virtual / child.name) for child in children]
 
     def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
-        data = "".join(f"{line}\r\n" for line in lines).encode(self.encoding, "replace")
+        text = "".join(f"{line}\r\n" for line in lines)
+        try:  # names that were not valid in the encoding go back as the same bytes
+            data = text.encode(self.encoding, "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode(self.encoding, "replace")
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             await send_data(connection, stream, data)
