@@ -145,8 +145,7 @@ async def test_non_utf8_names_round_trip(start_server):
     is still 501: such names are never created."""
     running = await start_server()
     raw_name = b"caf\xe9.txt"
-    with open(os.path.join(os.fsencode(running.root), raw_name), "wb") as file:
-        file.write(b"latin-1 named")
+    (running.root / os.fsdecode(raw_name)).write_bytes(b"latin-1 named")
 
     def client() -> tuple[list[str], bytes, list[str], str]:
         with running.ftp() as ftp:
