@@ -361,3 +361,18 @@ async def test_rein_logs_out(nursery):
     assert await client.command("PWD") == ("257", ['"/" is the current directory'])
     _, lines = await client.command("STAT")
     assert " TYPE: ASCII; STRUcture: File; MODE: Stream" in lines
+
+
+async def test_feat_follows_configuration(nursery):
+    """FEAT names EPRT only while active mode is on, and no command a subclass removed."""
+    on = await start_memory_session(nursery, memory_server())
+    await on.reply()
+    assert " EPRT" in (await on.command("FEAT"))[1]
+    server = memory_server(active_mode=False)
+    del server.commands_mapping["size"]
+    off = await start_memory_session(nursery, server)
+    await off.reply()
+    _, lines = await off.command("FEAT")
+    assert " EPRT" not in lines
+    assert " SIZE" not in lines
+    assert " MDTM" in lines

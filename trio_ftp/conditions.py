@@ -39,7 +39,10 @@ class ConnectionConditions:
 
     user_required = ("user", "no user (use USER firstly)")
     login_required = ("logged", "not logged in")
-    passive_server_started = ("passive_server", "no listen socket created (use PASV firstly)")
+    passive_server_started = (
+        "passive_server",
+        "no data channel set up (use PASV, EPSV, PORT or EPRT first)",
+    )
     data_connection_made = ("data_connection", "no data connection made")
     rename_from_required = ("rename_from", "no filename (use RNFR firstly)")
 

@@ -26,7 +26,13 @@ class InfoCommands(ServerBase):
 
     def feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines (RFC 2389 §3.2), built from the command table, sorted."""
-        lines = {spec.feat for spec in self.command_specs.values() if spec.feat}
+        lines = {
+            spec.feat
+            for verb, spec in self.command_specs.items()
+            if spec.feat and verb.lower() in self.commands_mapping
+        }
+        if not self.active_mode:
+            lines.discard("EPRT")
         if "mlst" in self.commands_mapping:
             lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
         lines.update({"UTF8", "TVFS"})
