@@ -403,7 +403,8 @@ async def test_channel_used_once_and_replaced(start_server, root):
 
     assert await in_thread(client) == [
         "hello\n",
-        "503 bad sequence of commands (no listen socket created (use PASV firstly))",
+        "503 bad sequence of commands "
+        "(no data channel set up (use PASV, EPSV, PORT or EPRT first))",
         "hello\n",
     ]
 
