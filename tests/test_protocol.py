@@ -6,7 +6,10 @@ import ftplib
 import os
 import socket
 
+import pytest
 from conftest import LOGIN, PASSWORD, in_thread
+
+from trio_ftp import Server, User
 
 
 def read_reply(file) -> str:
@@ -168,3 +171,63 @@ async def test_non_utf8_names_round_trip(start_server):
     assert after == ["cafe.txt"]
     assert refused == "501"
     assert os.listdir(running.root) == []
+
+
+async def test_passive_port_theft_is_refused(start_server, caplog):
+    """A data connection to a PASV port from another address is dropped (and logged), and
+    the listener keeps waiting for the control peer, whose transfer then works."""
+    running = await start_server(wait_future_timeout=5)
+    (running.root / "secret.bin").write_bytes(b"only for the logged-in client")
+
+    def client() -> tuple[bytes, bytes]:
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+            thief = socket.socket()
+            thief.bind(("127.0.0.2", 0))
+            thief.settimeout(10)
+            thief.connect((host, port))
+            stolen = thief.recv(100)  # closed by the server: b""
+            thief.close()
+            with socket.create_connection((host, port), timeout=10) as data:
+                ftp.sendcmd("RETR secret.bin")
+                received = b""
+                while chunk := data.recv(65536):
+                    received += chunk
+            ftp.voidresp()
+            return stolen, received
+
+    stolen, received = await in_thread(client)
+    assert stolen == b""
+    assert received == b"only for the logged-in client"
+    assert any("not the control peer" in record.getMessage() for record in caplog.records)
+
+
+async def test_epsv_over_ipv6(nursery, root):
+    """A server listening on ::1 answers EPSV with a port reachable over IPv6."""
+    server = Server([User(LOGIN, PASSWORD, base_path=root)])
+    try:
+        _, port = await nursery.start(server.serve, "::1", 0)
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    (root / "six.txt").write_bytes(b"over ipv6")
+
+    def client() -> tuple[str, bytes]:
+        ftp = ftplib.FTP(timeout=10)
+        ftp.connect("::1", port)
+        ftp.login(LOGIN, PASSWORD)
+        refused = _code(ftp, "EPSV 1")
+        out: list[bytes] = []
+        ftp.retrbinary("RETR six.txt", out.append)  # ftplib uses EPSV on IPv6
+        ftp.quit()
+        return refused, b"".join(out)
+
+    assert await in_thread(client) == ("522", b"over ipv6")
+    await server.close()
+
+
+def _code(ftp: ftplib.FTP, command: str) -> str:
+    try:
+        return ftp.sendcmd(command)[:3]
+    except ftplib.Error as exc:
+        return str(exc)[:3]
