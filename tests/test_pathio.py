@@ -705,3 +705,65 @@ async def test_memory_root_operations() -> None:
         await path_io.open(root, mode="wb")
     assert stat.S_IMODE((await path_io.stat(root)).st_mode) == 0o755
     assert (await path_io.stat(root)).st_nlink == 2
+
+
+# chmod -------------------------------------------------------------------------------------------
+async def test_chmod_sets_the_permission_bits(backend: Backend) -> None:
+    """chmod changes st_mode's permission bits (file and directory), keeping the file type."""
+    path_io, root = backend
+    await write_file(path_io, root / "f", b"data")
+    await path_io.mkdir(root / "d")
+    await path_io.chmod(root / "f", 0o600)
+    await path_io.chmod(root / "d", 0o711)
+    file_mode = (await path_io.stat(root / "f")).st_mode
+    dir_mode = (await path_io.stat(root / "d")).st_mode
+    assert stat.S_IMODE(file_mode) == 0o600
+    assert stat.S_ISREG(file_mode)
+    assert stat.S_IMODE(dir_mode) == 0o711
+    assert stat.S_ISDIR(dir_mode)
+    await path_io.chmod(root / "f", 0o644)
+    assert stat.S_IMODE((await path_io.stat(root / "f")).st_mode) == 0o644
+    assert await read_file(path_io, root / "f") == b"data"
+
+
+async def test_chmod_missing_path(backend: Backend) -> None:
+    """chmod of a missing path raises FileNotFoundError, as os.chmod does."""
+    path_io, root = backend
+    with pytest.raises(FileNotFoundError):
+        await path_io.chmod(root / "missing", 0o600)
+
+
+async def test_memory_new_nodes_get_default_modes() -> None:
+    """A new memory file is 0644 and a new directory 0755 until chmod changes them."""
+    path_io = MemoryPathIO.from_files({"/f": b"x", "/d/": None})
+    assert stat.S_IMODE((await path_io.stat(PurePosixPath("/f"))).st_mode) == 0o644
+    assert stat.S_IMODE((await path_io.stat(PurePosixPath("/d"))).st_mode) == 0o755
+    await path_io.chmod(PurePosixPath("/f"), 0o4755)
+    assert stat.S_IMODE((await path_io.stat(PurePosixPath("/f"))).st_mode) == 0o4755
+
+
+async def test_chmod_default_is_not_implemented() -> None:
+    """A backend without chmod raises NotImplementedError; the guard wraps it in PathIOError."""
+
+    class NoChmod(MemoryPathIO):
+        chmod = AbstractPathIO.chmod  # type: ignore[assignment]
+
+    path_io = NoChmod.from_files({"/f": b"x"})
+    with pytest.raises(NotImplementedError):
+        await path_io.chmod(PurePosixPath("/f"), 0o600)
+    with pytest.raises(PathIOError) as info:
+        await GuardedPathIO(path_io).chmod(PurePosixPath("/f"), 0o600)
+    assert isinstance(info.value.reason, NotImplementedError)
+
+
+async def test_guard_routes_chmod(backend: Backend) -> None:
+    """GuardedPathIO.chmod reaches the backend and translates its OSError (550)."""
+    path_io, root = backend
+    guarded = GuardedPathIO(path_io, 5)
+    await write_file(path_io, root / "f", b"")
+    await guarded.chmod(root / "f", 0o640)
+    assert stat.S_IMODE((await path_io.stat(root / "f")).st_mode) == 0o640
+    with pytest.raises(PathIOError) as info:
+        await guarded.chmod(root / "missing", 0o640)
+    assert info.value.code == "550"
+    assert isinstance(info.value.reason, FileNotFoundError)

@@ -20,6 +20,7 @@ from .errors import (
     ReplyError,
     TransferAborted,
 )
+from .handlers.site import site_command
 from .pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO
 from .server import Server
 from .users import (
@@ -61,5 +62,6 @@ __all__ = [
     "TransferAborted",
     "User",
     "command",
+    "site_command",
     "worker",
 ]

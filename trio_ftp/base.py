@@ -313,6 +313,11 @@ class ServerBase:
             del self.connections[session.id]
 
     # hooks the session calls -----------------------------------------------------------------
+    def session_feature_lines(self, connection: Connection) -> list[str]:
+        """FEAT lines that depend on configuration or session state; mixins extend this
+        cooperatively (``[*super().session_feature_lines(connection), ...]``)."""
+        return []
+
     def new_path_io(self, connection: Connection) -> AbstractPathIO[Any]:
         """Make a session's path-IO backend; backends with shared state share it."""
         path_io = self.path_io_factory(

@@ -7,8 +7,10 @@ from .handlers import (
     AuthCommands,
     DataChannelCommands,
     FileCommands,
+    HashCommands,
     InfoCommands,
     NavigationCommands,
+    SiteCommands,
     TLSCommands,
     TransferCommands,
 )
@@ -23,6 +25,8 @@ class Server(
     TransferCommands,
     DataChannelCommands,
     TLSCommands,
+    SiteCommands,
+    HashCommands,
     InfoCommands,
     ServerBase,
 ):

@@ -8,8 +8,10 @@ Errors they raise become replies in the session (``trio_ftp.errors.reply_for``).
 from .auth import AuthCommands
 from .datachannel import DataChannelCommands
 from .files import FileCommands
+from .hash import HashCommands
 from .info import InfoCommands
 from .navigation import NavigationCommands
+from .site import SiteCommands
 from .tls import TLSCommands
 from .transfer import TransferCommands
 
@@ -17,8 +19,10 @@ __all__ = [
     "AuthCommands",
     "DataChannelCommands",
     "FileCommands",
+    "HashCommands",
     "InfoCommands",
     "NavigationCommands",
+    "SiteCommands",
     "TLSCommands",
     "TransferCommands",
 ]

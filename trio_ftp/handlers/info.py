@@ -6,7 +6,6 @@ from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
 from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
-from .tls import tls_features
 
 __all__ = ["InfoCommands"]
 
@@ -33,10 +32,11 @@ class InfoCommands(ServerBase):
         }
         if not self.active_mode:
             lines.discard("EPRT")
+        lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
             lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
         lines.update({"UTF8", "TVFS"})
-        lines.update(tls_features(self))
+
         return sorted(lines)
 
     @command("FEAT", help="FEAT: list extensions")

@@ -21,6 +21,9 @@ def tls_features(server: ServerBase) -> list[str]:
 class TLSCommands(ServerBase):
     """Explicit TLS negotiation and the data-channel protection level."""
 
+    def session_feature_lines(self, connection: Connection) -> list[str]:
+        return [*super().session_feature_lines(connection), *tls_features(self)]
+
     @command("AUTH", help="AUTH TLS: protect the control connection", needs_argument=True)
     async def auth(self, connection: Connection, rest: str) -> bool:
         session = connection.session

@@ -247,6 +247,18 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
             ``destination``.
         """
 
+    async def chmod(self, path: PathType, mode: int) -> None:
+        """Set the permission bits of ``path`` (like :func:`os.chmod`; ``mode & 0o7777``).
+
+        Optional: the default raises :class:`NotImplementedError`, which ``SITE CHMOD``
+        answers as "not supported by this backend".
+
+        Raises:
+            NotImplementedError: the backend has no permission bits.
+        """
+        await trio.lowlevel.checkpoint()
+        raise NotImplementedError(f"{type(self).__name__} does not support chmod")
+
     def open(self, path: PathType, mode: str = "rb") -> AsyncFile:
         """Open a file: ``async with path_io.open(p, mode="wb") as f`` or ``await``.
 

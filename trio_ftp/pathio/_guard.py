@@ -110,6 +110,9 @@ class GuardedPathIO(AbstractPathIO[PathType]):
     async def rename(self, source: PathType, destination: PathType) -> PathType:
         return await self._guard(self.inner.rename, source, destination)
 
+    async def chmod(self, path: PathType, mode: int) -> None:
+        await self._guard(self.inner.chmod, path, mode)
+
     async def confine(self, base_path: PathType, relative: PurePosixPath) -> PathType:
         return await self._guard(self.inner.confine, base_path, relative)
 

@@ -105,6 +105,11 @@ class PathIO(AbstractPathIO[Path]):
         await _in_thread(functools.partial(os.replace, source, destination), read_only=False)
         return destination
 
+    async def chmod(self, path: Path, mode: int) -> None:
+        """:func:`os.chmod` in a worker thread. A symlink is followed: its target is what
+        :meth:`confine` checked to be inside the user's root."""
+        await _in_thread(functools.partial(os.chmod, path, mode & 0o7777), read_only=False)
+
     async def confine(self, base_path: Path, relative: PurePosixPath) -> Path:
         """Join, then refuse the result if its real path is not ``base_path`` or inside it.
 

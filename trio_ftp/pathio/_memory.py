@@ -21,8 +21,12 @@ from ._base import AbstractPathIO, _check_mode, _check_relative, _Lister
 
 
 class _Node:
+    #: Permission bits of a new node (``st_mode & 0o7777``); ``chmod`` changes them.
+    default_mode = 0o644
+
     def __init__(self, ino: int) -> None:
         self.ino = ino
+        self.mode = self.default_mode
         self.ctime = self.mtime = self.atime = time.time()
 
     def touch(self) -> None:
@@ -30,6 +34,8 @@ class _Node:
 
 
 class _Dir(_Node):
+    default_mode = 0o755
+
     def __init__(self, ino: int) -> None:
         super().__init__(ino)
         self.children: dict[str, _Node] = {}
@@ -299,9 +305,9 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
         await trio.lowlevel.checkpoint()
         node = self._lookup(_memory_path(path))
         if isinstance(node, _File):
-            mode, nlink, size = stat_module.S_IFREG | 0o644, 1, len(node.data)
+            mode, nlink, size = stat_module.S_IFREG | node.mode, 1, len(node.data)
         else:
-            mode, nlink, size = stat_module.S_IFDIR | 0o755, 2, 0
+            mode, nlink, size = stat_module.S_IFDIR | node.mode, 2, 0
         times = (node.atime, node.mtime, node.ctime)
         return os.stat_result(
             (mode, node.ino, 0, nlink, 0, 0, size, *(int(t) for t in times)),
@@ -314,6 +320,16 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
                 "st_ctime_ns": int(node.ctime * 1e9),
             },
         )
+
+    async def chmod(self, path: PurePosixPath, mode: int) -> None:
+        """Store the permission bits (``mode & 0o7777``) in the node; ``stat`` shows them.
+
+        Only recorded: the tree does not enforce permissions.
+        """
+        await trio.lowlevel.checkpoint()
+        node = self._lookup(_memory_path(path))
+        node.mode = mode & 0o7777
+        node.ctime = time.time()
 
     async def _open(self, path: PurePosixPath, mode: str) -> _MemoryFile:
         await trio.lowlevel.checkpoint()

@@ -1,0 +1,174 @@
+"""HASH and OPTS HASH: a file's digest without downloading it (draft-bryan-ftpext-hash-02).
+
+``HASH <file>`` answers ``213 <algorithm> <start>-<end> <hex digest> <file>``, ``end`` being
+the last byte hashed (inclusive, as in the draft's ``0-49`` for a 50-byte file; an empty range
+is written ``<start>-<start>``). A preceding ``REST <offset>`` hashes from ``offset`` on and is
+consumed as by a transfer. ``RANG`` is not implemented: it also bounds RETR and STOR, which do
+not honour it, so advertising it would mislead clients.
+
+Hashing runs off the event loop: for :class:`~trio_ftp.pathio.PathIO` the whole file is read
+and hashed in one worker thread; for other backends the file is read through the path IO in
+1 MiB blocks and each block is hashed in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from ..base import ServerBase
+from ..commands import command
+from ..conditions import ConnectionConditions, PathConditions, PathPermissions
+from ..connection import Connection
+from ..errors import PathIOError
+from ..pathio import PathIO
+
+__all__ = ["HASH_ALGORITHMS", "HASH_BLOCK_SIZE", "HashCommands", "Hasher"]
+
+#: Bytes read (and hashed) at a time.
+HASH_BLOCK_SIZE = 1 << 20
+
+_login = ConnectionConditions(ConnectionConditions.login_required)
+
+
+class Hasher(Protocol):
+    """What ``HashCommands.hash_algorithms`` factories return (a hashlib object fits)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _CRC32:
+    """CRC-32 (``zlib.crc32``) with a hashlib-like interface: 8 lower-case hex digits."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: bytes, /) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def hexdigest(self) -> str:
+        return f"{self.value:08x}"
+
+
+def _hashlib(name: str) -> Callable[[], Hasher]:
+    return lambda: hashlib.new(name, usedforsecurity=False)
+
+
+#: Algorithm name (as in FEAT, OPTS HASH and replies) -> a factory of fresh hashers.
+HASH_ALGORITHMS: Mapping[str, Callable[[], Hasher]] = {
+    "SHA-256": _hashlib("sha256"),
+    "SHA-1": _hashlib("sha1"),
+    "MD5": _hashlib("md5"),
+    "CRC32": _CRC32,
+}
+
+
+def _hash_local_file(
+    path: Path, offset: int, hasher: Hasher, block_size: int, stop: threading.Event
+) -> int:
+    """Hash ``path`` from ``offset`` to its end (runs in a worker thread); bytes hashed."""
+    count = 0
+    with open(path, "rb") as file:
+        file.seek(offset)
+        while not stop.is_set() and (block := file.read(block_size)):
+            hasher.update(block)
+            count += len(block)
+    return count
+
+
+class HashCommands(ServerBase):
+    """File digests (draft-bryan-ftpext-hash-02).
+
+    Attributes:
+        hash_algorithms: name -> hasher factory; the first is the session's default.
+            Override in a subclass to offer others (FEAT and OPTS HASH follow).
+    """
+
+    hash_algorithms: Mapping[str, Callable[[], Hasher]] = HASH_ALGORITHMS
+
+    def hash_algorithm(self, connection: Connection) -> str:
+        """The session's selected algorithm (``OPTS HASH``), by default the first one."""
+        selected: str | None = connection.get("hash_algorithm")
+        if selected is None or selected not in self.hash_algorithms:
+            return next(iter(self.hash_algorithms))
+        return selected
+
+    def session_feature_lines(self, connection: Connection) -> list[str]:
+        """Per-session FEAT lines: ``HASH`` with ``*`` on the selected algorithm."""
+        lines = super().session_feature_lines(connection)
+        if "hash" in self.commands_mapping:
+            selected = self.hash_algorithm(connection)
+            names = [name + ("*" if name == selected else "") for name in self.hash_algorithms]
+            lines.append("HASH " + ";".join(names))
+        return lines
+
+    async def opts_hash(self, connection: Connection, value: str) -> None:
+        """``OPTS HASH``: the selected algorithm; ``OPTS HASH <name>`` selects one."""
+        wanted = value.strip().upper()
+        if wanted:
+            names = [name for name in self.hash_algorithms if name.upper() == wanted]
+            if not names:
+                choices = ", ".join(self.hash_algorithms)
+                connection.response("501", f"unknown hash algorithm (choose from {choices})")
+                return
+            connection.hash_algorithm = names[0]
+        connection.response("200", self.hash_algorithm(connection))
+
+    @command(
+        "HASH",
+        help="HASH <file>: the file's digest (OPTS HASH <algorithm> chooses; REST <offset> starts)",
+        needs_argument=True,
+    )
+    @_login
+    @PathConditions(PathConditions.path_must_exists, PathConditions.path_must_be_file)
+    @PathPermissions(PathPermissions.readable)
+    async def hash(self, connection: Connection, rest: str) -> bool:
+        real, _ = await self.get_paths(connection, rest)
+        offset: int = connection.restart_offset
+        connection.restart_offset = 0
+        size = (await connection.path_io.stat(real)).st_size
+        if offset > size:
+            connection.response("554", f"restart offset {offset} is past the end ({size})")
+            return True
+        algorithm = self.hash_algorithm(connection)
+        hasher = self.hash_algorithms[algorithm]()
+        count = await self.hash_file(connection, real, offset, hasher)
+        end = offset + count - 1 if count else offset
+        connection.response("213", f"{algorithm} {offset}-{end} {hasher.hexdigest()} {rest}")
+        return True
+
+    async def hash_file(
+        self, connection: Connection, real: Any, offset: int, hasher: Hasher
+    ) -> int:
+        """Feed the file's bytes from ``offset`` on to ``hasher``; returns how many."""
+        path_io = connection.path_io
+        inner = getattr(path_io, "inner", path_io)
+        # The one-thread fast path only when the backend reads the local file as is.
+        if type(inner)._open is PathIO._open and type(inner).read is PathIO.read:
+            stop = threading.Event()
+            job = _hash_local_file
+            try:
+                return await trio.to_thread.run_sync(
+                    lambda: job(real, offset, hasher, HASH_BLOCK_SIZE, stop),
+                    abandon_on_cancel=True,
+                )
+            except OSError as exc:
+                raise PathIOError(reason=exc) from exc
+            finally:
+                stop.set()
+        count = 0
+        async with path_io.open(real, mode="rb") as file:
+            if offset:
+                await file.seek(offset)
+            while block := await file.read(HASH_BLOCK_SIZE):
+                await trio.to_thread.run_sync(hasher.update, block)
+                count += len(block)
+        return count
