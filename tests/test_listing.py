@@ -28,6 +28,7 @@ from trio_ftp.listing import (
     mlsx_line,
     mlsx_time,
     mode_string,
+    parse_mlsx_time,
     perm_fact,
     unique_fact,
 )
@@ -344,10 +345,15 @@ def test_ftplib_reads_selected_facts_back() -> None:
 
 def test_supported_facts_and_feat_line() -> None:
     assert SUPPORTED_FACTS == ("type", "size", "modify", "perm", "unique", "unix.mode")
-    assert (
-        mlst_feat_line(DEFAULT_FACTS) == "MLST type*;size*;modify*;perm*;unique*;unix.mode*;"
-    )
-    assert (
-        mlst_feat_line(["Size", "unique"]) == "MLST type;size*;modify;perm;unique*;unix.mode;"
-    )
+    assert mlst_feat_line(DEFAULT_FACTS) == "MLST type*;size*;modify*;perm*;unique*;unix.mode*;"
+    assert mlst_feat_line(["Size", "unique"]) == "MLST type;size*;modify;perm;unique*;unix.mode;"
     assert mlst_feat_line(()) == "MLST type;size;modify;perm;unique;unix.mode;"
+
+
+def test_parse_mlsx_time_round_trips() -> None:
+    """parse_mlsx_time reads what mlsx_time writes (and fractions); junk is ValueError."""
+    assert mlsx_time(parse_mlsx_time("20200102030405")) == "20200102030405"
+    assert parse_mlsx_time("19700101000001.5") == 1.5
+    for junk in ("2020", "2020010203040x", "20201302030405", "20200102030405.x"):
+        with pytest.raises(ValueError):  # noqa: PT011 - the message is not the point
+            parse_mlsx_time(junk)

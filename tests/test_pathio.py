@@ -767,3 +767,11 @@ async def test_guard_routes_chmod(backend: Backend) -> None:
         await guarded.chmod(root / "missing", 0o640)
     assert info.value.code == "550"
     assert isinstance(info.value.reason, FileNotFoundError)
+
+
+async def test_local_set_mtime(tmp_path: Path) -> None:
+    """PathIO.set_mtime changes the file's modification time on disk."""
+    target = tmp_path / "f"
+    target.write_bytes(b"x")
+    await PathIO().set_mtime(target, 1_600_000_000.0)
+    assert target.stat().st_mtime == 1_600_000_000.0

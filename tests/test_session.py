@@ -376,3 +376,22 @@ async def test_feat_follows_configuration(nursery):
     assert " EPRT" not in lines
     assert " SIZE" not in lines
     assert " MDTM" in lines
+
+
+async def test_mfmt_sets_modification_time(nursery):
+    """MFMT sets the time MDTM then reports; bad times are 501, missing files 550."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("MKD d") == "257"
+    assert await client.command("MFMT 20200102030405 d") == ("213", ["Modify=20200102030405; d"])
+    assert await client.command("MDTM d") == ("213", ["20200102030405"])
+    assert await client.code("MFMT 2020 d") == "501"
+    assert await client.code("MFMT 20200102030405") == "501"
+    assert await client.code("MFMT 20200102030405 missing") == "550"
+    _, lines = await client.command("FEAT")
+    assert " MFMT" in lines
+
+
+async def test_mfmt_read_only_user(nursery):
+    """MFMT needs the writable permission."""
+    client = await logged_in(nursery, memory_server(), "anonymous", "x")
+    assert await client.code("MFMT 20200102030405 /") == "550"

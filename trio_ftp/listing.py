@@ -25,6 +25,7 @@ __all__ = [
     "mlsx_line",
     "mlsx_time",
     "mode_string",
+    "parse_mlsx_time",
     "perm_fact",
     "unique_fact",
 ]
@@ -149,6 +150,19 @@ def mlsx_time(timestamp: float) -> str:
         e.g. ``"20251124123456"``.
     """
     return _utc(timestamp).strftime("%Y%m%d%H%M%S")
+
+
+def parse_mlsx_time(text: str) -> float:
+    """Read a ``time-val`` (RFC 3659 §2.3: ``YYYYMMDDHHMMSS[.sss]``, UTC) as epoch seconds.
+
+    Raises:
+        ValueError: not a valid time-val.
+    """
+    whole, _, fraction = text.partition(".")
+    if len(whole) != 14 or not whole.isdigit() or (fraction and not fraction.isdigit()):
+        raise ValueError(f"not a YYYYMMDDHHMMSS time: {text!r}")
+    moment = datetime.strptime(whole, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    return moment.timestamp() + (float(f"0.{fraction}") if fraction else 0.0)
 
 
 def unique_fact(st: StatLike) -> str:

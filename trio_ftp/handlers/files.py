@@ -8,7 +8,8 @@ from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
-from ..listing import DEFAULT_FACTS, mlsx_line, mlsx_time, perm_fact
+from ..errors import PathIOError
+from ..listing import DEFAULT_FACTS, mlsx_line, mlsx_time, parse_mlsx_time, perm_fact
 from ..paths import ROOT
 
 if TYPE_CHECKING:
@@ -99,6 +100,40 @@ class FileCommands(ServerBase):
         real, _ = await self.get_paths(connection, rest)
         stat = await connection.path_io.stat(real)
         connection.response("213", mlsx_time(stat.st_mtime))
+        return True
+
+    @command(
+        "MFMT",
+        help="MFMT <YYYYMMDDHHMMSS> <file>: set the modification time",
+        feat="MFMT",
+        needs_argument=True,
+    )
+    @_login
+    async def mfmt(self, connection: Connection, rest: str) -> bool:
+        """draft-somers-ftp-mfxx: ``213 Modify=<time>; <path>`` once the time is set."""
+        stamp, _, path = rest.partition(" ")
+        try:
+            mtime = parse_mlsx_time(stamp)
+        except ValueError:
+            connection.response("501", "syntax: MFMT YYYYMMDDHHMMSS <path>")
+            return True
+        if not path:
+            connection.response("501", "syntax: MFMT YYYYMMDDHHMMSS <path>")
+            return True
+        return await self._set_mtime(connection, path, mtime, stamp)
+
+    @PathConditions(_exists)
+    @PathPermissions(PathPermissions.writable)
+    async def _set_mtime(self, connection: Connection, rest: str, mtime: float, stamp: str) -> bool:
+        real, _ = await self.get_paths(connection, rest)
+        try:
+            await connection.path_io.set_mtime(real, mtime)
+        except PathIOError as exc:
+            if isinstance(exc.reason, NotImplementedError):
+                connection.response("502", "MFMT is not supported by this backend")
+                return True
+            raise
+        connection.response("213", f"Modify={stamp}; {rest}")
         return True
 
     @command("MLST", help="MLST [<path>]: facts about one path")

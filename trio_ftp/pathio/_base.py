@@ -259,6 +259,14 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
         await trio.lowlevel.checkpoint()
         raise NotImplementedError(f"{type(self).__name__} does not support chmod")
 
+    async def set_mtime(self, path: PathType, mtime: float) -> None:
+        """Set the modification time of ``path`` (seconds since the epoch), for ``MFMT``.
+
+        Optional: the default raises :class:`NotImplementedError`.
+        """
+        await trio.lowlevel.checkpoint()
+        raise NotImplementedError(f"{type(self).__name__} does not support set_mtime")
+
     def open(self, path: PathType, mode: str = "rb") -> AsyncFile:
         """Open a file: ``async with path_io.open(p, mode="wb") as f`` or ``await``.
 

@@ -113,6 +113,9 @@ class GuardedPathIO(AbstractPathIO[PathType]):
     async def chmod(self, path: PathType, mode: int) -> None:
         await self._guard(self.inner.chmod, path, mode)
 
+    async def set_mtime(self, path: PathType, mtime: float) -> None:
+        await self._guard(self.inner.set_mtime, path, mtime)
+
     async def confine(self, base_path: PathType, relative: PurePosixPath) -> PathType:
         return await self._guard(self.inner.confine, base_path, relative)
 

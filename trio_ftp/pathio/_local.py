@@ -110,6 +110,14 @@ class PathIO(AbstractPathIO[Path]):
         :meth:`confine` checked to be inside the user's root."""
         await _in_thread(functools.partial(os.chmod, path, mode & 0o7777), read_only=False)
 
+    async def set_mtime(self, path: Path, mtime: float) -> None:
+        """:func:`os.utime` in a worker thread (the access time is left as it was)."""
+
+        def utime() -> None:
+            os.utime(path, (os.stat(path).st_atime, mtime))
+
+        await _in_thread(utime, read_only=False)
+
     async def confine(self, base_path: Path, relative: PurePosixPath) -> Path:
         """Join, then refuse the result if its real path is not ``base_path`` or inside it.
 

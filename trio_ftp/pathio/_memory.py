@@ -331,6 +331,10 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
         node.mode = mode & 0o7777
         node.ctime = time.time()
 
+    async def set_mtime(self, path: PurePosixPath, mtime: float) -> None:
+        await trio.lowlevel.checkpoint()
+        self._lookup(_memory_path(path)).mtime = mtime
+
     async def _open(self, path: PurePosixPath, mode: str) -> _MemoryFile:
         await trio.lowlevel.checkpoint()
         return self._open_file(_memory_path(path), mode)
