@@ -180,7 +180,7 @@ async def test_eprt_ipv4_from_control_address(nursery, root):
     assert preliminary == "150 opening data connection for RETR /a.txt"
     assert done == "226 transfer complete"
     assert source == "127.0.0.2"
-    assert data == "hello\n"
+    assert data == "hello\r\n"  # TYPE A (the default) sends CRLF
 
 
 async def test_eprt_ipv6(nursery, root):
@@ -259,7 +259,7 @@ async def test_foreign_address(start_server, root):
     assert preliminary == "150 opening data connection for RETR /a.txt"
     assert done == "226 transfer complete"
     assert source == "127.0.0.1"
-    assert data == "hello\n"
+    assert data == "hello\r\n"  # TYPE A (the default) sends CRLF
 
 
 async def test_privileged_port(start_server):
@@ -373,7 +373,7 @@ async def test_refused_target_is_425(start_server, root):
         "150 opening data connection for RETR /a.txt",
         "425 can't open data connection: Connection refused",
         "200 ok",
-        "hello\n",
+        "hello\n",  # after TYPE I: bytes as they are
     ]
 
 
@@ -402,10 +402,10 @@ async def test_channel_used_once_and_replaced(start_server, root):
             return [data, again, passive]
 
     assert await in_thread(client) == [
-        "hello\n",
+        "hello\r\n",  # TYPE A (the default) sends CRLF
         "503 bad sequence of commands "
         "(no data channel set up (use PASV, EPSV, PORT or EPRT first))",
-        "hello\n",
+        "hello\n",  # after TYPE I: bytes as they are
     ]
 
 

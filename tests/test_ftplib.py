@@ -1008,7 +1008,7 @@ async def test_pasv_twice_replaces_listener(start_server, root):
 
     replies, got = await in_thread(client)
     assert [ftplib.parse227(r) for r in replies] == [("127.0.0.1", port)] * 3
-    assert got == b"hello\n"
+    assert got == b"hello\r\n"  # TYPE A (the default) sends CRLF
 
 
 async def test_pasv_no_free_port(start_server, root):
@@ -1032,7 +1032,7 @@ async def test_pasv_no_free_port(start_server, root):
     held, refused, got = await in_thread(client)
     assert ftplib.parse227(held) == ("127.0.0.1", port)
     assert code(refused) == "425"
-    assert got == b"hello\n"
+    assert got == b"hello\r\n"  # TYPE A (the default) sends CRLF
 
 
 # timeouts ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ftplib
+import io
 import os
 import socket
 
@@ -231,3 +232,52 @@ def _code(ftp: ftplib.FTP, command: str) -> str:
         return ftp.sendcmd(command)[:3]
     except ftplib.Error as exc:
         return str(exc)[:3]
+
+
+async def test_type_a_converts_line_endings_both_ways(start_server):
+    """TYPE A sends LF files as CRLF and stores CRLF uploads as LF; TYPE I and TYPE L 8 move
+    bytes unchanged."""
+    running = await start_server()
+    (running.root / "unix.txt").write_bytes(b"one\ntwo\r\nthree\n" * 5000)
+
+    def transfer(kind: str, command: str, payload: bytes = b"") -> bytes:
+        with running.ftp() as ftp:
+            ftp.voidcmd(f"TYPE {kind}")
+            conn = ftp.transfercmd(command)
+            received = b""
+            with conn:
+                if payload:
+                    conn.sendall(payload)
+                else:
+                    while chunk := conn.recv(65536):
+                        received += chunk
+            ftp.voidresp()
+            return received
+
+    def client() -> list[bytes]:
+        return [
+            transfer("A", "RETR unix.txt"),
+            transfer("I", "RETR unix.txt"),
+            transfer("L 8", "RETR unix.txt"),
+            transfer("A", "STOR up.txt", b"x\r\ny\r\nlone\rcr\r\n" * 5000),
+        ]
+
+    ascii_download, binary, local8, _ = await in_thread(client)
+    assert ascii_download == b"one\r\ntwo\r\nthree\r\n" * 5000
+    assert binary == local8 == b"one\ntwo\r\nthree\n" * 5000
+    assert (running.root / "up.txt").read_bytes() == b"x\ny\nlone\rcr\n" * 5000
+
+
+async def test_ftplib_text_mode(start_server):
+    """ftplib's retrlines/storlines (TYPE A) round-trip a text file; it is stored with LF."""
+    running = await start_server()
+
+    def client() -> list[str]:
+        with running.ftp() as ftp:
+            ftp.storlines("STOR notes.txt", io.BytesIO(b"alpha\nbeta\n"))
+            lines: list[str] = []
+            ftp.retrlines("RETR notes.txt", lines.append)
+            return lines
+
+    assert await in_thread(client) == ["alpha", "beta"]
+    assert (running.root / "notes.txt").read_bytes() == b"alpha\nbeta\n"

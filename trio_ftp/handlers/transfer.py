@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from ..ascii import FromNetwork, ToNetwork
 from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions, worker
@@ -232,13 +233,18 @@ class TransferCommands(ServerBase):
             connection.response("554", f"restart offset {offset} is past the end ({size})")
             return True
 
+        ascii_mode = connection.transfer_type == "A"
+
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
+            to_network = ToNetwork() if ascii_mode else None  # RFC 959 §3.1.1.1: CRLF on the wire
             async with connection.path_io.open(real, mode="rb") as file:
                 if offset:
                     await file.seek(offset)
                 while block := await file.read(self.block_size):
-                    await send_data(connection, stream, block)
                     progress.bytes += len(block)
+                    if to_network is not None:
+                        block = to_network.convert(block)
+                    await send_data(connection, stream, block)
 
         self._start(connection, f"RETR {virtual}", job)
         return True
@@ -280,13 +286,20 @@ class TransferCommands(ServerBase):
     ) -> None:
         """Start an upload into ``real`` (opened with ``mode``, written from ``offset``)."""
 
+        ascii_mode = connection.transfer_type == "A"
+
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
+            from_network = FromNetwork() if ascii_mode else None  # CRLF on the wire -> LF
             async with connection.path_io.open(real, mode=mode) as file:
                 if offset:
                     await file.seek(offset)
                 while data := await receive_data(connection, stream, self.block_size):
-                    await file.write(data)
                     progress.bytes += len(data)
+                    if from_network is not None:
+                        data = from_network.convert(data)
+                    await file.write(data)
+                if from_network is not None and (tail := from_network.flush()):
+                    await file.write(tail)
 
         self._start(connection, what, job, opening)
 
