@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 import pytest
 import trio
 import trio.testing
-from memory_client import start_memory_session
+from memory_client import MemoryClient, start_memory_session
 
 from trio_ftp import (
     AbstractUserManager,
@@ -261,16 +261,74 @@ async def test_maximum_connections_421(nursery):
 
 
 async def test_user_maximum_connections(nursery):
-    """User.maximum_connections refuses a second concurrent login; logout frees it."""
+    """User.maximum_connections: the session over the limit gets 421 and is closed; logout
+    frees the slot."""
     server = Server([User("user", "pw", maximum_connections=1)], path_io_factory=MemoryPathIO)
     first = await logged_in(nursery, server)
     second = await start_memory_session(nursery, server)
     await second.reply()
-    assert await second.code("USER user") == "530"
+    code, lines = await second.command("USER user")
+    assert code == "421"
+    assert "too many connections for 'user'" in lines[0]
+    assert await second.closed()
     assert await first.code("QUIT") == "221"
     await first.closed()
     await trio.testing.wait_all_tasks_blocked()
-    assert await second.code("USER user") == "331"
+    third = await start_memory_session(nursery, server)
+    await third.reply()
+    assert await third.code("USER user") == "331"
+
+
+async def test_connections_per_ip(nursery):
+    """maximum_connections_per_ip: the address's next connection gets 421; others don't."""
+    server = memory_server(maximum_connections_per_ip=2)
+    first = await start_memory_session(nursery, server)
+    second = await start_memory_session(nursery, server)
+    third = await start_memory_session(nursery, server)
+    assert [(await c.reply())[0] for c in (first, second, third)] == ["220", "220", "421"]
+    assert await third.closed()
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    nursery.start_soon(
+        lambda: server.serve_connection(
+            server_stream, peer=("127.0.0.9", 1), local=("127.0.0.1", 21)
+        )
+    )
+    other = MemoryClient(client_stream)
+    assert (await other.reply())[0] == "220"
+    assert await first.code("QUIT") == "221"
+    await first.closed()
+    await trio.testing.wait_all_tasks_blocked()
+    fourth = await start_memory_session(nursery, server)
+    assert (await fourth.reply())[0] == "220"
+
+
+async def test_failed_logins_are_slowed_and_limited(nursery, autojump_clock):
+    """A failed PASS is answered after login_failure_delay; the third failure closes with 421."""
+    client = await start_memory_session(nursery, memory_server(login_failure_delay=2))
+    await client.reply()
+    for attempt in range(3):
+        assert await client.code("USER user") == "331"
+        start = trio.current_time()
+        code = await client.code("PASS wrong")
+        assert trio.current_time() - start == pytest.approx(2)
+        assert code == ("421" if attempt == 2 else "530")
+    assert await client.closed()
+
+
+async def test_slow_login_does_not_slow_others(nursery, autojump_clock):
+    """While one session waits out its failure delay, another logs in at once."""
+    server = memory_server(login_failure_delay=5)
+    slow = await start_memory_session(nursery, server)
+    fast = await start_memory_session(nursery, server)
+    await slow.reply()
+    await fast.reply()
+    await slow.command("USER user")
+    await slow.send("PASS wrong")
+    start = trio.current_time()
+    assert await fast.code("USER user") == "331"
+    assert await fast.code("PASS pw") == "230"
+    assert trio.current_time() - start < 1
+    assert (await slow.reply())[0] == "530"
 
 
 async def test_size_and_mdtm_and_type(nursery):
@@ -395,3 +453,47 @@ async def test_mfmt_read_only_user(nursery):
     """MFMT needs the writable permission."""
     client = await logged_in(nursery, memory_server(), "anonymous", "x")
     assert await client.code("MFMT 20200102030405 /") == "550"
+
+
+async def test_slots_never_drift(autojump_clock):
+    """300 sessions ending every way (QUIT, disconnect, idle timeout, fatal error,
+    cancellation) give back every server, address and user slot."""
+    user = User("user", "pw", maximum_connections=50)
+    server = Server(
+        [user],
+        path_io_factory=MemoryPathIO,
+        maximum_connections=50,
+        maximum_connections_per_ip=50,
+        idle_timeout=10,
+    )
+
+    async def one_session(kind: int) -> None:
+        async with trio.open_nursery() as nursery:
+            client = await start_memory_session(nursery, server)
+            await client.reply()
+            await client.command("USER user")
+            await client.command("PASS pw")
+            if kind == 0:
+                await client.command("QUIT")
+            elif kind == 1:
+                await client.stream.aclose()  # disconnect
+                return
+            elif kind == 2:
+                await trio.sleep(11)  # idle timeout
+            elif kind == 3:
+                await client.send(b"X" * 5000)  # line too long: fatal
+                await client.reply()
+            else:
+                nursery.cancel_scope.cancel()
+                return
+            await client.closed()
+
+    for batch in range(10):
+        async with trio.open_nursery() as nursery:
+            for kind in range(30):
+                nursery.start_soon(one_session, (batch + kind) % 5)
+        await trio.testing.wait_all_tasks_blocked()
+    assert server.connections == {}
+    assert server.available_connections.value == 50
+    assert server._connections_per_ip == {}
+    assert server.user_manager.available_connections[user].value == 50

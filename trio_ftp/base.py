@@ -88,6 +88,12 @@ class ServerBase:
         tls_allow_ccc: honour ``CCC`` (back to a clear control connection); refused by
             default.
         tls_handshake_timeout: seconds a TLS handshake (control or data) may take.
+        maximum_connections_per_ip: control connections from one client address at once;
+            the next gets ``421``.
+        login_failure_delay: seconds before a failed ``PASS`` is answered (``trio.sleep``:
+            only that session waits).
+        maximum_login_attempts: failed logins after which the session is closed with
+            ``421`` (``None``: no limit).
 
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
@@ -125,6 +131,9 @@ class ServerBase:
         tls_strict_eof: bool = False,
         tls_allow_ccc: bool = False,
         tls_handshake_timeout: float = 10.0,
+        maximum_connections_per_ip: int | None = None,
+        login_failure_delay: float = 1.0,
+        maximum_login_attempts: int | None = 3,
     ) -> None:
         reject_unimplemented(
             "Server",
@@ -137,6 +146,16 @@ class ServerBase:
         )
         check_positive_int("block_size", block_size)
         check_positive_int("maximum_connections", maximum_connections)
+        self.maximum_connections_per_ip = check_positive_int(
+            "maximum_connections_per_ip", maximum_connections_per_ip
+        )
+        self.login_failure_delay = check_timeout(
+            "login_failure_delay", login_failure_delay, allow_zero=True
+        )
+        self.maximum_login_attempts = check_positive_int(
+            "maximum_login_attempts", maximum_login_attempts
+        )
+        self._connections_per_ip: dict[str, int] = {}
         "".encode(encoding)  # LookupError now rather than at the first reply
         self.block_size = block_size
         self.socket_timeout = check_timeout("socket_timeout", socket_timeout)
@@ -328,20 +347,37 @@ class ServerBase:
         return path_io
 
     async def greeting(self, connection: Connection) -> bool:
-        """Send ``220``, or ``421`` when the server is full (then the session ends)."""
+        """Send ``220``, or ``421`` when the server or this client's address is full (then
+        the session ends). The slots taken here are given back by :meth:`session_ended`."""
         if self.available_connections.locked():
             connection.response("421", "too many connections, try again later")
             return False
+        host = connection.client_host
+        per_ip = self._connections_per_ip.get(host, 0)
+        if (
+            self.maximum_connections_per_ip is not None
+            and per_ip >= self.maximum_connections_per_ip
+        ):
+            connection.response("421", "too many connections from your address, try again later")
+            return False
         self.available_connections.acquire()
+        self._connections_per_ip[host] = per_ip + 1
         connection.acquired = True
         connection.response("220", self.welcome_message)
         return True
 
     async def session_ended(self, connection: Connection) -> None:
-        """Release what the session held (connection slot, user slot). Runs shielded."""
+        """Release what the session held (connection slots, user slot), whatever ended it.
+        Runs shielded."""
         if connection.acquired:
             connection.acquired = False
             self.available_connections.release()
+            host = connection.client_host
+            remaining = self._connections_per_ip[host] - 1
+            if remaining:
+                self._connections_per_ip[host] = remaining
+            else:
+                del self._connections_per_ip[host]
         await self.forget_user(connection)
 
     async def forget_user(self, connection: Connection) -> None:

@@ -180,7 +180,13 @@ class AbstractUserManager(abc.ABC):
 
     @abc.abstractmethod
     async def get_user(self, login: str) -> tuple[_Response, User | None, str]:
-        """Look up ``login`` for ``USER``: ``(response, user or None, message for the client)``."""
+        """Look up ``login`` for ``USER``: ``(response, user or None, message for the client)``.
+
+        ``OK``: logged in without a password; ``PASSWORD_REQUIRED``: ask for one (also for
+        unknown logins, so they cannot be told apart); ``ERROR`` without a user: ``530``;
+        ``ERROR`` with the user: it may not log in now (e.g. too many sessions): ``421`` and
+        the session is closed. The manager keeps no slot for an ``ERROR``.
+        """
 
     @abc.abstractmethod
     async def authenticate(self, user: User, password: str) -> bool:
@@ -221,7 +227,8 @@ class MemoryUserManager(AbstractUserManager):
             return GetUserResponse.PASSWORD_REQUIRED, None, "password required"
         if self.available_connections[user].locked():
             name = user.login or "anonymous"
-            return GetUserResponse.ERROR, None, f"too many connections for {name!r}"
+            # ERROR with the user: it exists but may not log in now (the session answers 421).
+            return GetUserResponse.ERROR, user, f"too many connections for {name!r}"
         self.available_connections[user].acquire()
         if user.login is None:
             return GetUserResponse.PASSWORD_REQUIRED, user, "anonymous login ok, send any password"

@@ -54,6 +54,8 @@ class AuthCommands(ServerBase):
         connection.login_name = rest
         with self._user_manager_deadline():
             state, user, info = await self.user_manager.get_user(rest)
+        if state is GetUserResponse.ERROR and user is not None:
+            raise ReplyError("421", f"{info}, closing connection", fatal=True)
         if user is not None:
             connection.user = user
         if state is GetUserResponse.OK and user is not None:
@@ -80,9 +82,16 @@ class AuthCommands(ServerBase):
             ok = user is not None and await self.user_manager.authenticate(user, rest)
         if ok:
             self._logged_in(connection, user, "login successful")
-        else:
-            connection.log.info("failed login for %r", connection.login_name)
-            connection.response("530", "login incorrect")
+            return True
+        failures = connection.get("login_failures", 0) + 1
+        connection.login_failures = failures
+        connection.log.info("failed login for %r (%d)", connection.login_name, failures)
+        # Slow down password guessing; trio.sleep, so only this session waits.
+        await trio.sleep(self.login_failure_delay or 0)
+        limit = self.maximum_login_attempts
+        if limit is not None and failures >= limit:
+            raise ReplyError("421", "too many failed logins, closing connection", fatal=True)
+        connection.response("530", "login incorrect")
         return True
 
     @command("ACCT", help="ACCT <account>: accounts are not used here")
