@@ -497,3 +497,21 @@ async def test_slots_never_drift(autojump_clock):
     assert server.available_connections.value == 50
     assert server._connections_per_ip == {}
     assert server.user_manager.available_connections[user].value == 50
+
+
+async def test_password_never_logged(nursery, caplog):
+    """At DEBUG level, neither a right nor a wrong password appears in any log record."""
+    caplog.set_level("DEBUG", logger="trio_ftp")
+    server = memory_server(login_failure_delay=0)
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    await client.command("USER user")
+    await client.command("PASS wrong-Secret-1")
+    await client.command("USER user")
+    await client.command("PASS pw")
+    await client.command("QUIT")
+    await client.closed()
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "PASS ****" in text or "'****'" in text
+    assert "wrong-Secret-1" not in text
+    assert "pw'" not in text
