@@ -403,8 +403,7 @@ async def test_channel_used_once_and_replaced(start_server, root):
 
     assert await in_thread(client) == [
         "hello\r\n",  # TYPE A (the default) sends CRLF
-        "503 bad sequence of commands "
-        "(no data channel set up (use PASV, EPSV, PORT or EPRT first))",
+        "425 no data connection: use PASV, EPSV, PORT or EPRT first",
         "hello\n",  # after TYPE I: bytes as they are
     ]
 

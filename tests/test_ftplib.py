@@ -200,7 +200,8 @@ async def test_commands_before_login(start_server, root):
 
 
 async def test_anonymous_reads_but_cannot_write(start_server, root):
-    """Anonymous may list and RETR; STOR/APPE/MKD/DELE/RNFR/RMD are 550 and change nothing."""
+    """Anonymous may list and RETR; STOR is 553 (RFC 959 §5.4 has no 550 for STOR) and
+    APPE/MKD/DELE/RNFR/RMD are 550; nothing changes."""
     populate(root)
     (root / "emptydir").mkdir()
     running = await start_server()
@@ -224,7 +225,10 @@ async def test_anonymous_reads_but_cannot_write(start_server, root):
     names, data, refused = await in_thread(client)
     assert names == ["a.txt", "b.bin", "emptydir", "sub"]
     assert data == b"hello\n"
-    assert refused == dict.fromkeys(["STOR", "APPE", "MKD", "DELE", "RNFR", "RMD"], "550")
+    assert refused == {
+        "STOR": "553",
+        **dict.fromkeys(["APPE", "MKD", "DELE", "RNFR", "RMD"], "550"),
+    }
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
     assert (root / "a.txt").read_bytes() == b"hello\n"
 
@@ -561,7 +565,7 @@ async def test_nlst(start_server, root):
 
 
 async def test_list_single_file_and_missing(start_server, root):
-    """LIST of a file gives its one line; LIST of a missing path is 550."""
+    """LIST of a file gives its one line; LIST of a missing path is 450 (RFC 959 §5.4)."""
     populate(root)
     running = await start_server()
 
@@ -572,7 +576,7 @@ async def test_list_single_file_and_missing(start_server, root):
     lines, missing = await in_thread(client)
     assert len(lines) == 1
     assert parse_ls(lines[0])[1:] == (1024, "b.bin")
-    assert code(missing) == "550"
+    assert code(missing) == "450"
 
 
 # byte-exact transfers -------------------------------------------------------------------------
@@ -734,7 +738,7 @@ async def test_epsv_transfers(start_server, root):
 
 
 async def test_transfer_without_pasv(start_server, root):
-    """RETR/LIST without a PASV/EPSV first is a bad sequence (503)."""
+    """RETR/LIST without a data channel set up first is 425 (RFC 959 §5.4)."""
     populate(root)
     running = await start_server()
 
@@ -745,7 +749,7 @@ async def test_transfer_without_pasv(start_server, root):
                 code(reply_of(lambda: ftp.sendcmd("LIST"))),
             ]
 
-    assert await in_thread(client) == ["503", "503"]
+    assert await in_thread(client) == ["425", "425"]
 
 
 # ABOR and broken transfers --------------------------------------------------------------------

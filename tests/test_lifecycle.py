@@ -166,7 +166,7 @@ async def test_cli_serves_directory_read_only(tmp_path):
                 ftp.login()  # anonymous
                 out = io.BytesIO()
                 ftp.retrbinary("RETR hello.txt", out.write)
-                with pytest.raises(ftplib.error_perm, match="550"):
+                with pytest.raises(ftplib.error_perm, match="553"):
                     ftp.storbinary("STOR new.txt", io.BytesIO(b"x"))
                 return out.getvalue()
 

@@ -112,13 +112,16 @@ class PathConditions:
 class PathPermissions:
     """Require the user's permission for the path: ``readable``, ``writable`` or both.
 
-    Every listed permission is checked; a missing one answers ``550 permission denied``.
+    Every listed permission is checked; a missing one answers ``550 permission denied``
+    (``fail_code`` changes the code for commands whose RFC 959 §5.4 replies have no 550,
+    e.g. ``553`` for STOR).
     """
 
     readable = "readable"
     writable = "writable"
 
-    def __init__(self, *permissions: str) -> None:
+    def __init__(self, *permissions: str, fail_code: str = "550") -> None:
+        self.fail_code = fail_code
         if not permissions:
             raise ValueError("PathPermissions needs at least one of 'readable', 'writable'")
         for permission in permissions:
@@ -134,7 +137,7 @@ class PathPermissions:
             _, virtual_path = await server.get_paths(connection, rest)
             permission = await connection.user.get_permissions(virtual_path)
             if not all(getattr(permission, name) for name in self.permissions):
-                connection.response("550", "permission denied")
+                connection.response(self.fail_code, "permission denied")
                 return True
             return await f(server, connection, rest, *a, **kw)
 

@@ -19,7 +19,7 @@ import trio
 from ..ascii import FromNetwork, ToNetwork
 from ..base import ServerBase
 from ..commands import command
-from ..conditions import ConnectionConditions, PathConditions, PathPermissions, worker
+from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
 from ..errors import TransferAborted
 from ..listing import list_line
@@ -29,9 +29,18 @@ from .files import facts_line
 __all__ = ["TransferCommands", "strip_list_options"]
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
-_passive = ConnectionConditions(
-    ConnectionConditions.login_required, ConnectionConditions.passive_server_started
+_data_channel = ConnectionConditions(
+    ConnectionConditions.passive_server_started,
+    fail_code="425",  # RFC 959 §5.4: the transfer commands' replies have 425, not 503
+    fail_info="no data connection: use PASV, EPSV, PORT or EPRT first",
 )
+
+
+def _passive(handler: H) -> H:
+    """Login required (530), then a data channel set up (425)."""
+    return _login(_data_channel(handler))
+
+
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
@@ -256,7 +265,7 @@ class TransferCommands(ServerBase):
             connection.response("503", "REST and APPE can't be combined (use REST + STOR)")
             return True
         if await connection.path_io.is_dir(real):
-            connection.response("550", "path is a directory")
+            connection.response("553", "path is a directory")  # RFC 959 §5.4: STOR has no 550
             return True
         if offset:
             if not await connection.path_io.exists(real):
@@ -320,14 +329,14 @@ class TransferCommands(ServerBase):
             connection.response("450", "no unique file name available")
             return True
         if not (await connection.user.get_permissions(virtual)).writable:
-            connection.response("550", "permission denied")
+            connection.response("553", "permission denied")
             return True
         self._receive_file(connection, real, "wb", 0, f"STOU {virtual}", f"FILE: {virtual.name}")
         return True
 
     @command("STOR", help="STOR <file>: upload", needs_argument=True)
     @_passive
-    @PathPermissions(PathPermissions.writable)
+    @PathPermissions(PathPermissions.writable, fail_code="553")
     async def stor(self, connection: Connection, rest: str) -> bool:
         return await self._store(connection, rest, append=False)
 
@@ -349,11 +358,13 @@ class TransferCommands(ServerBase):
         """Lines for every entry of a directory (or the one file), sorted by name."""
         real, virtual = await self.get_paths(connection, rest)
         path_io = connection.path_io
+        # RFC 959 §5.4 gives LIST/NLST/STAT 450, not 550; RFC 3659 gives MLSD 550.
+        refusal = "550" if directories_only else "450"
         if not await path_io.exists(real):
-            connection.response("550", "path does not exist")
+            connection.response(refusal, "path does not exist")
             return None
         if not (await connection.user.get_permissions(virtual)).readable:
-            connection.response("550", "permission denied")
+            connection.response(refusal, "permission denied")
             return None
         if not await path_io.is_dir(real):
             if directories_only:
