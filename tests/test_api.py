@@ -26,28 +26,43 @@ from trio_ftp import (
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+SPEED_LIMITS = [
+    "read_speed_limit",
+    "write_speed_limit",
+    "read_speed_limit_per_connection",
+    "write_speed_limit_per_connection",
+]
+
+
+@pytest.mark.parametrize("name", SPEED_LIMITS)
+@pytest.mark.parametrize("bad", [0, -5, "fast", True, float("inf")])
+def test_bad_speed_limits_raise(name, bad):
+    """Speed limits of 0, negative or non-numbers raise ValueError naming the argument."""
+    with pytest.raises(ValueError, match=name):
+        Server(**{name: bad})
+    with pytest.raises(ValueError, match=name):
+        User(**{name: bad})
+
+
+@pytest.mark.parametrize("name", SPEED_LIMITS)
+def test_speed_limits_are_attributes(name):
+    """A valid limit is kept as the attribute of the same name, on Server and User."""
+    assert getattr(Server(**{name: 1000}), name) == 1000
+    assert getattr(User(**{name: 2500.5}), name) == 2500.5
+
+
 @pytest.mark.parametrize(
-    "name",
+    ("name", "bad"),
     [
-        "read_speed_limit",
-        "write_speed_limit",
-        "read_speed_limit_per_connection",
-        "write_speed_limit_per_connection",
+        ("maximum_connections_per_ip", 0),
+        ("maximum_login_attempts", -1),
+        ("login_failure_delay", -1),
     ],
 )
-def test_unimplemented_server_arguments_raise(name):
-    """An argument that is not implemented yet is refused loudly, never ignored."""
-    with pytest.raises(NotImplementedError, match=name):
-        Server(**{name: 1000})
-
-
-@pytest.mark.parametrize(
-    "name", ["read_speed_limit", "write_speed_limit", "read_speed_limit_per_connection"]
-)
-def test_unimplemented_user_arguments_raise(name):
-    """User speed limits are refused until the limits issue implements them."""
-    with pytest.raises(NotImplementedError, match=name):
-        User(**{name: 1000})
+def test_bad_limit_arguments(name, bad):
+    """Connection and login limits reject nonsense with a ValueError naming them."""
+    with pytest.raises(ValueError, match=name):
+        Server(**{name: bad})
 
 
 @pytest.mark.parametrize(

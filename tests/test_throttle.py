@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 import trio
+import trio.testing
 
 from trio_ftp.throttle import Throttle, ThrottleRegistry, TokenBucket
 
@@ -14,6 +15,8 @@ MB = 1_000_000
 BLOCK = 64 * 1024
 #: Every test finishes within this much trio time (autojumped) or fails instead of hanging.
 GUARD = 1_000
+#: More bytes than any throttled test moves; past it a share test fails instead of spinning.
+RUNAWAY = 1_000 * MB
 
 
 @dataclass(eq=False)
@@ -45,6 +48,8 @@ async def shares(limiters: list[TokenBucket | Throttle], seconds: float) -> list
         while True:
             await limiters[index].acquire(BLOCK)
             moved[index] += BLOCK
+            # an unthrottled limiter never lets trio time pass: fail instead of spinning
+            assert moved[index] <= RUNAWAY, "limiter does not throttle"
 
     with trio.move_on_after(seconds):
         async with trio.open_nursery() as nursery:
@@ -180,6 +185,28 @@ async def test_block_larger_than_balance_and_burst(autojump_clock):
         await bucket.acquire(MB)  # the balance was one block: the rest is owed
         await bucket.acquire(1)
     assert trio.current_time() - start == pytest.approx((MB + 1 - BLOCK) / 100_000, rel=0.001)
+
+
+async def test_concurrent_acquirers_are_served_in_turn(autojump_clock):
+    """Waiters on a drained bucket are served in arrival order, one block per block time."""
+    bucket = TokenBucket(1 * MB, burst=BLOCK)
+    done: list[tuple[str, float]] = []
+
+    async def waiter(name: str) -> None:
+        await bucket.acquire(BLOCK)
+        done.append((name, trio.current_time()))
+
+    with trio.fail_after(GUARD):
+        await bucket.acquire(BLOCK)  # drain the saved-up burst
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for name in "abcd":
+                nursery.start_soon(waiter, name)
+                await trio.testing.wait_all_tasks_blocked()
+    assert [name for name, _ in done] == list("abcd")
+    step = BLOCK / MB
+    for index, (_, when) in enumerate(done):
+        assert when - start == pytest.approx(step * (index + 1), rel=0.001)
 
 
 @pytest.mark.parametrize("rate", [0, -1, "x", True, math.nan, math.inf, [1]])

@@ -29,8 +29,9 @@ from .datachannel import PortPool
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .session import Session
+from .throttle import ThrottleRegistry, check_rate
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
-from .validation import check_positive_int, check_timeout, reject_unimplemented
+from .validation import check_positive_int, check_timeout
 
 __all__ = ["ServerBase"]
 
@@ -55,9 +56,12 @@ class ServerBase:
         path_timeout: seconds each path-IO operation may take (then ``451``).
         path_io_factory: the path-IO backend class (:class:`PathIO`, :class:`MemoryPathIO`...).
         maximum_connections: control connections served at once; the next gets ``421``.
-        read_speed_limit, write_speed_limit, read_speed_limit_per_connection,
-        write_speed_limit_per_connection: not implemented yet (the limits issue): a value
-            other than ``None`` raises ``NotImplementedError``.
+        read_speed_limit, write_speed_limit: bytes per second for the whole server, uploads
+            (read) and downloads (write); ``None``: unlimited. Attributes: changing them
+            takes effect on running transfers.
+        read_speed_limit_per_connection, write_speed_limit_per_connection: the same for each
+            connection. ``User`` has the same four, per user and per connection of that user;
+            every limit that applies holds at once.
         ipv4_pasv_forced_response_address: aioftp's name for ``passive_address`` (a string
             only); give one or the other.
         passive_address: the IPv4 address announced in ``227`` (for NAT): a string, or a
@@ -110,10 +114,10 @@ class ServerBase:
         path_timeout: float | None = None,
         path_io_factory: type[AbstractPathIO[Any]] = PathIO,
         maximum_connections: int | None = None,
-        read_speed_limit: int | None = None,
-        write_speed_limit: int | None = None,
-        read_speed_limit_per_connection: int | None = None,
-        write_speed_limit_per_connection: int | None = None,
+        read_speed_limit: float | None = None,
+        write_speed_limit: float | None = None,
+        read_speed_limit_per_connection: float | None = None,
+        write_speed_limit_per_connection: float | None = None,
         ipv4_pasv_forced_response_address: str | None = None,
         data_ports: Iterable[int] | None = None,
         passive_address: str | Callable[[Connection], str | None] | None = None,
@@ -135,14 +139,13 @@ class ServerBase:
         login_failure_delay: float = 1.0,
         maximum_login_attempts: int | None = 3,
     ) -> None:
-        reject_unimplemented(
-            "Server",
-            {
-                "read_speed_limit": read_speed_limit,
-                "write_speed_limit": write_speed_limit,
-                "read_speed_limit_per_connection": read_speed_limit_per_connection,
-                "write_speed_limit_per_connection": write_speed_limit_per_connection,
-            },
+        self.read_speed_limit = check_rate("read_speed_limit", read_speed_limit)
+        self.write_speed_limit = check_rate("write_speed_limit", write_speed_limit)
+        self.read_speed_limit_per_connection = check_rate(
+            "read_speed_limit_per_connection", read_speed_limit_per_connection
+        )
+        self.write_speed_limit_per_connection = check_rate(
+            "write_speed_limit_per_connection", write_speed_limit_per_connection
         )
         check_positive_int("block_size", block_size)
         check_positive_int("maximum_connections", maximum_connections)
@@ -213,6 +216,7 @@ class ServerBase:
             self.user_manager = MemoryUserManager(users)
         self.maximum_connections = maximum_connections
         self.available_connections = AvailableConnections(maximum_connections)
+        self.throttles = ThrottleRegistry(self, burst=block_size)
         table = collect_commands(type(self))
         self.command_specs: dict[str, CommandSpec] = {
             verb: spec for verb, (_, spec) in table.items()

@@ -131,6 +131,9 @@ class Session:
             log=self.log,
         )
         self.data = DataChannels(self)
+        # Server-level limits until a login adds the user's (handlers/auth.py).
+        read, write = server.throttles.for_connection(None)
+        self.connection.read_throttle, self.connection.write_throttle = read, write
         self.connection.path_io = GuardedPathIO(
             server.new_path_io(self.connection), server.path_timeout
         )

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .errors import PathIsNotAbsolute
-from .validation import check_positive_int, reject_unimplemented
+from .throttle import check_rate
+from .validation import check_positive_int
 
 __all__ = [
     "ANONYMOUS_LOGINS",
@@ -62,9 +63,10 @@ class User:
         permissions: path permissions; the nearest parent of a path applies. Default: one
             read/write permission on ``/``.
         maximum_connections: how many sessions of this user may be logged in at once.
-        read_speed_limit, write_speed_limit, read_speed_limit_per_connection,
-        write_speed_limit_per_connection: not implemented yet (the limits issue); a value
-            other than ``None`` raises ``NotImplementedError`` so it is never silently ignored.
+        read_speed_limit, write_speed_limit: bytes per second shared by all this user's
+            sessions, uploads (read) and downloads (write); ``None``: unlimited.
+        read_speed_limit_per_connection, write_speed_limit_per_connection: the same for each
+            of this user's sessions. Changing the attributes affects running transfers.
 
     Raises:
         PathIsNotAbsolute: ``home_path`` is relative (a ``ValueError``).
@@ -79,20 +81,11 @@ class User:
         home_path: str | PurePosixPath = PurePosixPath("/"),
         permissions: Sequence[Permission] | None = None,
         maximum_connections: int | None = None,
-        read_speed_limit: int | None = None,
-        write_speed_limit: int | None = None,
-        read_speed_limit_per_connection: int | None = None,
-        write_speed_limit_per_connection: int | None = None,
+        read_speed_limit: float | None = None,
+        write_speed_limit: float | None = None,
+        read_speed_limit_per_connection: float | None = None,
+        write_speed_limit_per_connection: float | None = None,
     ) -> None:
-        reject_unimplemented(
-            "User",
-            {
-                "read_speed_limit": read_speed_limit,
-                "write_speed_limit": write_speed_limit,
-                "read_speed_limit_per_connection": read_speed_limit_per_connection,
-                "write_speed_limit_per_connection": write_speed_limit_per_connection,
-            },
-        )
         check_positive_int("maximum_connections", maximum_connections)
         self.login = login
         self.password = password
@@ -102,10 +95,14 @@ class User:
             raise PathIsNotAbsolute(home_path)
         self.permissions: Sequence[Permission] = list(permissions or [Permission()])
         self.maximum_connections = maximum_connections
-        self.read_speed_limit = read_speed_limit
-        self.write_speed_limit = write_speed_limit
-        self.read_speed_limit_per_connection = read_speed_limit_per_connection
-        self.write_speed_limit_per_connection = write_speed_limit_per_connection
+        self.read_speed_limit = check_rate("read_speed_limit", read_speed_limit)
+        self.write_speed_limit = check_rate("write_speed_limit", write_speed_limit)
+        self.read_speed_limit_per_connection = check_rate(
+            "read_speed_limit_per_connection", read_speed_limit_per_connection
+        )
+        self.write_speed_limit_per_connection = check_rate(
+            "write_speed_limit_per_connection", write_speed_limit_per_connection
+        )
 
     async def get_permissions(self, path: str | PurePosixPath) -> Permission:
         """Return the permission of the nearest parent of ``path`` (or ``path`` itself).

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-__all__ = ["check_positive_int", "check_timeout", "reject_unimplemented"]
-
-
-def reject_unimplemented(owner: str, values: Mapping[str, object]) -> None:
-    """Raise ``NotImplementedError`` for any argument given that is not implemented yet."""
-    for name, value in values.items():
-        if value is not None:
-            raise NotImplementedError(f"{owner}({name}=...) is not implemented yet")
+__all__ = ["check_positive_int", "check_timeout"]
 
 
 def check_positive_int(name: str, value: int | None) -> int | None:

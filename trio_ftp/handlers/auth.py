@@ -41,6 +41,8 @@ class AuthCommands(ServerBase):
         return False
 
     def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
+        # Per-connection buckets live as long as the login: every limit level of this user.
+        connection.read_throttle, connection.write_throttle = self.throttles.for_connection(user)
         connection.logged = True
         connection.current_directory = user.home_path
         connection.log.info("user %r logged in", connection.login_name)

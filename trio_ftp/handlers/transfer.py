@@ -60,7 +60,12 @@ def _timeout(connection: Connection) -> float:
 
 
 async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
-    """Send on a data connection. Timeouts: ``socket_timeout`` (then ``426``)."""
+    """Send on a data connection, at the pace of every write speed limit that applies.
+
+    Timeouts: ``socket_timeout`` for the send itself (then ``426``); waiting for the
+    throttle is not counted, so a low limit never times a transfer out.
+    """
+    await connection.write_throttle.acquire(len(data))
     try:
         with trio.fail_after(_timeout(connection)):
             await stream.send_all(data)
@@ -71,12 +76,13 @@ async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes
 async def receive_data(connection: Connection, stream: trio.abc.Stream, size: int) -> bytes:
     """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``.
 
-    A TLS upload ended by a bare TCP FIN (no ``close_notify``) is a normal end unless
-    ``tls_strict_eof``; a reset is always a failure (``426``).
+    Read speed limits are applied to what arrived before the next read, so TCP flow
+    control slows the client. A TLS upload ended by a bare TCP FIN (no ``close_notify``) is
+    a normal end unless ``tls_strict_eof``; a reset is always a failure (``426``).
     """
     try:
         with trio.fail_after(_timeout(connection)):
-            return bytes(await stream.receive_some(size))
+            data = bytes(await stream.receive_some(size))
     except trio.TooSlowError:
         raise TransferAborted("data connection timed out; transfer aborted") from None
     except trio.BrokenResourceError as exc:
@@ -85,6 +91,9 @@ async def receive_data(connection: Connection, stream: trio.abc.Stream, size: in
                 raise TransferAborted("upload ended without TLS close_notify") from exc
             return b""
         raise
+    # Read speed limits: pay for what arrived before asking for more (TCP pushes back).
+    await connection.read_throttle.acquire(len(data))
+    return data
 
 
 async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
