@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ftplib
+import hashlib
 import io
 import os
 import socket
@@ -281,3 +282,47 @@ async def test_ftplib_text_mode(start_server):
 
     assert await in_thread(client) == ["alpha", "beta"]
     assert (running.root / "notes.txt").read_bytes() == b"alpha\nbeta\n"
+
+
+async def test_rang_limits_retr_and_hash(start_server):
+    """RANG start end: RETR sends exactly those bytes, HASH digests exactly them; RANG 1 0
+    clears; REST replaces RANG; uploads refuse a pending RANG; bad arguments are 501."""
+    running = await start_server()
+    payload = os.urandom(300_000)
+    (running.root / "f.bin").write_bytes(payload)
+
+    def client() -> dict[str, object]:
+        results: dict[str, object] = {}
+        with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")
+            results["rang"] = ftp.sendcmd("RANG 1000 70999")[:3]
+            chunks: list[bytes] = []
+            ftp.retrbinary("RETR f.bin", chunks.append)
+            results["retr"] = b"".join(chunks)
+            ftp.sendcmd("RANG 10 19")
+            results["hash"] = ftp.sendcmd("HASH f.bin")
+            ftp.sendcmd("RANG 5 9")
+            ftp.sendcmd("RANG 1 0")
+            chunks = []
+            ftp.retrbinary("RETR f.bin", chunks.append)
+            results["cleared"] = len(b"".join(chunks))
+            ftp.sendcmd("RANG 5 9")
+            ftp.sendcmd("REST 299990")
+            chunks = []
+            ftp.retrbinary("RETR f.bin", chunks.append)
+            results["rest_wins"] = b"".join(chunks)
+            ftp.sendcmd("RANG 0 9")
+            ftp.sendcmd("PASV")
+            results["stor"] = _code(ftp, "STOR up.bin")
+            results["bad"] = [_code(ftp, "RANG 9 1"), _code(ftp, "RANG x y"), _code(ftp, "RANG 1")]
+        return results
+
+    results = await in_thread(client)
+    assert results["rang"] == "350"
+    assert results["retr"] == payload[1000:71000]
+    digest = hashlib.sha256(payload[10:20]).hexdigest()
+    assert results["hash"] == f"213 SHA-256 10-19 {digest} f.bin"
+    assert results["cleared"] == len(payload)
+    assert results["rest_wins"] == payload[299990:]
+    assert results["stor"] == "503"
+    assert results["bad"] == ["501", "501", "501"]

@@ -336,6 +336,14 @@ class ServerBase:
             del self.connections[session.id]
 
     # hooks the session calls -----------------------------------------------------------------
+    def take_range(self, connection: Connection) -> tuple[int, int | None]:
+        """Consume the pending ``REST`` offset or ``RANG`` range: ``(start, byte count or
+        None for "to the end")``. Both hold until the next transfer (or HASH) uses them."""
+        start: int = connection.restart_offset
+        connection.restart_offset = 0
+        end: int | None = connection.pop("restart_end")
+        return start, None if end is None else end - start + 1
+
     def session_feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines that depend on configuration or session state; mixins extend this
         cooperatively (``[*super().session_feature_lines(connection), ...]``)."""

@@ -2,9 +2,8 @@
 
 ``HASH <file>`` answers ``213 <algorithm> <start>-<end> <hex digest> <file>``, ``end`` being
 the last byte hashed (inclusive, as in the draft's ``0-49`` for a 50-byte file; an empty range
-is written ``<start>-<start>``). A preceding ``REST <offset>`` hashes from ``offset`` on and is
-consumed as by a transfer. ``RANG`` is not implemented: it also bounds RETR and STOR, which do
-not honour it, so advertising it would mislead clients.
+is written ``<start>-<start>``). A preceding ``REST <offset>`` hashes from ``offset`` on, and
+``RANG <start> <end>`` hashes just those bytes; either is consumed as by a transfer.
 
 Hashing runs off the event loop: for :class:`~trio_ftp.pathio.PathIO` the whole file is read
 and hashed in one worker thread; for other backends the file is read through the path IO in
@@ -28,6 +27,7 @@ from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
 from ..errors import PathIOError
 from ..pathio import PathIO
+from .transfer import _next_size
 
 __all__ = ["HASH_ALGORITHMS", "HASH_BLOCK_SIZE", "HashCommands", "Hasher"]
 
@@ -72,13 +72,18 @@ HASH_ALGORITHMS: Mapping[str, Callable[[], Hasher]] = {
 
 
 def _hash_local_file(
-    path: Path, offset: int, hasher: Hasher, block_size: int, stop: threading.Event
+    path: Path,
+    offset: int,
+    limit: int | None,
+    hasher: Hasher,
+    block_size: int,
+    stop: threading.Event,
 ) -> int:
-    """Hash ``path`` from ``offset`` to its end (runs in a worker thread); bytes hashed."""
+    """Hash ``path`` from ``offset``, at most ``limit`` bytes (runs in a worker thread)."""
     count = 0
     with open(path, "rb") as file:
         file.seek(offset)
-        while not stop.is_set() and (block := file.read(block_size)):
+        while not stop.is_set() and (block := file.read(_next_size(block_size, limit, count))):
             hasher.update(block)
             count += len(block)
     return count
@@ -132,23 +137,28 @@ class HashCommands(ServerBase):
     @PathPermissions(PathPermissions.readable)
     async def hash(self, connection: Connection, rest: str) -> bool:
         real, _ = await self.get_paths(connection, rest)
-        offset: int = connection.restart_offset
-        connection.restart_offset = 0
+        offset, limit = self.take_range(connection)
         size = (await connection.path_io.stat(real)).st_size
         if offset > size:
             connection.response("554", f"restart offset {offset} is past the end ({size})")
             return True
         algorithm = self.hash_algorithm(connection)
         hasher = self.hash_algorithms[algorithm]()
-        count = await self.hash_file(connection, real, offset, hasher)
+        count = await self.hash_file(connection, real, offset, hasher, limit)
         end = offset + count - 1 if count else offset
         connection.response("213", f"{algorithm} {offset}-{end} {hasher.hexdigest()} {rest}")
         return True
 
     async def hash_file(
-        self, connection: Connection, real: Any, offset: int, hasher: Hasher
+        self,
+        connection: Connection,
+        real: Any,
+        offset: int,
+        hasher: Hasher,
+        limit: int | None = None,
     ) -> int:
-        """Feed the file's bytes from ``offset`` on to ``hasher``; returns how many."""
+        """Feed the file's bytes from ``offset`` (at most ``limit``) to ``hasher``; returns
+        how many."""
         path_io = connection.path_io
         inner = getattr(path_io, "inner", path_io)
         # The one-thread fast path only when the backend reads the local file as is.
@@ -157,7 +167,7 @@ class HashCommands(ServerBase):
             job = _hash_local_file
             try:
                 return await trio.to_thread.run_sync(
-                    lambda: job(real, offset, hasher, HASH_BLOCK_SIZE, stop),
+                    lambda: job(real, offset, limit, hasher, HASH_BLOCK_SIZE, stop),
                     abandon_on_cancel=True,
                 )
             except OSError as exc:
@@ -168,7 +178,7 @@ class HashCommands(ServerBase):
         async with path_io.open(real, mode="rb") as file:
             if offset:
                 await file.seek(offset)
-            while block := await file.read(HASH_BLOCK_SIZE):
+            while block := await file.read(_next_size(HASH_BLOCK_SIZE, limit, count)):
                 await trio.to_thread.run_sync(hasher.update, block)
                 count += len(block)
         return count

@@ -21,7 +21,7 @@ from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from ..errors import TransferAborted
+from ..errors import ReplyError, TransferAborted
 from ..listing import list_line
 from ..tls import is_ragged_eof
 from .files import facts_line
@@ -44,6 +44,11 @@ def _passive(handler: H) -> H:
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
+
+
+def _next_size(block_size: int, limit: int | None, done: int) -> int:
+    """How much to read next when at most ``limit`` bytes (RANG) may be sent in all."""
+    return block_size if limit is None else min(block_size, limit - done)
 
 
 def strip_list_options(argument: str) -> str:
@@ -143,7 +148,34 @@ class TransferCommands(ServerBase):
             connection.response("501", "REST needs a non-negative integer offset")
             return True
         connection.restart_offset = int(rest)
+        connection.pop("restart_end")  # REST replaces a RANG
         connection.response("350", f"restarting at {int(rest)}, send the transfer command")
+        return True
+
+    @command(
+        "RANG",
+        help="RANG <start> <end>: the next RETR or HASH covers bytes start..end (inclusive)",
+        feat="RANG STREAM",
+        needs_argument=True,
+    )
+    @_login
+    async def rang(self, connection: Connection, rest: str) -> bool:
+        """draft-bryan-ftp-range: ``RANG 1 0`` clears; REST and RANG replace each other."""
+        words = rest.split()
+        if len(words) != 2 or not all(word.isdigit() for word in words):
+            connection.response("501", "syntax: RANG <start> <end>")
+            return True
+        start, end = int(words[0]), int(words[1])
+        if (start, end) == (1, 0):
+            connection.restart_offset = 0
+            connection.pop("restart_end")
+            connection.response("350", "range cleared")
+        elif end < start:
+            connection.response("501", "RANG end is before its start")
+        else:
+            connection.restart_offset = start
+            connection.restart_end = end
+            connection.response("350", f"restarting at {start}, ending byte at {end}")
         return True
 
     @command("ABOR", help="ABOR: abort the running transfer", immediate=True)
@@ -160,8 +192,10 @@ class TransferCommands(ServerBase):
         return True
 
     def _take_offset(self, connection: Connection) -> int:
-        offset: int = connection.restart_offset
-        connection.restart_offset = 0
+        """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503)."""
+        offset, limit = self.take_range(connection)
+        if limit is not None:
+            raise ReplyError("503", "RANG applies to RETR and HASH only")
         return offset
 
     def _start(
@@ -245,7 +279,7 @@ class TransferCommands(ServerBase):
     @PathPermissions(PathPermissions.readable)
     async def retr(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
-        offset = self._take_offset(connection)
+        offset, limit = self.take_range(connection)  # REST, or RANG start..end
         size = (await connection.path_io.stat(real)).st_size
         if offset > size:
             connection.response("554", f"restart offset {offset} is past the end ({size})")
@@ -258,7 +292,7 @@ class TransferCommands(ServerBase):
             async with connection.path_io.open(real, mode="rb") as file:
                 if offset:
                     await file.seek(offset)
-                while block := await file.read(self.block_size):
+                while block := await file.read(_next_size(self.block_size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
                         block = to_network.convert(block)
