@@ -29,7 +29,7 @@ from .datachannel import PortPool
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .session import Session
-from .throttle import ThrottleRegistry, check_rate
+from .throttle import SpeedLimited, ThrottleRegistry
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
 from .validation import check_positive_int, check_timeout
 
@@ -40,7 +40,7 @@ logger = logging.getLogger("trio_ftp.server")
 Handler = Callable[[Connection, str], Awaitable[Any]]
 
 
-class ServerBase:
+class ServerBase(SpeedLimited):
     """The server's state and lifecycle; :class:`trio_ftp.Server` adds the command handlers.
 
     The arguments mean what aioftp documents for them.
@@ -139,13 +139,11 @@ class ServerBase:
         login_failure_delay: float = 1.0,
         maximum_login_attempts: int | None = 3,
     ) -> None:
-        self.read_speed_limit = check_rate("read_speed_limit", read_speed_limit)
-        self.write_speed_limit = check_rate("write_speed_limit", write_speed_limit)
-        self.read_speed_limit_per_connection = check_rate(
-            "read_speed_limit_per_connection", read_speed_limit_per_connection
-        )
-        self.write_speed_limit_per_connection = check_rate(
-            "write_speed_limit_per_connection", write_speed_limit_per_connection
+        super().__init__(
+            read_speed_limit,
+            write_speed_limit,
+            read_speed_limit_per_connection,
+            write_speed_limit_per_connection,
         )
         check_positive_int("block_size", block_size)
         check_positive_int("maximum_connections", maximum_connections)

@@ -33,7 +33,14 @@ from typing import Protocol
 
 import trio
 
-__all__ = ["SpeedLimits", "Throttle", "ThrottleRegistry", "TokenBucket", "check_rate"]
+__all__ = [
+    "SpeedLimited",
+    "SpeedLimits",
+    "Throttle",
+    "ThrottleRegistry",
+    "TokenBucket",
+    "check_rate",
+]
 
 #: A remaining wait shorter than this (seconds) counts as paid: float rounding, not debt.
 _EPSILON = 1e-9
@@ -241,6 +248,29 @@ def _source(owner: SpeedLimits, name: str) -> Callable[[], float | None]:
         return check_rate(name, value)
 
     return read
+
+
+class SpeedLimited:
+    """The four speed-limit attributes that ``Server`` and ``User`` both have, validated.
+
+    Plain attributes on purpose: assigning one takes effect on running transfers.
+    """
+
+    def __init__(
+        self,
+        read_speed_limit: float | None,
+        write_speed_limit: float | None,
+        read_speed_limit_per_connection: float | None,
+        write_speed_limit_per_connection: float | None,
+    ) -> None:
+        self.read_speed_limit = check_rate("read_speed_limit", read_speed_limit)
+        self.write_speed_limit = check_rate("write_speed_limit", write_speed_limit)
+        self.read_speed_limit_per_connection = check_rate(
+            "read_speed_limit_per_connection", read_speed_limit_per_connection
+        )
+        self.write_speed_limit_per_connection = check_rate(
+            "write_speed_limit_per_connection", write_speed_limit_per_connection
+        )
 
 
 class ThrottleRegistry:

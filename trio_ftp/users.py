@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from .errors import PathIsNotAbsolute
-from .throttle import check_rate
+from .throttle import SpeedLimited
 from .validation import check_positive_int
 
 __all__ = [
@@ -51,7 +51,7 @@ class Permission:
         )
 
 
-class User:
+class User(SpeedLimited):
     """An account: credentials, where its files live, and its rights.
 
     Args:
@@ -95,13 +95,11 @@ class User:
             raise PathIsNotAbsolute(home_path)
         self.permissions: Sequence[Permission] = list(permissions or [Permission()])
         self.maximum_connections = maximum_connections
-        self.read_speed_limit = check_rate("read_speed_limit", read_speed_limit)
-        self.write_speed_limit = check_rate("write_speed_limit", write_speed_limit)
-        self.read_speed_limit_per_connection = check_rate(
-            "read_speed_limit_per_connection", read_speed_limit_per_connection
-        )
-        self.write_speed_limit_per_connection = check_rate(
-            "write_speed_limit_per_connection", write_speed_limit_per_connection
+        super().__init__(
+            read_speed_limit,
+            write_speed_limit,
+            read_speed_limit_per_connection,
+            write_speed_limit_per_connection,
         )
 
     async def get_permissions(self, path: str | PurePosixPath) -> Permission:
