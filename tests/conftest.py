@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ftplib
+import functools
 import os
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +23,29 @@ T = TypeVar("T")
 LOGIN, PASSWORD = "user", "secret"
 #: Every test that talks to a server finishes within this many seconds or fails.
 TEST_DEADLINE = 30
+
+
+MiB = 1024 * 1024
+FTP_ERRORS = (ftplib.error_reply, ftplib.error_temp, ftplib.error_perm, ftplib.error_proto)
+
+
+@functools.cache
+def random_bytes(size: int, seed: int = 1234) -> bytes:
+    """Reproducible random bytes (cached: the big payloads are made once per run)."""
+    return random.Random(seed).randbytes(size)
+
+
+def reply_of(call: Callable[[], object]) -> str:
+    """The reply text of an ftplib call, whether ftplib returned it or raised it."""
+    try:
+        return str(call())
+    except FTP_ERRORS as exc:
+        return str(exc)
+
+
+def code(reply: str) -> str:
+    """The three-digit code of a reply text."""
+    return reply[:3]
 
 
 def open_fds() -> set[int]:

@@ -6,39 +6,16 @@ import ftplib
 import functools
 import io
 import os
-import random
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import trio
-from conftest import LOGIN, PASSWORD, in_thread
-
-MiB = 1024 * 1024
-FTP_ERRORS = (ftplib.error_reply, ftplib.error_temp, ftplib.error_perm, ftplib.error_proto)
-
-
-@functools.cache
-def random_bytes(size: int, seed: int = 1234) -> bytes:
-    """Reproducible random bytes (cached: the big payloads are made once per run)."""
-    return random.Random(seed).randbytes(size)
-
-
-def reply_of(call: Callable[[], object]) -> str:
-    """The reply text of an ftplib call, whether ftplib returned it or raised it."""
-    try:
-        return str(call())
-    except FTP_ERRORS as exc:
-        return str(exc)
-
-
-def code(reply: str) -> str:
-    return reply[:3]
+from conftest import LOGIN, PASSWORD, MiB, code, in_thread, random_bytes, reply_of
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ are installed by CI (.ci/run), so these tests never skip when they are missing: 
 from __future__ import annotations
 
 import ftplib
-import functools
 import io
 import os
 import random
@@ -16,29 +15,26 @@ import socket
 import ssl
 import struct
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LOGIN, PASSWORD, Running, TLSCerts, in_thread
+from conftest import (
+    FTP_ERRORS,
+    LOGIN,
+    PASSWORD,
+    MiB,
+    Running,
+    TLSCerts,
+    in_thread,
+    random_bytes,
+    reply_of,
+)
 
-MiB = 1024 * 1024
-FTP_ERRORS = (ftplib.error_reply, ftplib.error_temp, ftplib.error_perm, ftplib.error_proto)
 
-
-@functools.cache
 def payload(size: int, seed: int = 4242) -> bytes:
-    """Reproducible random bytes (cached: the big payloads are made once per run)."""
-    return random.Random(seed).randbytes(size)
-
-
-def reply_of(call: Callable[[], object]) -> str:
-    """The reply text of an ftplib call, whether ftplib returned it or raised it."""
-    try:
-        return str(call())
-    except FTP_ERRORS as exc:
-        return str(exc)
+    """Reproducible random bytes for this module."""
+    return random_bytes(size, seed)
 
 
 # ftplib clients ------------------------------------------------------------------------------
