@@ -183,7 +183,8 @@ async def test_cli_serves_directory_read_only(tmp_path):
 
 
 async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
-    """close() cancels a running transfer as a worker: the client reads 426 then 226."""
+    """close() cancels a running transfer as a worker: the client reads 426 then 226, and
+    then 421 as the session is closed."""
     running = await start_server(block_size=4096)
     (running.root / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     token = trio.lowlevel.current_trio_token()
@@ -191,16 +192,16 @@ async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
     closed = trio.Event()
 
     def client() -> list[str]:
-        with running.ftp() as ftp:
+        ftp = running.ftp()
+        try:
             ftp.voidcmd("TYPE I")
             with ftp.transfercmd("RETR big.bin") as data:
                 data.recv(1024)
                 trio.from_thread.run_sync(transferring.set, trio_token=token)
                 trio.from_thread.run(closed.wait, trio_token=token)
-            codes = []
-            for _ in range(2):
-                codes.append(ftp.getline()[:3])
-            return codes
+            return [ftp.getline()[:3] for _ in range(3)]
+        finally:
+            ftp.close()
 
     async with trio.open_nursery() as nursery:
         result: list[list[str]] = []
@@ -213,4 +214,4 @@ async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
             await transferring.wait()
             await running.server.close()
         closed.set()
-    assert result == [["426", "226"]]
+    assert result == [["426", "226", "421"]]

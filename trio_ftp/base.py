@@ -26,6 +26,7 @@ import trio
 from .commands import CommandSpec, collect_commands
 from .connection import Connection
 from .datachannel import PortPool
+from .events import EventBus, EventStream, ServerEvent
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .session import Session
@@ -227,6 +228,10 @@ class ServerBase(SpeedLimited):
         self._serve_scope: trio.CancelScope | None = None
         self._stopped = trio.Event()
         self._closing = False
+        self._accept_scope: trio.CancelScope | None = None
+        self._active_transfers = 0
+        self._transfer_ended = trio.Event()
+        self.event_bus = EventBus()
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int = 0) -> None:
@@ -262,6 +267,7 @@ class ServerBase(SpeedLimited):
                 # The accept nursery sits inside the sessions nursery: cancelling the scope
                 # stops accepting and ends every session, and both are gone on exit.
                 async with trio.open_nursery() as sessions, trio.open_nursery() as accepting:
+                    self._accept_scope = accepting.cancel_scope
                     accepting.start_soon(
                         _serve_listeners, self._handle_connection, self._listeners, sessions
                     )
@@ -269,6 +275,7 @@ class ServerBase(SpeedLimited):
             with trio.CancelScope(shield=True):
                 for listener in self._listeners:
                     await listener.aclose()
+            self.event_bus.close()
             self._stopped.set()
 
     async def serve(
@@ -295,15 +302,68 @@ class ServerBase(SpeedLimited):
             with trio.CancelScope(shield=True):
                 await self.close()
 
-    async def close(self) -> None:
-        """Stop accepting, cancel every session and transfer, return when all have ended."""
+    async def close(self, grace: float | None = None) -> None:
+        """Stop accepting, cancel every session and transfer, return when all have ended.
+
+        With ``grace`` (seconds), running transfers may finish first: accepting stops at
+        once and new transfers are refused (``421``), then whatever still runs after
+        ``grace`` is cancelled (``426``). Every session is closed with ``421``.
+
+        Timeouts: ``grace`` bounds the wait for transfers; the teardown of each session is
+        itself bounded (about a second).
+        """
         self._closing = True
         if self._serve_scope is None:
             for listener in self._listeners:
                 await listener.aclose()
             return
+        if grace is not None and self._accept_scope is not None:
+            self._accept_scope.cancel()
+            with trio.move_on_after(grace):
+                while self._active_transfers:
+                    await self._transfer_ended.wait()
         self._serve_scope.cancel()
         await self._stopped.wait()
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """``close(grace)`` under trio's name for it."""
+        await self.close(grace)
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` has begun."""
+        return self._closing
+
+    def events(self, buffer: int = 256) -> EventStream:
+        """Subscribe to what happens: ``async for event in server.events(): ...``.
+
+        See :mod:`trio_ftp.events` for the kinds and the drop policy of a full buffer.
+        """
+        return self.event_bus.subscribe(buffer)
+
+    def publish(self, connection: Connection, kind: str, **fields: Any) -> None:
+        """Publish a :class:`~trio_ftp.events.ServerEvent` about ``connection``."""
+        user = connection.get("login_name") if connection.get("logged") else None
+        session = connection.get("session")
+        self.event_bus.publish(
+            ServerEvent(
+                kind,
+                session.id if session is not None else 0,
+                f"{connection.client_host}:{connection.client_port}",
+                user,
+                **fields,
+            )
+        )
+
+    def transfer_began(self) -> None:
+        """Count a running transfer (graceful shutdown waits for them)."""
+        self._active_transfers += 1
+
+    def transfer_done(self) -> None:
+        """A transfer ended, however it ended."""
+        self._active_transfers -= 1
+        self._transfer_ended.set()
+        self._transfer_ended = trio.Event()
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
@@ -392,6 +452,8 @@ class ServerBase(SpeedLimited):
 
     async def forget_user(self, connection: Connection) -> None:
         """Tell the user manager the session no longer uses its user (logout, re-USER)."""
+        if connection.get("logged"):
+            self.publish(connection, "logout")
         user = connection.pop("user")
         connection.pop("logged")
         if user is None:

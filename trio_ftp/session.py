@@ -107,6 +107,7 @@ class Session:
         self._write_lock = trio.Lock()
         self.transfer: _Transfer | None = None
         self._nursery: trio.Nursery | None = None
+        self._ended_normally = False
         self._idle_scope = trio.CancelScope()  # replaced by each wait for command bytes
         self.connection = Connection(
             client_host=self.peer_host,
@@ -158,8 +159,11 @@ class Session:
         """Run ``fn(*args)`` as this session's transfer, in the background, abortable."""
         if self._nursery is None or self.transfer is not None:
             raise ReplyError("503", "a transfer is already in progress")
+        if self.server.closing:
+            raise ReplyError("421", "server shutting down, closing connection", fatal=True)
         transfer = _Transfer()
         self.transfer = transfer
+        self.server.transfer_began()
         self._reset_idle_clock()
         self._nursery.start_soon(self._run_transfer, transfer, fn, args)
 
@@ -175,6 +179,7 @@ class Session:
         finally:
             self.transfer = None
             self._reset_idle_clock()
+            self.server.transfer_done()
             transfer.done.set()
         try:
             await self.flush()
@@ -199,11 +204,13 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it ends; never raises for anything the client does."""
         self.log.info("session started (local %s:%s)", self.local_host, self.local_port)
+        self.server.publish(self.connection, "connect")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
                     await self._serve()
+                    self._ended_normally = True
                 except _STREAM_GONE as exc:
                     self.log.info("control connection lost: %s", type(exc).__name__)
                 except TLSHandshakeFailed as exc:
@@ -359,6 +366,8 @@ class Session:
         self.respond(code, text)
 
     async def _teardown(self) -> None:
+        if self.server.closing and not self._ended_normally:
+            self.respond("421", "server shutting down, closing connection")
         with trio.CancelScope(shield=True):
             with trio.move_on_after(_GOODBYE_TIMEOUT):
                 try:

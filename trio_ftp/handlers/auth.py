@@ -46,6 +46,7 @@ class AuthCommands(ServerBase):
         connection.logged = True
         connection.current_directory = user.home_path
         connection.log.info("user %r logged in", connection.login_name)
+        self.publish(connection, "login")
         connection.response("230", reply)
 
     @command("USER", help="USER <name>: say who you are", needs_argument=True)
@@ -88,6 +89,7 @@ class AuthCommands(ServerBase):
         failures = connection.get("login_failures", 0) + 1
         connection.login_failures = failures
         connection.log.info("failed login for %r (%d)", connection.login_name, failures)
+        self.publish(connection, "login_failed", path=None, target=connection.login_name)
         # Slow down password guessing; trio.sleep, so only this session waits.
         await trio.sleep(self.login_failure_delay or 0)
         limit = self.maximum_login_attempts

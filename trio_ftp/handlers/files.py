@@ -48,8 +48,9 @@ class FileCommands(ServerBase):
     @PathConditions(_exists, PathConditions.path_must_be_file)
     @PathPermissions(PathPermissions.writable)
     async def dele(self, connection: Connection, rest: str) -> bool:
-        real, _ = await self.get_paths(connection, rest)
+        real, virtual = await self.get_paths(connection, rest)
         await connection.path_io.unlink(real)
+        self.publish(connection, "delete", path=str(virtual))
         connection.response("250", "file deleted")
         return True
 
@@ -73,8 +74,9 @@ class FileCommands(ServerBase):
     async def rnto(self, connection: Connection, rest: str) -> bool:
         source_virtual = connection.pop("rename_from")
         source, _ = await self.get_paths(connection, source_virtual)
-        destination, _ = await self.get_paths(connection, rest)
+        destination, target = await self.get_paths(connection, rest)
         await connection.path_io.rename(source, destination)
+        self.publish(connection, "rename", path=str(source_virtual), target=str(target))
         connection.response("250", "renamed")
         return True
 

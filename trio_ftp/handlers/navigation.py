@@ -45,6 +45,7 @@ class NavigationCommands(ServerBase):
     async def mkd(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         await connection.path_io.mkdir(real)
+        self.publish(connection, "mkdir", path=str(virtual))
         connection.response("257", f"{quote_path(str(virtual))} created")
         return True
 
@@ -58,5 +59,6 @@ class NavigationCommands(ServerBase):
             connection.response("550", "can't remove the root directory")
             return True
         await connection.path_io.rmdir(real)
+        self.publish(connection, "rmdir", path=str(virtual))
         connection.response("250", "directory removed")
         return True

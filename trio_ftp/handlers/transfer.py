@@ -43,6 +43,7 @@ def _passive(handler: H) -> H:
 
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
+_DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
 
 
@@ -212,22 +213,41 @@ class TransferCommands(ServerBase):
 
         progress = TransferProgress(what)
 
+        verb, _, path = what.partition(" ")
+        direction = _DIRECTIONS.get(verb, "listing")
+
+        def publish(kind: str) -> None:
+            seconds = time.monotonic() - progress.started
+            self.publish(
+                connection,
+                kind,
+                path=path or None,
+                direction=direction,
+                bytes=progress.bytes,
+                seconds=seconds,
+            )
+
         @worker
         async def transfer(server: ServerBase, connection: Connection) -> None:
             connection.transfer_progress = progress
             stream = await connection.session.data.take_stream()
+            publish("transfer_started")
             try:
                 await job(stream, progress)
             except BaseException:
                 await trio.aclose_forcefully(stream)
+                publish("transfer_aborted")
                 raise
             await close_data(connection, stream)
+            seconds = time.monotonic() - progress.started
             connection.log.info(
-                "%s done: %d bytes in %.3f s",
+                "%s done: %d bytes in %.3f s (%.0f bytes/s)",
                 what,
                 progress.bytes,
-                time.monotonic() - progress.started,
+                seconds,
+                progress.bytes / seconds if seconds > 0 else 0,
             )
+            publish("transfer_finished")
             connection.response("226", "transfer complete")
 
         connection.response("150", opening or f"opening data connection for {what}")
