@@ -20,6 +20,7 @@ from .errors import (
     ReplyError,
     TransferAborted,
 )
+from .events import EventStream, ServerEvent
 from .handlers.site import site_command
 from .pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO
 from .server import Server
@@ -43,6 +44,7 @@ __all__ = [
     "Connection",
     "ConnectionConditions",
     "DataConnectionError",
+    "EventStream",
     "FTPError",
     "GetUserResponse",
     "GuardedPathIO",
@@ -59,6 +61,7 @@ __all__ = [
     "ProtocolError",
     "ReplyError",
     "Server",
+    "ServerEvent",
     "TransferAborted",
     "User",
     "command",
