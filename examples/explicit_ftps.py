@@ -7,6 +7,9 @@ the CA to ``ca.pem`` in the current directory and prints a curl command that tru
 
     python examples/explicit_ftps.py
     curl --ssl-reqd --cacert ca.pem ftp://alice:wonderland@127.0.0.1:2121/
+
+``build_server(directory, context)`` makes the server from any server-side
+``ssl.SSLContext`` (tests pass one with a trustme certificate).
 """
 
 from __future__ import annotations
@@ -35,17 +38,22 @@ def server_context(argv: list[str]) -> ssl.SSLContext:
     return context
 
 
-def main() -> None:
-    argv = sys.argv[1:]
-    directory = Path(argv[2] if len(argv) >= 3 else ".")
-    server = trio_ftp.Server(
+def build_server(directory: Path, context: ssl.SSLContext) -> trio_ftp.Server:
+    """Explicit FTPS for ``directory`` (``alice``/``wonderland``); clear text is refused."""
+    return trio_ftp.Server(
         [trio_ftp.User("alice", "wonderland", base_path=directory)],
-        tls_context=server_context(argv),
+        tls_context=context,
         tls_control_required=True,  # no password ever crosses the network in clear
         tls_data_required=True,  # and no file either
         idle_timeout=300,
         socket_timeout=60,
     )
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    directory = Path(argv[2] if len(argv) >= 3 else ".")
+    server = build_server(directory, server_context(argv))
     print(f"explicit FTPS for {directory.resolve()} on 127.0.0.1:2121")
     trio.run(server.run, "127.0.0.1", 2121)
 
