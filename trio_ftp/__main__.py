@@ -1,4 +1,8 @@
-"""``python -m trio_ftp``: serve a directory over FTP, anonymous read-only by default.
+"""``python -m trio_ftp`` / ``trio-ftp``: serve a directory over FTP or FTPS.
+
+Anonymous read-only by default; ``--user NAME:PASSWORD`` adds read/write accounts; a TOML
+``--config`` file holds the same options plus ``[[users]]`` with scrypt password hashes
+(``python -m trio_ftp hash-password`` makes one). SIGINT/SIGTERM shut down gracefully.
 
 The only place in trio_ftp that configures logging.
 """
@@ -6,112 +10,443 @@ The only place in trio_ftp that configures logging.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import trio
 
+from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
 from .server import Server
 from .users import Permission, User
 
-__all__ = ["build_server", "main", "parse_args"]
+__all__ = ["build_server", "hash_password_command", "main", "make_parser", "parse_args"]
+
+PROG = "trio-ftp"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger("trio_ftp")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line, parsed."""
-    parser = argparse.ArgumentParser(
-        prog="python -m trio_ftp",
-        description="Serve a directory over FTP (anonymous, read-only unless told otherwise).",
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
+    return value
+
+
+def port_range(text: str) -> range:
+    """``"50000-50100"`` (inclusive) or ``"50000"`` as a ``range``."""
+    low_text, _, high_text = text.partition("-")
+    try:
+        low, high = int(low_text), int(high_text or low_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH, got {text!r}") from None
+    if not 1 <= low <= high <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH <= 65535, got {text!r}")
+    return range(low, high + 1)
+
+
+def _user(text: str) -> tuple[str, str]:
+    login, colon, password = text.partition(":")
+    if not login or not colon:
+        raise argparse.ArgumentTypeError(f"expected NAME:PASSWORD, got {login or text!r}:...")
+    return login, password
+
+
+def _log_level(text: str) -> str:
+    return text.upper()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser (without config-file defaults)."""
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Serve a directory over FTP/FTPS (anonymous read-only unless told otherwise). "
+            f"'{PROG} hash-password' prints a password hash for a --config [[users]] table."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("directory", nargs="?", default=".", help="directory to serve (default: .)")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    add = parser.add_argument
+    add("directory", nargs="?", default=None, help="directory to serve (same as --root)")
+    add("--config", metavar="FILE", default=None, help="TOML file with these options and [[users]]")
+    add("--root", default=".", help="directory to serve")
+    add("--host", default="127.0.0.1", help="address to listen on")
+    add("--port", type=_port, default=2121, help="port to listen on (0: any free port)")
+    add(
+        "--user",
+        action="append",
+        type=_user,
+        default=[],
+        metavar="NAME:PASSWORD",
+        help="a read/write account (repeatable)",
     )
-    parser.add_argument("--port", type=int, default=2121, help="port to listen on (default: 2121)")
-    parser.add_argument(
-        "--writable", action="store_true", help="let clients upload and change files"
+    anonymous = parser.add_mutually_exclusive_group()
+    anonymous.add_argument(
+        "--anonymous-writable",
+        "--writable",
+        action="store_true",
+        help="let anonymous clients upload and change files",
     )
-    parser.add_argument("--user", help="require this login instead of anonymous access")
-    parser.add_argument("--password", help="the password for --user")
-    parser.add_argument("--data-ports", help="passive port range, e.g. 50000-50100")
-    parser.add_argument("--tls-cert", help="PEM certificate (chain): enables FTPS")
-    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
-    parser.add_argument(
-        "--tls-implicit", action="store_true", help="implicit FTPS (TLS from the first byte)"
+    anonymous.add_argument("--no-anonymous", action="store_true", help="no anonymous access")
+    tls = parser.add_argument_group("TLS (FTPS)")
+    tls.add_argument("--tls-cert", metavar="PEM", default=None, help="certificate chain: FTPS")
+    tls.add_argument("--tls-key", metavar="PEM", default=None, help="private key for --tls-cert")
+    tls.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="development only: a throwaway certificate made with trustme",
     )
-    parser.add_argument(
+    tls.add_argument(
+        "--tls-ca-out",
+        metavar="PEM",
+        default="./trio-ftp-ca.pem",
+        help="where --tls-self-signed writes the CA certificate clients should trust",
+    )
+    tls.add_argument(
+        "--implicit-tls",
+        "--tls-implicit",
+        action="store_true",
+        help="implicit FTPS (TLS from the first byte) instead of AUTH TLS",
+    )
+    tls.add_argument(
         "--tls-required",
         action="store_true",
         help="explicit FTPS only: refuse logins and transfers that are not TLS",
     )
-    parser.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default: 300)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every command")
+    net = parser.add_argument_group("data connections")
+    net.add_argument(
+        "--data-ports", type=port_range, default=None, metavar="LOW-HIGH", help="passive ports"
+    )
+    net.add_argument(
+        "--passive-address", default=None, help="address announced in PASV replies (NAT)"
+    )
+    limits = parser.add_argument_group("limits")
+    for name, what in [
+        ("--max-download-rate", "bytes/s of all downloads together"),
+        ("--max-upload-rate", "bytes/s of all uploads together"),
+        ("--max-download-rate-per-connection", "bytes/s of each session's downloads"),
+        ("--max-upload-rate-per-connection", "bytes/s of each session's uploads"),
+    ]:
+        limits.add_argument(name, type=_positive_float, default=None, metavar="BYTES", help=what)
+    limits.add_argument("--max-connections", type=_positive_int, default=None, metavar="N")
+    limits.add_argument("--max-connections-per-ip", type=_positive_int, default=None, metavar="N")
+    limits.add_argument(
+        "--idle-timeout",
+        type=_non_negative_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close idle sessions after this long (0: never)",
+    )
+    limits.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, let running transfers finish for this long",
+    )
+    add(
+        "--log-level",
+        type=_log_level,
+        choices=["DEBUG", "INFO", "WARNING"],
+        default="INFO",
+        help="logging threshold",
+    )
+    add("-v", "--verbose", action="store_true", help="same as --log-level DEBUG")
+    return parser
+
+
+#: Option destinations a config file may not set.
+_NOT_IN_CONFIG = {"help", "config", "directory", "user"}
+
+
+def _config_defaults(parser: argparse.ArgumentParser, data: dict[str, Any]) -> dict[str, Any]:
+    """The config file's options, checked and converted like the command line's."""
+    actions = {a.dest: a for a in parser._actions if a.dest not in _NOT_IN_CONFIG}
+    defaults: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        if raw_key == "users":
+            continue
+        key = raw_key.replace("-", "_")
+        action = actions.get(key)
+        if action is None:
+            raise ConfigError(f"unknown key {raw_key!r}")
+        if action.nargs == 0:  # a flag
+            if not isinstance(value, bool):
+                raise ConfigError(f"{raw_key} must be true or false, got {value!r}")
+            defaults[key] = value
+            continue
+        if key == "data_ports" and isinstance(value, list) and len(value) == 2:
+            value = f"{value[0]}-{value[1]}"
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{raw_key} must be a string or a number, got {value!r}")
+        convert = action.type if callable(action.type) else str
+        try:
+            converted = convert(str(value))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise ConfigError(f"{raw_key}: {exc}") from None
+        if action.choices is not None and converted not in action.choices:
+            raise ConfigError(f"{raw_key} must be one of {', '.join(map(str, action.choices))}")
+        defaults[key] = converted
+    return defaults
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (and the ``--config`` file it names), parsed and checked.
+
+    Errors end the program with a one-line message and exit status 2. Command-line options
+    win over the config file. ``args.root`` is the resolved directory; ``args.config_users``
+    the config file's users.
+    """
+    parser = make_parser()
     args = parser.parse_args(argv)
-    if (args.user is None) != (args.password is None):
-        parser.error("--user and --password go together")
-    if (args.tls_implicit or args.tls_required or args.tls_key) and not args.tls_cert:
-        parser.error("the --tls-* options need --tls-cert")
-    if not Path(args.directory).is_dir():
-        parser.error(f"{args.directory!r} is not a directory")
-    args.directory = str(Path(args.directory).resolve())
+    args.config_users = []
+    if args.config is not None:
+        config_path = Path(args.config)
+        try:
+            data = load_toml(config_path)
+            parser.set_defaults(**_config_defaults(parser, data))
+        except ConfigError as exc:
+            parser.error(f"--config: {exc}")
+        args = parser.parse_args(argv)
+    if args.directory is not None:
+        args.root = args.directory
+    root = Path(args.root).expanduser()
+    if not root.is_dir():
+        parser.error(f"{args.root!r} is not a directory")
+    args.root = root.resolve()
+    args.directory = str(args.root)
+    if args.config is not None:
+        try:
+            args.config_users = users_from_config(
+                data.get("users", []),
+                default_root=args.root,
+                relative_to=config_path.resolve().parent,
+            )
+        except ConfigError as exc:
+            parser.error(f"--config: {exc}")
+    if args.verbose:
+        args.log_level = "DEBUG"
+    logins = [login for login, _ in args.user] + [u.login for u in args.config_users]
+    duplicates = sorted({login for login in logins if logins.count(login) > 1 and login})
+    if duplicates:
+        parser.error(f"user(s) defined twice: {', '.join(duplicates)}")
+    if args.no_anonymous and not logins:
+        parser.error("--no-anonymous needs --user or [[users]] in --config")
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        parser.error("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert")
+    has_tls = bool(args.tls_cert or args.tls_self_signed)
+    if (args.implicit_tls or args.tls_required) and not has_tls:
+        parser.error("--implicit-tls/--tls-required need --tls-cert or --tls-self-signed")
+    if args.implicit_tls and args.tls_required:
+        parser.error("--tls-required is for explicit FTPS; implicit FTPS is always TLS")
     return args
 
 
-def _port_range(text: str) -> range:
-    low, _, high = text.partition("-")
-    return range(int(low), int(high or low) + 1)
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context, or ``None``. ``ConfigError`` (one line) on bad files."""
+    if args.tls_self_signed:
+        try:
+            import trustme
+        except ImportError:
+            raise ConfigError(
+                "--tls-self-signed needs the 'trustme' package (pip install trustme)"
+            ) from None
+        ca = trustme.CA()
+        names = ["localhost", "127.0.0.1", "::1"]
+        for extra in (args.host, args.passive_address):
+            if extra and extra not in names and extra not in ("0.0.0.0", "::"):
+                names.append(extra)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(*names).configure_cert(context)
+        try:
+            ca.cert_pem.write_to_path(str(args.tls_ca_out))
+        except OSError as exc:
+            raise ConfigError(f"--tls-ca-out {args.tls_ca_out!r}: {exc.strerror or exc}") from None
+        logger.warning(
+            "self-signed TLS for development; clients must trust the CA in %s", args.tls_ca_out
+        )
+        return context
+    if not args.tls_cert:
+        return None
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"TLS file not found: {path!r}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    return context
 
 
 def build_server(args: argparse.Namespace) -> Server:
-    """The server the command line describes."""
-    context = None
-    if args.tls_cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.tls_cert, args.tls_key)
-    permission = Permission("/", readable=True, writable=args.writable)
-    user = User(args.user, args.password, base_path=Path(args.directory), permissions=[permission])
-    return Server(
-        [user],
-        idle_timeout=args.idle_timeout,
-        socket_timeout=60,
-        data_ports=_port_range(args.data_ports) if args.data_ports else None,
-        ssl=context if args.tls_implicit else None,
-        tls_context=None if args.tls_implicit else context,
-        tls_control_required=args.tls_required,
-        tls_data_required=args.tls_required,
-    )
+    """The server ``args`` (from :func:`parse_args`) describes; ``ConfigError`` if it can't."""
+    context = _tls_context(args)
+    root = Path(args.root)
+    users: list[User] = []
+    if not args.no_anonymous:
+        anonymous_permission = Permission("/", readable=True, writable=args.anonymous_writable)
+        users.append(User(None, None, base_path=root, permissions=[anonymous_permission]))
+    for login, password in args.user:
+        users.append(
+            User(
+                login,
+                hash_password(password),
+                base_path=root,
+                permissions=[Permission("/", readable=True, writable=True)],
+            )
+        )
+    users.extend(args.config_users)
+    try:
+        return Server(
+            HashedUserManager(users),
+            idle_timeout=args.idle_timeout or None,
+            socket_timeout=60,
+            data_ports=args.data_ports,
+            passive_address=args.passive_address,
+            maximum_connections=args.max_connections,
+            maximum_connections_per_ip=args.max_connections_per_ip,
+            write_speed_limit=args.max_download_rate,
+            read_speed_limit=args.max_upload_rate,
+            write_speed_limit_per_connection=args.max_download_rate_per_connection,
+            read_speed_limit_per_connection=args.max_upload_rate_per_connection,
+            ssl=context if args.implicit_tls else None,
+            tls_context=None if args.implicit_tls else context,
+            tls_control_required=args.tls_required,
+            tls_data_required=args.tls_required,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _describe(args: argparse.Namespace) -> str:
+    named = [login for login, _ in args.user] + [u.login for u in args.config_users]
+    parts = [f"users {', '.join(map(repr, named))}"] if named else []
+    if not args.no_anonymous:
+        parts.append("anonymous " + ("read/write" if args.anonymous_writable else "read-only"))
+    return "; ".join(parts)
 
 
 async def _serve(server: Server, args: argparse.Namespace) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        await server.start(args.host, args.port)  # OSError (port in use...) escapes unwrapped
         async with trio.open_nursery() as nursery:
-            host, port = await nursery.start(server.serve, args.host, args.port)
+            nursery.start_soon(server.serve_forever)
+            host, port = server.address
             shown = f"[{host}]" if ":" in host else host
-            who = f"user {args.user!r}" if args.user else "anonymous"
-            mode = "read/write" if args.writable else "read-only"
+            scheme = "ftps" if args.implicit_tls else "ftp"
             print(
-                f"Serving {args.directory} at ftp://{shown}:{port}/ "
-                f"({who}, {mode}). Press Ctrl-C to stop.",
+                f"Serving {args.root} at {scheme}://{shown}:{port}/ "
+                f"({_describe(args)}). Press Ctrl-C to stop.",
                 flush=True,
             )
             async for signum in signals:
-                logging.getLogger("trio_ftp").info("%s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
+                logger.info(
+                    "%s: shutting down (grace %ss)", signal.Signals(signum).name, args.grace
+                )
                 break
+            await server.close(grace=args.grace)
+            nursery.cancel_scope.cancel()
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        return line[:-1] if line.endswith("\n") else line
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise ConfigError("the passwords differ")
+    return first
+
+
+def hash_password_command(argv: Sequence[str]) -> int:
+    """``trio-ftp hash-password``: print the scrypt hash of a password read from stdin."""
+    parser = _Parser(
+        prog=f"{PROG} hash-password",
+        description="Print the hash of a password (read from stdin, or prompted for) "
+        "for the password_hash key of a --config [[users]] table.",
+    )
+    parser.parse_args(argv)
+    try:
+        password = _read_password()
+    except ConfigError as exc:
+        parser.error(str(exc))
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+        return 1
+    if not password:
+        parser.error("empty password")
+    print(hash_password(password))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m trio_ftp`` and ``trio-ftp``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["hash-password"]:
+        return hash_password_command(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    trio.run(_serve, build_server(args), args)
+    logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT)
+    try:
+        server = build_server(args)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        trio.run(_serve, server, args)
+    except OSError as exc:
+        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
     print("stopped", file=sys.stderr)
     return 0
 
