@@ -56,6 +56,8 @@ logger = logging.getLogger("trio_ftp.session")
 _RECEIVE_SIZE = 4096
 #: Time a dying session may spend saying goodbye (flushing replies, closing TLS).
 _GOODBYE_TIMEOUT = 1.0
+#: Bound on sending a finished transfer's replies, which is shielded from cancellation.
+_FINAL_REPLY_TIMEOUT = 10.0
 _session_ids = itertools.count(1)
 
 #: Errors that mean "the control connection is gone or unusable": end the session quietly.
@@ -171,20 +173,25 @@ class Session:
         self, transfer: _Transfer, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
     ) -> None:
         try:
-            with transfer.scope:
+            try:
+                with transfer.scope:
+                    try:
+                        await fn(*args)
+                    except Exception as exc:
+                        self._respond_error(exc)
+            finally:
+                self.transfer = None
+                self._reset_idle_clock()
+                transfer.done.set()
+            # The transfer's last replies (226, or 426/226) go out whole even if the session
+            # is being cancelled: a send cut halfway would leave the client a broken line.
+            with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_REPLY_TIMEOUT):
                 try:
-                    await fn(*args)
-                except Exception as exc:
-                    self._respond_error(exc)
+                    await self.flush()
+                except _STREAM_GONE:
+                    self.cancel()
         finally:
-            self.transfer = None
-            self._reset_idle_clock()
-            self.server.transfer_done()
-            transfer.done.set()
-        try:
-            await self.flush()
-        except _STREAM_GONE:
-            self.cancel()
+            self.server.transfer_done()  # only now may a graceful close() go on
 
     async def abort_transfer(self) -> bool:
         """Cancel the running transfer and wait for it; False if none was running."""
