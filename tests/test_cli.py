@@ -277,3 +277,54 @@ def test_module_path_is_served(tmp_path):
     """The positional directory and --root name the same thing."""
     assert parse_args([str(tmp_path)]).root == parse_args(["--root", str(tmp_path)]).root
     assert Path(parse_args([]).root) == Path.cwd().resolve()
+
+
+def test_version_and_every_option_has_help() -> None:
+    """--version prints the version; --help gives every option a default or a description."""
+    import trio_ftp
+
+    version = subprocess.run(
+        [sys.executable, "-m", "trio_ftp", "--version"], capture_output=True, timeout=30
+    )
+    assert version.returncode == 0
+    assert version.stdout.decode().strip() == f"trio_ftp {trio_ftp.__version__}"
+    text = subprocess.run(
+        [sys.executable, "-m", "trio_ftp", "--help"], capture_output=True, timeout=30
+    ).stdout.decode()
+    assert "control connections at once" in text
+
+
+async def test_sigint_waits_for_transfers_and_second_sigint_forces(tmp_path):
+    """First SIGINT: a running (rate-limited) download may go on for the grace period;
+    a second SIGINT stops at once, and the process exits 0."""
+    (tmp_path / "slow.bin").write_bytes(b"s" * 2_000_000)  # 20 s at the limit below
+    args = [str(tmp_path), "--max-download-rate", "100000", "--grace", "60"]
+    async with serving(*args) as (port, process):
+        token = trio.lowlevel.current_trio_token()
+        downloading = trio.Event()
+
+        def client() -> None:
+            ftp = ftplib.FTP(timeout=20)
+            ftp.connect("127.0.0.1", port)
+            ftp.login()
+            ftp.voidcmd("TYPE I")
+            with ftp.transfercmd("RETR slow.bin") as data:
+                data.recv(1000)
+                trio.from_thread.run_sync(downloading.set, trio_token=token)
+                try:
+                    while data.recv(65536):
+                        pass
+                except OSError:
+                    pass
+            ftp.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, client)
+            with trio.fail_after(10):
+                await downloading.wait()
+            process.send_signal(signal.SIGINT)
+            await trio.sleep(1)
+            assert process.returncode is None  # still waiting for the download
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(10):
+                assert await process.wait() == 0

@@ -15,12 +15,13 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import trio
 
+from . import __version__
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
 from .server import Server
 from .users import Permission, User
@@ -114,6 +115,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("directory", nargs="?", default=None, help="directory to serve (same as --root)")
+    add("--version", action="version", version=f"trio_ftp {__version__}")
     add("--config", metavar="FILE", default=None, help="TOML file with these options and [[users]]")
     add("--root", default=".", help="directory to serve")
     add("--host", default="127.0.0.1", help="address to listen on")
@@ -174,8 +176,20 @@ def make_parser() -> argparse.ArgumentParser:
         ("--max-upload-rate-per-connection", "bytes/s of each session's uploads"),
     ]:
         limits.add_argument(name, type=_positive_float, default=None, metavar="BYTES", help=what)
-    limits.add_argument("--max-connections", type=_positive_int, default=None, metavar="N")
-    limits.add_argument("--max-connections-per-ip", type=_positive_int, default=None, metavar="N")
+    limits.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="control connections at once; the next gets 421",
+    )
+    limits.add_argument(
+        "--max-connections-per-ip",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="control connections from one address at once",
+    )
     limits.add_argument(
         "--idle-timeout",
         type=_non_negative_float,
@@ -393,8 +407,21 @@ async def _serve(server: Server, args: argparse.Namespace) -> None:
                     "%s: shutting down (grace %ss)", signal.Signals(signum).name, args.grace
                 )
                 break
-            await server.close(grace=args.grace)
+            async with trio.open_nursery() as closing:
+                closing.start_soon(_force_on_second_signal, signals, closing.cancel_scope)
+                await server.close(grace=args.grace)
+                closing.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
+
+
+async def _force_on_second_signal(
+    signals: AsyncIterator[int], grace_scope: trio.CancelScope
+) -> None:
+    """A second Ctrl-C during the grace period stops at once (transfers get 426)."""
+    async for signum in signals:
+        logger.info("%s again: stopping now", signal.Signals(signum).name)
+        grace_scope.cancel()
+        return
 
 
 def _read_password() -> str:
