@@ -328,3 +328,13 @@ async def test_sigint_waits_for_transfers_and_second_sigint_forces(tmp_path):
             process.send_signal(signal.SIGINT)
             with trio.fail_after(10):
                 assert await process.wait() == 0
+
+
+def test_console_script_is_registered():
+    """The trio-ftp console script points at the same main() as python -m trio_ftp."""
+    from importlib.metadata import entry_points
+
+    from trio_ftp.__main__ import main
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "trio-ftp"]
+    assert script.load() is main
