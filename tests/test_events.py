@@ -130,7 +130,12 @@ async def test_graceful_close_lets_transfers_finish(start_server):
         nursery.start_soon(run, "idle", idle)
         await started.wait()
         with trio.fail_after(10):
-            await running.server.close(grace=10)
+            async with trio.open_nursery() as closing:
+                closing.start_soon(running.server.close, 10)
+                await trio.sleep(0.2)  # the download is still running: we are in the grace
+                assert "download" not in results
+                with pytest.raises(OSError, match="attempts to connect"):  # no new connections
+                    await trio.open_tcp_stream(running.host, running.port)
     received, codes = results["download"]
     assert received == payload
     assert codes == ["226", "421"]
