@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import math
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import trio
 
@@ -26,6 +27,8 @@ from .config import ConfigError, HashedUserManager, hash_password, load_toml, us
 from .server import Server
 from .users import Permission, User
 
+T = TypeVar("T")
+
 __all__ = ["build_server", "hash_password_command", "main", "make_parser", "parse_args"]
 
 PROG = "trio-ftp"
@@ -33,44 +36,31 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger("trio_ftp")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+def _checked(
+    convert: Callable[[str], T], accept: Callable[[T], bool], kind: str, rule: str
+) -> Callable[[str], T]:
+    """An argparse ``type`` that converts, then checks, with a one-line message for each."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{rule}: {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or more: {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {text!r}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "an integer", "must be positive")
+_positive_float = _checked(
+    float, lambda v: 0 < v < math.inf, "a number", "must be a positive number"
+)
+_non_negative_float = _checked(
+    float, lambda v: 0 <= v < math.inf, "a number", "must be zero or more"
+)
+_port = _checked(int, lambda v: 0 <= v <= 65535, "a port number", "port out of range")
 
 
 def port_range(text: str) -> range:

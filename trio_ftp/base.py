@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import PurePosixPath
@@ -32,7 +31,7 @@ from .paths import resolve_virtual
 from .session import Session
 from .throttle import SpeedLimited, ThrottleRegistry
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
-from .validation import check_positive_int, check_timeout
+from .validation import as_seconds, check_positive_int, check_timeout
 
 __all__ = ["ServerBase"]
 
@@ -458,7 +457,7 @@ class ServerBase(SpeedLimited):
         connection.pop("logged")
         if user is None:
             return
-        with trio.move_on_after(_or_inf(self.user_manager.timeout)) as scope:
+        with trio.move_on_after(as_seconds(self.user_manager.timeout)) as scope:
             await self.user_manager.notify_logout(user)
         if scope.cancelled_caught:
             logger.warning("user manager timed out in notify_logout(%r)", user.login)
@@ -496,7 +495,3 @@ async def _serve_listeners(
 def _format(listener: trio.SocketListener) -> str:
     host, port = listener.socket.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _or_inf(timeout: float | None) -> float:
-    return math.inf if timeout is None else timeout

@@ -9,7 +9,6 @@ handler. Unlike aioftp, *every* permission listed in ``PathPermissions`` is chec
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .connection import Connection
+from .validation import as_seconds
 
 if TYPE_CHECKING:
     from .base import ServerBase as Server
@@ -63,7 +63,7 @@ class ConnectionConditions:
         async def wrapper(server: Server, connection: Connection, *args: Any, **kw: Any) -> Any:
             names = [name for name, _ in self.fields]
             timeout = connection.wait_future_timeout if self.wait else 0
-            with trio.move_on_after(math.inf if timeout is None else timeout):
+            with trio.move_on_after(as_seconds(timeout)):
                 await connection.wait_for(*names)
             if not all(name in connection for name in names):
                 for name, reason in self.fields:

@@ -28,7 +28,6 @@ data channel is set up" (PASV/EPSV *or* PORT/EPRT). A channel serves one transfe
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import socket
 from collections import deque
@@ -40,6 +39,7 @@ import trio
 
 from .errors import DataConnectionError, NoAvailablePort, ReplyError
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
+from .validation import as_seconds
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -235,7 +235,7 @@ class DataChannels:
         timeout = self._connection.wait_future_timeout
         sock = trio.socket.socket(family, socket.SOCK_STREAM)
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with trio.fail_after(as_seconds(timeout)):
                 if bind is not None:
                     await sock.bind((bind, 0))
                 await sock.connect((target.host, target.port))
@@ -297,9 +297,7 @@ class DataChannels:
         tls = wrap_server_side(stream, context, session_tickets=False)
         server = session.server
         try:
-            with trio.fail_after(
-                math.inf if server.tls_handshake_timeout is None else server.tls_handshake_timeout
-            ):
+            with trio.fail_after(as_seconds(server.tls_handshake_timeout)):
                 await handshake(tls)
         except (TLSHandshakeFailed, trio.TooSlowError) as exc:
             self.failure = "TLS handshake failed"
@@ -333,7 +331,7 @@ class DataChannels:
             del connection.passive_server
             return await self._connect(channel)
         timeout = connection.wait_future_timeout
-        with trio.move_on_after(math.inf if timeout is None else timeout):
+        with trio.move_on_after(as_seconds(timeout)):
             await connection.wait_for("data_connection")
         if "data_connection" not in connection:
             await self.close()

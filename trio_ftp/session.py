@@ -45,6 +45,7 @@ from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .pathio import GuardedPathIO
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
+from .validation import as_seconds
 
 if TYPE_CHECKING:
     from .base import ServerBase as Server
@@ -153,7 +154,7 @@ class Session:
             while self._replies:
                 data = b"".join(self._replies)
                 self._replies.clear()
-                with trio.fail_after(_or_inf(self.server.socket_timeout)):
+                with trio.fail_after(as_seconds(self.server.socket_timeout)):
                     await self.stream.send_all(data)
 
     # transfers -----------------------------------------------------------------------------
@@ -253,7 +254,7 @@ class Session:
         stream = wrap_server_side(self.stream, context)
         self.stream = stream
         try:
-            with trio.fail_after(_or_inf(self.server.tls_handshake_timeout)):
+            with trio.fail_after(as_seconds(self.server.tls_handshake_timeout)):
                 await handshake(stream)
         except trio.TooSlowError:
             raise TLSHandshakeFailed("TLS handshake timed out") from None
@@ -264,7 +265,7 @@ class Session:
         """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
         stream = self.stream
         assert isinstance(stream, trio.SSLStream)
-        with trio.fail_after(_or_inf(self.server.socket_timeout)):
+        with trio.fail_after(as_seconds(self.server.socket_timeout)):
             transport, trailing = await stream.unwrap()
         self.stream = transport
         self.decoder.feed(bytes(trailing))
@@ -324,7 +325,7 @@ class Session:
         if self.transfer is not None:
             self._idle_scope.deadline = math.inf
         else:
-            self._idle_scope.deadline = trio.current_time() + _or_inf(self.server.idle_timeout)
+            self._idle_scope.deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session."""
@@ -391,7 +392,3 @@ class Session:
 
 class _IdleTimeout(Exception):
     pass
-
-
-def _or_inf(timeout: float | None) -> float:
-    return math.inf if timeout is None else timeout

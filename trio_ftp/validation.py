@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["check_positive_int", "check_timeout"]
+import math
+
+__all__ = ["as_seconds", "check_positive_int", "check_timeout"]
 
 
 def check_positive_int(name: str, value: int | None) -> int | None:
@@ -23,3 +25,8 @@ def check_timeout(name: str, value: float | None, *, allow_zero: bool = False) -
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
     return value
+
+
+def as_seconds(timeout: float | None) -> float:
+    """A timeout for trio's scopes: ``None`` (no limit) becomes ``math.inf``."""
+    return math.inf if timeout is None else timeout

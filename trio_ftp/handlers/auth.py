@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
@@ -14,6 +13,7 @@ from ..commands import command
 from ..connection import Connection
 from ..errors import ReplyError
 from ..users import GetUserResponse, User
+from ..validation import as_seconds
 
 __all__ = ["AuthCommands"]
 
@@ -28,7 +28,7 @@ class AuthCommands(ServerBase):
         Timeouts: ``user_manager.timeout`` (``None``: no limit).
         """
         timeout = self.user_manager.timeout
-        with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+        with trio.move_on_after(as_seconds(timeout)) as scope:
             yield
         if scope.cancelled_caught:
             raise ReplyError("421", "user database not responding, closing connection", fatal=True)

@@ -8,7 +8,6 @@ data connection (``425`` if none comes in ``wait_future_timeout``), moves the by
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from ..connection import Connection
 from ..errors import ReplyError, TransferAborted
 from ..listing import list_line
 from ..tls import is_ragged_eof
+from ..validation import as_seconds
 from .files import facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
@@ -62,7 +62,7 @@ def strip_list_options(argument: str) -> str:
 
 def _timeout(connection: Connection) -> float:
     timeout: float | None = connection.socket_timeout
-    return math.inf if timeout is None else timeout
+    return as_seconds(timeout)
 
 
 async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
