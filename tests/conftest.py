@@ -6,7 +6,10 @@ import ftplib
 import functools
 import os
 import random
+import shutil
+import socket
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,3 +146,62 @@ def tls(tls_ca: trustme.CA, tmp_path: Path) -> TLSCerts:
     ca_file = tmp_path / "ca.pem"
     tls_ca.cert_pem.write_to_path(str(ca_file))
     return TLSCerts(server_context, client_context, ca_file)
+
+
+class ImplicitFTP(ftplib.FTP_TLS):
+    """ftplib has no implicit FTPS: wrap the control socket before reading the welcome."""
+
+    def connect(
+        self, host: str = "", port: int = 0, timeout: float = -999, source_address: Any = None
+    ) -> str:
+        self.host, self.port = host, port
+        if timeout != -999:
+            self.timeout = timeout
+        raw = socket.create_connection((host, port), self.timeout)
+        try:
+            self.sock = self.context.wrap_socket(raw, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        self.af = self.sock.family
+        self.file = self.sock.makefile("r", encoding=self.encoding)
+        self.welcome = self.getresp()
+        return self.welcome
+
+
+#: Seconds a client subprocess (curl, lftp, wget) may run.
+CLIENT_TIMEOUT = 25
+
+
+def client_env(home: Path) -> dict[str, str]:
+    """The environment of a client subprocess: private HOME (no rc files, no history), no
+    proxy, and a UTF-8 locale (lftp and wget translate names through the locale)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.lower().endswith("_proxy")
+        and key not in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LFTP_HOME")
+    }
+    env.update(HOME=str(home), LC_ALL="C.UTF-8", LANG="C.UTF-8")
+    return env
+
+
+async def run_client(argv: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[bytes]:
+    """Run a client binary in a thread; fail (never skip) when it is not installed."""
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} is not installed (CI installs curl, lftp and wget: .ci/run)")
+    env = client_env(home)
+
+    def run() -> subprocess.CompletedProcess[bytes]:
+        home.mkdir(exist_ok=True)
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=CLIENT_TIMEOUT,
+            capture_output=True,
+            check=False,
+        )
+
+    return await in_thread(run)

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import ftplib
 import functools
-import os
 import random
 import shutil
 import ssl
@@ -33,7 +32,15 @@ from typing import Any, TypeVar
 
 import aioftp
 import pytest
-from conftest import LOGIN, PASSWORD, Running, TLSCerts, in_thread
+from conftest import (
+    CLIENT_TIMEOUT,
+    LOGIN,
+    PASSWORD,
+    Running,
+    TLSCerts,
+    in_thread,
+    run_client,
+)
 
 with warnings.catch_warnings():
     # ftputil 5.2 warns at import time that its default path encoding will change; every
@@ -50,7 +57,6 @@ MiB = 1024 * 1024
 BIG = 24 * MiB
 #: Every client run (a subprocess, or a library session in a thread) ends within this many
 #: seconds; conftest's ``in_thread`` deadline (30 s) is the backstop.
-CLIENT_TIMEOUT = 25
 WRONG_PASSWORD = "not-" + PASSWORD
 #: Marks the part of a file a resumed transfer must leave alone.
 MARK = b"#"
@@ -199,40 +205,6 @@ def list_line_entry(line: str) -> tuple[str, int | str]:
     """``(name, size or DIR)`` from an ``ls -l`` line."""
     fields = line.split(None, 8)
     return fields[8], DIR if line.startswith("d") else int(fields[4])
-
-
-def client_env(home: Path) -> dict[str, str]:
-    """The environment of a client subprocess: private HOME (no rc files, no history), no
-    proxy, and a UTF-8 locale (lftp and wget translate names through the locale)."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.lower().endswith("_proxy")
-        and key not in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LFTP_HOME")
-    }
-    env.update(HOME=str(home), LC_ALL="C.UTF-8", LANG="C.UTF-8")
-    return env
-
-
-async def run_client(argv: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run a client binary in a thread; fail (never skip) when it is not installed."""
-    if shutil.which(argv[0]) is None:
-        pytest.fail(f"{argv[0]} is not installed (CI installs curl, lftp and wget: .ci/run)")
-    env = client_env(home)
-
-    def run() -> subprocess.CompletedProcess[bytes]:
-        home.mkdir(exist_ok=True)
-        return subprocess.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=CLIENT_TIMEOUT,
-            capture_output=True,
-            check=False,
-        )
-
-    return await in_thread(run)
 
 
 def succeeded(result: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:

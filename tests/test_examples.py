@@ -7,7 +7,6 @@ import importlib.util
 import io
 import re
 import shutil
-import socket
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import TLSCerts, in_thread
+from conftest import ImplicitFTP, TLSCerts, in_thread
 
 import trio_ftp
 
@@ -244,19 +243,6 @@ async def test_explicit_ftps(nursery, tmp_path, tls: TLSCerts):
     assert out["download"] == payload
     assert (tmp_path / "secret.bin").read_bytes() == payload
     await server.close()
-
-
-class ImplicitFTP(ftplib.FTP_TLS):
-    """ftplib for implicit FTPS: TLS from the first byte of the control connection."""
-
-    def connect(self, host: str = "", port: int = 0, timeout: float = 10, **_: Any) -> str:
-        self.host, self.port = host, port
-        raw = socket.create_connection((host, port), timeout)
-        self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
 
 
 async def test_implicit_ftps(nursery, tmp_path, tls: TLSCerts):

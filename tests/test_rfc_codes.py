@@ -21,10 +21,8 @@ import contextlib
 import ftplib
 import io
 import logging
-import os
 import random
 import re
-import shutil
 import subprocess
 import warnings
 from collections import deque
@@ -36,7 +34,8 @@ from typing import Any
 import aioftp
 import pytest
 import trio
-from conftest import LOGIN, PASSWORD, Running, TLSCerts, in_thread
+from conftest import CLIENT_TIMEOUT, LOGIN, PASSWORD, Running, TLSCerts, in_thread
+from conftest import run_client as run_shared_client
 
 from trio_ftp import Permission, User
 
@@ -48,7 +47,6 @@ with warnings.catch_warnings():
     import ftputil.session
 
 #: Every client run ends within this many seconds (conftest's in_thread deadline is 30 s).
-CLIENT_TIMEOUT = 25
 
 # The table ------------------------------------------------------------------------------------
 #: The pseudo-command the greeting answers (the connection itself).
@@ -262,38 +260,9 @@ def populate(root: Path) -> None:
     (root / "dir" / "sub" / "deep.txt").write_bytes(b"deep\n")
 
 
-def client_env(home: Path) -> dict[str, str]:
-    """Private HOME (no rc files), no proxy, a UTF-8 locale."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.lower().endswith("_proxy")
-        and key not in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LFTP_HOME")
-    }
-    env.update(HOME=str(home), LC_ALL="C.UTF-8", LANG="C.UTF-8")
-    return env
-
-
 async def run_client(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
     """Run a client binary (it must succeed); fail, never skip, when it is not installed."""
-    if shutil.which(argv[0]) is None:
-        pytest.fail(f"{argv[0]} is not installed (CI installs curl, lftp and wget: .ci/run)")
-    home = cwd.parent / "home"
-    env = client_env(home)
-
-    def run() -> subprocess.CompletedProcess[bytes]:
-        home.mkdir(exist_ok=True)
-        return subprocess.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            timeout=CLIENT_TIMEOUT,
-            capture_output=True,
-            check=False,
-        )
-
-    result = await in_thread(run)
+    result = await run_shared_client(argv, cwd, cwd.parent / "home")
     assert result.returncode == 0, (argv, result.returncode, result.stderr.decode())
     return result
 

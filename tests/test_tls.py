@@ -16,7 +16,7 @@ import time
 import pytest
 import trio
 import trio.testing
-from conftest import LOGIN, PASSWORD, in_thread
+from conftest import LOGIN, PASSWORD, ImplicitFTP, in_thread
 from memory_client import start_memory_session
 
 from trio_ftp import MemoryPathIO, Server, User
@@ -169,16 +169,6 @@ async def test_garbage_instead_of_handshake_costs_one_connection(start_server, t
     await stalled.send_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
 
     def implicit_download() -> bytes:
-        class ImplicitFTP(ftplib.FTP_TLS):
-            def connect(self, host, port, timeout=10):
-                self.host, self.port = host, port
-                raw = socket.create_connection((host, port), timeout)
-                self.sock = self.context.wrap_socket(raw, server_hostname=host)
-                self.af = self.sock.family
-                self.file = self.sock.makefile("r", encoding=self.encoding)
-                self.welcome = self.getresp()
-                return self.welcome
-
         ftp = ImplicitFTP(context=tls.client_context, timeout=10)
         ftp.connect(running.host, running.port)
         ftp.login(LOGIN, PASSWORD)

@@ -23,6 +23,7 @@ from conftest import (
     FTP_ERRORS,
     LOGIN,
     PASSWORD,
+    ImplicitFTP,
     MiB,
     Running,
     TLSCerts,
@@ -38,27 +39,6 @@ def payload(size: int, seed: int = 4242) -> bytes:
 
 
 # ftplib clients ------------------------------------------------------------------------------
-class ImplicitFTP_TLS(ftplib.FTP_TLS):
-    """ftplib has no implicit FTPS: wrap the control socket before reading the welcome."""
-
-    def connect(
-        self, host: str = "", port: int = 0, timeout: float = -999, source_address: Any = None
-    ) -> str:
-        self.host, self.port = host, port
-        if timeout != -999:
-            self.timeout = timeout
-        raw = socket.create_connection((host, port), self.timeout)
-        try:
-            self.sock = self.context.wrap_socket(raw, server_hostname=host)
-        except BaseException:
-            raw.close()
-            raise
-        self.af = self.sock.family
-        self.file = self.sock.makefile("r", encoding=self.encoding)
-        self.welcome = self.getresp()
-        return self.welcome
-
-
 class SessionReuseMixin:
     """Data connections resume the control connection's TLS session (what lftp does).
 
@@ -94,8 +74,8 @@ def explicit_client(running: Running, tls: TLSCerts, cls: type = ftplib.FTP_TLS)
     return ftp
 
 
-def implicit_client(running: Running, tls: TLSCerts) -> ImplicitFTP_TLS:
-    ftp = ImplicitFTP_TLS(context=tls.client_context, timeout=10)
+def implicit_client(running: Running, tls: TLSCerts) -> ImplicitFTP:
+    ftp = ImplicitFTP(context=tls.client_context, timeout=10)
     ftp.connect(running.host, running.port)
     return ftp
 
