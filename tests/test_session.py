@@ -13,6 +13,7 @@ from trio_ftp import (
     AbstractUserManager,
     GetUserResponse,
     MemoryPathIO,
+    MemoryUserManager,
     Permission,
     ReplyError,
     Server,
@@ -176,6 +177,32 @@ async def test_idle_timeout_sends_421(nursery, autojump_clock):
     assert (await client.reply())[0] == "421"
     assert await client.closed()
     assert 29 <= trio.current_time() - start <= 31
+
+
+async def test_idle_timeout_counts_between_complete_commands(nursery, autojump_clock):
+    """A client trickling bytes that never end a line is dropped at idle_timeout after its
+    last complete command; the trickle does not keep it alive."""
+    client = await logged_in(nursery, memory_server(idle_timeout=30))
+    start = trio.current_time()
+    with trio.move_on_after(100):
+        for _ in range(100):
+            try:
+                await client.send(b"N")
+            except trio.BrokenResourceError:  # the server hung up
+                break
+            await trio.sleep(1)
+    assert (await client.reply())[0] == "421"
+    assert await client.closed()
+    assert 29 <= trio.current_time() - start <= 31
+
+
+async def test_http_request_as_first_line_closes_the_session(nursery):
+    """A browser or cross-protocol request on the FTP port gets the connection closed, so
+    its later lines are never run as FTP commands."""
+    client = await start_memory_session(nursery, memory_server())
+    assert (await client.reply())[0] == "220"
+    await client.send(b"POST / HTTP/1.1\r\nHost: x\r\n\r\nUSER anonymous\r\n")
+    assert await client.closed()
 
 
 async def test_client_that_does_not_read_is_dropped(nursery, autojump_clock):
@@ -519,3 +546,48 @@ async def test_password_never_logged(nursery, caplog):
     assert "PASS ****" in text or "'****'" in text
     assert "wrong-Secret-1" not in text
     assert "pw'" not in text
+
+
+async def test_failed_logins_are_capped_per_address_across_sessions(nursery, autojump_clock):
+    """A guesser who reconnects is still stopped: after N failures from its address, PASS
+    and new sessions get 421 until the window has passed."""
+    server = memory_server(
+        maximum_login_failures_per_ip=3,
+        login_failure_window=60,
+        maximum_login_attempts=None,
+        login_failure_delay=1,
+    )
+    first = await start_memory_session(nursery, server)
+    await first.reply()
+    await first.command("USER user")
+    for _ in range(3):
+        assert (await first.command("PASS wrong"))[0] == "530"
+    assert (await first.command("PASS pw"))[0] == "421"  # even the right password
+    assert await first.closed()
+    refused = await start_memory_session(nursery, server)
+    assert (await refused.reply())[0] == "421"
+    await trio.sleep(61)
+    again = await start_memory_session(nursery, server)
+    assert (await again.reply())[0] == "220"
+    await again.command("USER user")
+    assert (await again.command("PASS pw"))[0] == "230"
+
+
+class _SlowHashing(MemoryUserManager):
+    async def authenticate(self, user: User, password: str) -> bool:
+        await trio.sleep(0.4)  # like a password hash check
+        return await super().authenticate(user, password)
+
+
+@pytest.mark.parametrize("login", ["user", "nosuchuser"])
+async def test_failed_login_looks_the_same_for_unknown_and_known_users(
+    nursery, autojump_clock, login
+):
+    """Unknown and known users get the same 331, the same 530, at the same moment."""
+    server = memory_server(users=_SlowHashing([User("user", "pw")]), login_failure_delay=1)
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    assert await client.command(f"USER {login}") == ("331", ["password required"])
+    start = trio.current_time()
+    assert await client.command("PASS wrong") == ("530", ["login incorrect"])
+    assert trio.current_time() - start == pytest.approx(1.0)

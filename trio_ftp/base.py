@@ -26,6 +26,7 @@ from .commands import CommandSpec, collect_commands
 from .connection import Connection
 from .datachannel import PortPool
 from .events import EventBus, EventStream, ServerEvent
+from .login_failures import LoginFailures
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .session import Session
@@ -98,6 +99,16 @@ class ServerBase(SpeedLimited):
             only that session waits).
         maximum_login_attempts: failed logins after which the session is closed with
             ``421`` (``None``: no limit).
+        maximum_login_failures_per_ip: failed logins from one client address, across its
+            sessions, after which that address is refused (``421``, new sessions at the
+            greeting) until ``login_failure_window`` seconds pass (``None``: no limit).
+        login_failure_window: seconds a failed login counts against its address.
+        atomic_uploads: ``STOR`` and ``STOU`` write to a hidden temporary file in the same
+            directory, renamed over the target only when the upload succeeds and removed
+            when it fails; the target name never shows a partial file. (``APPE`` and
+            ``REST`` + ``STOR`` extend a file in place: their point is to keep what
+            arrived.) Without it, a failed upload leaves what arrived: a prefix of what
+            was sent.
 
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
@@ -138,6 +149,9 @@ class ServerBase(SpeedLimited):
         maximum_connections_per_ip: int | None = None,
         login_failure_delay: float = 1.0,
         maximum_login_attempts: int | None = 3,
+        maximum_login_failures_per_ip: int | None = 20,
+        login_failure_window: float = 600.0,
+        atomic_uploads: bool = False,
     ) -> None:
         super().__init__(
             read_speed_limit,
@@ -157,6 +171,11 @@ class ServerBase(SpeedLimited):
             "maximum_login_attempts", maximum_login_attempts
         )
         self._connections_per_ip: dict[str, int] = {}
+        self.login_failures = LoginFailures(
+            check_positive_int("maximum_login_failures_per_ip", maximum_login_failures_per_ip),
+            as_seconds(check_timeout("login_failure_window", login_failure_window)),
+        )
+        self.atomic_uploads = atomic_uploads
         "".encode(encoding)  # LookupError now rather than at the first reply
         self.block_size = block_size
         self.socket_timeout = check_timeout("socket_timeout", socket_timeout)
@@ -422,6 +441,9 @@ class ServerBase(SpeedLimited):
             connection.response("421", "too many connections, try again later")
             return False
         host = connection.client_host
+        if self.login_failures.blocked(host, trio.current_time()):
+            connection.response("421", "too many failed logins from your address, try later")
+            return False
         per_ip = self._connections_per_ip.get(host, 0)
         if (
             self.maximum_connections_per_ip is not None

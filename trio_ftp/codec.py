@@ -18,6 +18,7 @@ __all__ = [
     "CommandDecoder",
     "encode_reply",
     "has_surrogates",
+    "is_http_request",
     "quote_path",
 ]
 
@@ -93,8 +94,8 @@ class CommandDecoder:
     Feed it whatever ``receive_some`` returned; take commands out with
     :meth:`next_command` until it returns ``None``, then feed again. Telnet sequences are
     removed as the bytes arrive (so a sequence split between two reads is still removed),
-    lines end at LF (RFC 959 says CR LF; bare LF is accepted as most servers do) and one CR
-    before the LF is dropped.
+    and lines end only at CR LF (RFC 959 §4.1): a bare CR or LF inside a line makes the
+    whole line a ``501``, so it can never split one command into two.
 
     Memory is bounded: the unterminated tail of the buffer never exceeds
     ``max_line_length + 1`` bytes (the ``+ 1`` is a CR waiting for its LF), so with the
@@ -112,11 +113,13 @@ class CommandDecoder:
         self.encoding = encoding
         self.max_line_length = max_line_length
         self._buffer = bytearray()
-        # Index in _buffer where the unterminated tail starts (just after the last LF);
+        # Index in _buffer where the unterminated tail starts (just after the last CR LF);
         # 0 means no complete line is buffered, so next_command need not search at all.
         self._tail_start = 0
-        # After LineTooLong, the rest of the offending line is dropped up to its LF.
+        # After LineTooLong, the rest of the offending line is dropped up to its CR LF
+        # (_discard_cr: the last byte dropped was a CR, so an LF next ends the line).
         self._discarding = False
+        self._discard_cr = False
         self._telnet_state = _DATA
 
     @property
@@ -132,41 +135,34 @@ class CommandDecoder:
 
         Raises:
             LineTooLong: the unterminated line now exceeds ``max_line_length``. Its bytes
-                are dropped (up to its LF, even in later feeds); complete lines before it
+                are dropped (up to its CR LF, even in later feeds); complete lines before it
                 stay available from :meth:`next_command`.
         """
         clean = self._strip_telnet(data)
         if not clean:
             return
         if self._discarding:
-            lf = clean.find(b"\n")
-            if lf < 0:
+            scan = (b"\r" if self._discard_cr else b"") + clean
+            end = scan.find(b"\r\n")
+            if end < 0:
+                self._discard_cr = scan.endswith(b"\r")
                 return
             self._discarding = False
-            clean = clean[lf + 1 :]
-        last_lf = clean.rfind(b"\n")
-        if last_lf < 0:
-            tail = len(self._buffer) - self._tail_start + len(clean)
-            if self._tail_too_long(tail, clean[-1:]):
-                del self._buffer[self._tail_start :]
-                self._discarding = True
-                raise LineTooLong(self.max_line_length)
-            self._buffer += clean
-            return
-        tail_bytes = clean[last_lf + 1 :]
-        if self._tail_too_long(len(tail_bytes), tail_bytes[-1:]):
-            clean = clean[: last_lf + 1]
-            self._buffer += clean
-            self._tail_start = len(self._buffer)
-            self._discarding = True
-            raise LineTooLong(self.max_line_length)
+            clean = scan[end + 2 :]
+        old_length = len(self._buffer)
         self._buffer += clean
-        self._tail_start = len(self._buffer) - len(tail_bytes)
-
-    def _tail_too_long(self, length: int, last: bytes) -> bool:
-        # One extra byte is allowed if it is the CR of a CR LF still to come.
+        # A CR LF may straddle the old end of the buffer and the new bytes.
+        last = self._buffer.rfind(b"\r\n", max(self._tail_start, old_length - 1))
+        if last >= 0:
+            self._tail_start = last + 2
+        tail = len(self._buffer) - self._tail_start
         limit = self.max_line_length
-        return length > limit + 1 or (length == limit + 1 and last != b"\r")
+        # One extra byte is allowed if it is the CR of a CR LF still to come.
+        if tail > limit + 1 or (tail == limit + 1 and not self._buffer.endswith(b"\r")):
+            self._discard_cr = self._buffer.endswith(b"\r")
+            del self._buffer[self._tail_start :]
+            self._discarding = True
+            raise LineTooLong(limit)
 
     def next_command(self) -> Command | None:
         """Take the next complete command out of the buffer.
@@ -176,24 +172,26 @@ class CommandDecoder:
 
         Raises:
             ProtocolError: ``501`` for a line that does not decode in ``encoding`` or
-                contains NUL, ``500`` for a line without a verb. The line is consumed, so
-                the next call goes on with the following line.
+                contains NUL, a bare CR or a bare LF; ``500`` for a line without a verb.
+                The line is consumed, so the next call goes on with the following line.
             LineTooLong: a complete line longer than ``max_line_length`` (also consumed).
         """
         while self._tail_start:
-            lf = self._buffer.find(b"\n", 0, self._tail_start)
-            raw = bytes(self._buffer[:lf])
+            end = self._buffer.find(b"\r\n", 0, self._tail_start)
+            raw = bytes(self._buffer[:end])
             # bytearray deletion from the front is amortised O(1) in CPython.
-            del self._buffer[: lf + 1]
-            self._tail_start -= lf + 1
-            # The CR of CR LF is not part of the line; Command.parse drops it.
-            length = len(raw) - 1 if raw.endswith(b"\r") else len(raw)
-            if length > self.max_line_length:
+            del self._buffer[: end + 2]
+            self._tail_start -= end + 2
+            if len(raw) > self.max_line_length:
                 raise LineTooLong(self.max_line_length)
             if not raw.strip():
                 continue  # blank line: tolerated, ignored
             if b"\0" in raw:
                 raise ProtocolError("501", "NUL byte in command line")
+            if b"\r" in raw or b"\n" in raw:
+                # Only CR LF ends a command: a line smuggling a second command behind a
+                # bare CR or LF is refused whole, never split or half-run.
+                raise ProtocolError("501", "bare CR or LF in command line")
             try:
                 line = raw.decode(self.encoding)
             except UnicodeDecodeError:
@@ -287,6 +285,18 @@ def encode_reply(code: str, lines: str | Sequence[str], encoding: str = "utf-8")
         out.extend(text if text.startswith(" ") else " " + text for text in texts[1:-1])
         out.append(f"{code} {texts[-1]}")
     return "".join(line + "\r\n" for line in out).encode(encoding, errors="replace")
+
+
+_HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "TRACE", "PATCH"}
+)
+
+
+def is_http_request(command: Command) -> bool:
+    """True for an HTTP request line (``GET / HTTP/1.1``): a browser, a proxy probe, or a
+    cross-protocol attack whose next lines would each be run as an FTP command."""
+    target, _, version = command.arg.rpartition(" ")
+    return command.verb in _HTTP_METHODS and bool(target) and version.startswith("HTTP/")
 
 
 def has_surrogates(text: str) -> bool:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .codec import Command, CommandDecoder, encode_reply, has_surrogates
+from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_http_request
 from .connection import Connection
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
@@ -112,6 +112,7 @@ class Session:
         self._nursery: trio.Nursery | None = None
         self._ended_normally = False
         self._idle_scope = trio.CancelScope()  # replaced by each wait for command bytes
+        self._idle_deadline = math.inf
         self.connection = Connection(
             client_host=self.peer_host,
             client_port=self.peer_port,
@@ -279,6 +280,7 @@ class Session:
             await self.flush()
             return
         await self.flush()
+        first = True
         while True:
             try:
                 command = await self._next_command()
@@ -296,14 +298,23 @@ class Session:
                 return
             if command is None:
                 return
+            if first and is_http_request(command):
+                self.log.warning("closing: HTTP request on the FTP port")
+                return
+            first = False
             if not await self._dispatch(command):
                 await self.flush()
                 return
             await self.flush()
 
     async def _next_command(self) -> Command | None:
-        """The next command, or None at EOF. Timeouts: ``idle_timeout`` between bytes,
-        not counted while a transfer runs (a long download is not idleness)."""
+        """The next command, or None at EOF.
+
+        Timeouts: ``idle_timeout`` from the end of the previous command to the end of this
+        one, so a client trickling bytes that never complete a line is still dropped; not
+        counted while a transfer runs (a long download is not idleness).
+        """
+        self._reset_idle_clock()
         while True:
             command = self.decoder.next_command()
             if command is not None:
@@ -315,17 +326,17 @@ class Session:
             self.decoder.feed(data)
 
     async def _receive(self) -> bytes:
-        with trio.CancelScope() as self._idle_scope:
-            self._reset_idle_clock()
+        with trio.CancelScope(deadline=self._idle_deadline) as self._idle_scope:
             return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
         raise _IdleTimeout
 
     def _reset_idle_clock(self) -> None:
         """Idle time counts from now, and not at all while a transfer runs."""
         if self.transfer is not None:
-            self._idle_scope.deadline = math.inf
+            self._idle_deadline = math.inf
         else:
-            self._idle_scope.deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
+            self._idle_deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
+        self._idle_scope.deadline = self._idle_deadline
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session."""

@@ -63,11 +63,10 @@ class AuthCommands(ServerBase):
             connection.user = user
         if state is GetUserResponse.OK and user is not None:
             self._logged_in(connection, user, info)
-        elif state is GetUserResponse.PASSWORD_REQUIRED:
-            connection.response("331", info)
         else:
-            connection.pop("login_name")
-            connection.response("530", info)
+            # Known or not, every name gets the same 331 and the same PASS failure later:
+            # the replies cannot be used to find out which accounts exist.
+            connection.response("331", "password required")
         return True
 
     @command("PASS", help="PASS <password>: prove it")
@@ -80,6 +79,13 @@ class AuthCommands(ServerBase):
         if "login_name" not in connection:
             connection.response("503", "bad sequence of commands (use USER first)")
             return True
+        # Every failure is answered at the same moment after the PASS arrived, whether the
+        # user exists or not and however long checking took: nothing to time from outside.
+        answer_at = trio.current_time() + (self.login_failure_delay or 0)
+        host = connection.client_host
+        if self.login_failures.blocked(host, trio.current_time()):
+            await trio.sleep_until(answer_at)
+            raise ReplyError("421", "too many failed logins from your address", fatal=True)
         user = connection.get("user")
         with self._user_manager_deadline():
             ok = user is not None and await self.user_manager.authenticate(user, rest)
@@ -88,10 +94,10 @@ class AuthCommands(ServerBase):
             return True
         failures = connection.get("login_failures", 0) + 1
         connection.login_failures = failures
+        self.login_failures.record(host, trio.current_time())
         connection.log.info("failed login for %r (%d)", connection.login_name, failures)
         self.publish(connection, "login_failed", path=None, target=connection.login_name)
-        # Slow down password guessing; trio.sleep, so only this session waits.
-        await trio.sleep(self.login_failure_delay or 0)
+        await trio.sleep_until(answer_at)  # trio.sleep: only this session waits
         limit = self.maximum_login_attempts
         if limit is not None and failures >= limit:
             raise ReplyError("421", "too many failed logins, closing connection", fatal=True)

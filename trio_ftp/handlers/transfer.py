@@ -8,6 +8,7 @@ data connection (``425`` if none comes in ``wait_future_timeout``), moves the by
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from ..errors import ReplyError, TransferAborted
+from ..errors import FTPError, ReplyError, TransferAborted
 from ..listing import list_line
 from ..tls import is_ragged_eof
 from ..validation import as_seconds
@@ -43,6 +44,8 @@ def _passive(handler: H) -> H:
 
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
+#: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
+_CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
 
@@ -356,13 +359,20 @@ class TransferCommands(ServerBase):
         what: str,
         opening: str | None = None,
     ) -> None:
-        """Start an upload into ``real`` (opened with ``mode``, written from ``offset``)."""
+        """Start an upload into ``real`` (opened with ``mode``, written from ``offset``).
+
+        With ``atomic_uploads`` a fresh upload (mode ``wb``) goes to a hidden temporary
+        name beside ``real``, renamed over it only after the last byte arrived and removed
+        on any failure, so ``real`` holds either its old contents or the whole new file.
+        """
 
         ascii_mode = connection.transfer_type == "A"
+        atomic = self.atomic_uploads and mode == "wb"
+        written = real.with_name(f".{real.name}.{secrets.token_hex(6)}.upload") if atomic else real
 
-        async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
+        async def receive(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             from_network = FromNetwork() if ascii_mode else None  # CRLF on the wire -> LF
-            async with connection.path_io.open(real, mode=mode) as file:
+            async with connection.path_io.open(written, mode=mode) as file:
                 if offset:
                     await file.seek(offset)
                 while data := await receive_data(connection, stream, self.block_size):
@@ -372,6 +382,21 @@ class TransferCommands(ServerBase):
                     await file.write(data)
                 if from_network is not None and (tail := from_network.flush()):
                     await file.write(tail)
+
+        async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
+            if not atomic:
+                await receive(stream, progress)
+                return
+            try:
+                await receive(stream, progress)
+                await connection.path_io.rename(written, real)
+            except BaseException:
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
+                    try:
+                        await connection.path_io.unlink(written)
+                    except FTPError as exc:
+                        connection.log.warning("could not remove %s: %s", written, exc)
+                raise
 
         self._start(connection, what, job, opening)
 
