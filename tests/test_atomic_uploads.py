@@ -44,6 +44,6 @@ async def test_cut_upload_keeps_the_old_file_and_leaves_no_temporary(start_serve
     reply = await in_thread(cut_upload)
     assert not reply.startswith("226"), reply
     with trio.fail_after(5):
-        while sorted(p.name for p in root.iterdir()) != ["f.bin"]:
+        while sorted(p.name for p in root.iterdir()) != ["f.bin"]:  # noqa: ASYNC110
             await trio.sleep(0.01)
     assert (root / "f.bin").read_bytes() == b"old contents"
