@@ -1224,12 +1224,13 @@ async def test_invalid_utf8_answered_501(start_server):
 
 
 async def test_telnet_iac_dont_is_filtered(start_server):
-    """b"\\xff\\xfe" is Telnet IAC DONT (it eats the next byte, here the CR), not bad UTF-8."""
+    """b"\\xff\\xfe\\x01" is Telnet IAC DONT ECHO (the option byte goes with it), not bad
+    UTF-8."""
     running = await start_server()
 
     def client() -> list[bytes]:
         with raw_session(running) as sock:
-            sock.sendall(b"SYST\xff\xfe\r\nNOOP\r\n")
+            sock.sendall(b"SYST\xff\xfe\x01\r\nNOOP\r\n")
             return [read_reply_line(sock), read_reply_line(sock)]
 
     assert await in_thread(client) == [b"215 UNIX Type: L8\r\n", b"200 ok\r\n"]

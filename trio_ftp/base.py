@@ -41,6 +41,10 @@ logger = logging.getLogger("trio_ftp.server")
 Handler = Callable[[Connection, str], Awaitable[Any]]
 
 
+#: Transfers moving through the kernel at once; more wait for a slot (one chunk at most).
+_KERNEL_COPY_THREADS = 64
+
+
 class ServerBase(SpeedLimited):
     """The server's state and lifecycle; :class:`trio_ftp.Server` adds the command handlers.
 
@@ -176,6 +180,9 @@ class ServerBase(SpeedLimited):
             as_seconds(check_timeout("login_failure_window", login_failure_window)),
         )
         self.atomic_uploads = atomic_uploads
+        # Worker threads for kernel-copy transfers (see fastpath.py), apart from trio's
+        # default pool so long transfers never starve the quick file-system calls.
+        self.kernel_copy_threads = trio.CapacityLimiter(_KERNEL_COPY_THREADS)
         "".encode(encoding)  # LookupError now rather than at the first reply
         self.block_size = block_size
         self.socket_timeout = check_timeout("socket_timeout", socket_timeout)

@@ -204,6 +204,12 @@ class Throttle:
         rates = [bucket.rate for bucket in self.buckets if bucket.rate is not None]
         return min(rates) if rates else None
 
+    def current_rate(self) -> float | None:
+        """Like :attr:`rate`, after reading every bucket's limit from its source: what
+        decides, before each chunk, whether a transfer may bypass the throttle."""
+        rates = [rate for bucket in self.buckets if (rate := bucket._refresh()) is not None]
+        return min(rates) if rates else None
+
     async def acquire(self, amount: int) -> None:
         """Wait until every bucket lets ``amount`` bytes through.
 

@@ -8,11 +8,13 @@ data connection (``425`` if none comes in ``wait_future_timeout``), moves the by
 
 from __future__ import annotations
 
+import errno
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -22,12 +24,16 @@ from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
 from ..errors import FTPError, ReplyError, TransferAborted
+from ..fastpath import StallTimeout, receive_into_file, send_file
 from ..listing import list_line
+from ..pathio import AsyncFile
 from ..tls import is_ragged_eof
 from ..validation import as_seconds
 from .files import facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
+
+T = TypeVar("T")
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 _data_channel = ConnectionConditions(
@@ -44,6 +50,12 @@ def _passive(handler: H) -> H:
 
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
+#: Most bytes one worker-thread call of the kernel fast path moves (see ..fastpath).
+_KERNEL_CHUNK = 64 * 1024 * 1024
+#: errno values that mean the data connection broke (a 426, as in the Python path).
+_BROKEN_CONNECTION = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
+)
 #: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
@@ -115,6 +127,32 @@ async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
             await trio.aclose_forcefully(stream)
     if scope.cancelled_caught:
         await trio.aclose_forcefully(stream)
+
+
+def kernel_fd(connection: Connection, stream: trio.abc.Stream, file: AsyncFile) -> int | None:
+    """The file's descriptor if this transfer may go through the kernel (:mod:`..fastpath`):
+    a plain TCP data connection (not TLS) and a local file; else None."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    fd: int | None = connection.path_io.native_fd(file)
+    return fd
+
+
+async def kernel_copy(connection: Connection, fn: Callable[..., T], *args: object) -> T:
+    """Run a :mod:`..fastpath` copy in a worker thread (cancellable, see there), with the
+    errors the Python path would give: a stall is ``426``, a broken connection ``426``."""
+    try:
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args, _timeout(connection)),
+            abandon_on_cancel=False,
+            limiter=connection.session.server.kernel_copy_threads,
+        )
+    except StallTimeout:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+    except OSError as exc:
+        if exc.errno in _BROKEN_CONNECTION:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        raise
 
 
 @dataclass
@@ -313,8 +351,26 @@ class TransferCommands(ServerBase):
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             to_network = ToNetwork() if ascii_mode else None  # RFC 959 §3.1.1.1: CRLF on the wire
             async with connection.path_io.open(real, mode="rb") as file:
-                if offset:
-                    await file.seek(offset)
+                fd = None if ascii_mode else kernel_fd(connection, stream, file)
+                if fd is not None:
+                    assert isinstance(stream, trio.SocketStream)
+                    # Unthrottled chunks through the kernel; a limit switched on meanwhile
+                    # sends the rest through the throttled path below.
+                    while connection.write_throttle.current_rate() is None:
+                        wanted = _next_size(_KERNEL_CHUNK, limit, progress.bytes)
+                        sent, ended = await kernel_copy(
+                            connection,
+                            send_file,
+                            stream.socket.fileno(),
+                            fd,
+                            offset + progress.bytes,
+                            wanted,
+                        )
+                        progress.bytes += sent
+                        if ended or progress.bytes == limit:  # the file's end, or RANG's
+                            return
+                if progress.bytes or offset:
+                    await file.seek(offset + progress.bytes)
                 while block := await file.read(_next_size(self.block_size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
@@ -375,13 +431,39 @@ class TransferCommands(ServerBase):
             async with connection.path_io.open(written, mode=mode) as file:
                 if offset:
                     await file.seek(offset)
+                fd = None if ascii_mode else kernel_fd(connection, stream, file)
+                if fd is not None:
+                    assert isinstance(stream, trio.SocketStream)
+                    start = None if mode == "ab" else offset  # None: the kernel appends
+                    while connection.read_throttle.current_rate() is None:
+                        received, ended = await kernel_copy(
+                            connection,
+                            receive_into_file,
+                            stream.socket.fileno(),
+                            fd,
+                            None if start is None else start + progress.bytes,
+                            _KERNEL_CHUNK,
+                        )
+                        progress.bytes += received
+                        if ended:
+                            return
+                    if start is not None:  # the kernel wrote at explicit offsets
+                        await file.seek(start + progress.bytes)
+                # Small network reads are gathered into block_size writes: one worker-thread
+                # call per block, not per TLS record.
+                pending = bytearray()
                 while data := await receive_data(connection, stream, self.block_size):
                     progress.bytes += len(data)
                     if from_network is not None:
                         data = from_network.convert(data)
-                    await file.write(data)
+                    pending += data
+                    if len(pending) >= self.block_size:
+                        await file.write(bytes(pending))
+                        pending.clear()
                 if from_network is not None and (tail := from_network.flush()):
-                    await file.write(tail)
+                    pending += tail
+                if pending:
+                    await file.write(bytes(pending))
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             if not atomic:

@@ -1,0 +1,195 @@
+"""Kernel-side copies between a local file and a plain data socket, for the transfers that
+need no per-byte work in Python: binary, unprotected (no TLS), unthrottled, local disk.
+
+Why a worker thread and not the event loop: ``sendfile``/``splice`` may block on the disk
+(a file not in the page cache, dirty-page writeback), which must never stall the other
+sessions. One worker-thread call moves up to ``count`` bytes, waiting for the socket with
+``poll``; it notices a trio cancellation (``ABOR``, session end) within
+:data:`POLL_INTERVAL` through :func:`trio.from_thread.check_cancelled`, and gives up after
+``timeout`` seconds without progress (the data connection stall timeout).
+
+The caller (``handlers/transfer.py``) decides when the fast path applies and calls these
+in chunks, so a speed limit switched on during a transfer takes effect at the next chunk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import time
+
+import trio
+
+__all__ = ["POLL_INTERVAL", "StallTimeout", "receive_into_file", "send_file"]
+
+#: Seconds between checks for cancellation while the socket is not ready.
+POLL_INTERVAL = 0.05
+#: Seconds one call may keep its worker thread before returning what it moved so far, so
+#: slow clients share the threads and a speed limit switched on applies soon.
+CALL_BUDGET = 1.0
+#: Bytes per splice through the pipe (the pipe is grown to this size where allowed).
+_PIPE_SIZE = 1 << 20
+#: Bytes per recv_into/write when splice cannot be used (append mode, other systems).
+_COPY_SIZE = 1 << 20
+
+_SPLICE = getattr(os, "splice", None)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)
+_SPLICE_MOVE = getattr(os, "SPLICE_F_MOVE", 0)
+_SPLICE_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 0)
+
+
+class StallTimeout(Exception):
+    """The peer made no progress for ``timeout`` seconds."""
+
+
+class _Waiter:
+    """``poll`` one socket for one event, bounded by the stall timeout, checking trio's
+    cancellation between polls."""
+
+    def __init__(self, sock_fd: int, event: int, timeout: float) -> None:
+        self._poll = select.poll()
+        self._poll.register(sock_fd, event | select.POLLERR | select.POLLHUP)
+        self._timeout = timeout
+        self.progressed()
+        self._budget_end = self._stalled_since + CALL_BUDGET
+
+    def progressed(self) -> None:
+        self._stalled_since = time.monotonic()
+
+    @property
+    def over_budget(self) -> bool:
+        return time.monotonic() > self._budget_end
+
+    def wait(self) -> bool:
+        """Wait until the socket is ready; False if this call's budget ran out first."""
+        while not self._poll.poll(POLL_INTERVAL * 1000):
+            trio.from_thread.check_cancelled()
+            if time.monotonic() - self._stalled_since > self._timeout:
+                raise StallTimeout
+            if self.over_budget:
+                return False
+        return True
+
+
+def send_file(
+    sock_fd: int, file_fd: int, offset: int, count: int, timeout: float
+) -> tuple[int, bool]:
+    """Send ``count`` bytes of the file from ``offset`` with ``os.sendfile`` (zero copy).
+
+    Returns:
+        ``(bytes sent, True if the file ended first)``; fewer than ``count`` bytes without
+        the end when :data:`CALL_BUDGET` ran out.
+
+    Raises:
+        StallTimeout: the client read nothing for ``timeout`` seconds.
+        OSError: the connection broke (``EPIPE``, ``ECONNRESET``).
+        trio.Cancelled: the transfer was cancelled (raised in this thread).
+    """
+    waiter = _Waiter(sock_fd, select.POLLOUT, timeout)
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not waiter.wait():
+                break
+            continue
+        if n == 0:
+            return sent, True
+        sent += n
+        waiter.progressed()
+        if waiter.over_budget:
+            break
+    return sent, False
+
+
+def receive_into_file(
+    sock_fd: int, file_fd: int, offset: int | None, count: int, timeout: float
+) -> tuple[int, bool]:
+    """Receive up to ``count`` bytes into the file, at ``offset`` (``None``: append).
+
+    ``splice`` moves the bytes socket -> pipe -> file inside the kernel; in append mode
+    (where Linux refuses ``splice``) and where it is missing, ``recv_into`` a 1 MiB buffer
+    and ``write`` it.
+
+    Returns:
+        ``(bytes received, True if the client ended the upload)``; fewer than ``count``
+        bytes without the end when :data:`CALL_BUDGET` ran out.
+
+    Raises:
+        StallTimeout: nothing arrived for ``timeout`` seconds.
+        OSError: the connection broke (``ECONNRESET``) or the disk failed (``ENOSPC``).
+        trio.Cancelled: the transfer was cancelled (raised in this thread).
+    """
+    waiter = _Waiter(sock_fd, select.POLLIN, timeout)
+    if _SPLICE is not None and offset is not None:
+        return _splice_into(waiter, sock_fd, file_fd, offset, count)
+    return _copy_into(waiter, sock_fd, file_fd, offset, count)
+
+
+def _splice_into(
+    waiter: _Waiter, sock_fd: int, file_fd: int, offset: int, count: int
+) -> tuple[int, bool]:
+    assert _SPLICE is not None
+    read_end, write_end = os.pipe()
+    try:
+        if _F_SETPIPE_SZ is not None:
+            with contextlib.suppress(OSError):  # a smaller pipe only means more calls
+                fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
+        received = 0
+        while received < count:
+            try:
+                n = _SPLICE(
+                    sock_fd,
+                    write_end,
+                    min(_PIPE_SIZE, count - received),
+                    flags=_SPLICE_MOVE | _SPLICE_NONBLOCK,
+                )
+            except BlockingIOError:
+                if not waiter.wait():
+                    break
+                continue
+            if n == 0:
+                return received, True
+            waiter.progressed()
+            while n:  # drain the pipe into the file before reading more
+                written = _SPLICE(read_end, file_fd, n, offset_dst=offset + received)
+                received += written
+                n -= written
+            if waiter.over_budget:
+                break
+        return received, False
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def _copy_into(
+    waiter: _Waiter, sock_fd: int, file_fd: int, offset: int | None, count: int
+) -> tuple[int, bool]:
+    buffer = bytearray(min(_COPY_SIZE, max(count, 1)))
+    view = memoryview(buffer)
+    received = 0
+    while received < count:
+        try:
+            n = os.readv(sock_fd, [view[: min(len(view), count - received)]])
+        except BlockingIOError:
+            if not waiter.wait():
+                break
+            continue
+        if n == 0:
+            return received, True
+        waiter.progressed()
+        chunk = view[:n]
+        while chunk:
+            if offset is None:
+                written = os.write(file_fd, chunk)
+            else:
+                written = os.pwrite(file_fd, chunk, offset + received)
+            received += written
+            chunk = chunk[written:]
+        if waiter.over_budget:
+            break
+    return received, False
