@@ -22,10 +22,12 @@ from trio_ftp.listing import (
     SUPPORTED_FACTS,
     StatLike,
     list_line,
+    list_lines,
     list_time,
     mlst_feat_line,
     mlst_type,
     mlsx_line,
+    mlsx_lines,
     mlsx_time,
     mode_string,
     parse_mlsx_time,
@@ -357,3 +359,44 @@ def test_parse_mlsx_time_round_trips() -> None:
     for junk in ("2020", "2020010203040x", "20201302030405", "20200102030405.x"):
         with pytest.raises(ValueError):  # noqa: PT011 - the message is not the point
             parse_mlsx_time(junk)
+
+
+def _entries_for_batch_tests() -> list[tuple[str, os.stat_result]]:
+    now = 1_700_000_000
+    modes = [0o100644, 0o040755, 0o120777, 0o100600]
+    times = [now, now - 30, now - 200 * 86400, now + 7200, float("nan"), now - 61]
+    return [
+        (
+            f"name {i}",
+            os.stat_result(
+                (modes[i % 4], 1000 + i, 2049, 1, 1000, 100, i * 37, 0, times[i % 6], 0)
+            ),
+        )
+        for i in range(24)
+    ]
+
+
+def test_list_lines_match_list_line_entry_by_entry() -> None:
+    """The batch LIST formatter gives exactly what list_line gives for every entry."""
+    now = 1_700_000_000.0
+    entries = _entries_for_batch_tests()
+    expected = [
+        list_line(name, info, now, owner=str(info.st_uid), group=str(info.st_gid))
+        for name, info in entries
+    ]
+    assert list_lines(entries, now) == expected
+
+
+@pytest.mark.parametrize(
+    "facts", [DEFAULT_FACTS, ("size", "type"), ("UNIQUE", "perm", "modify"), ("unix.mode",), ()]
+)
+def test_mlsx_lines_match_mlsx_line_entry_by_entry(facts) -> None:
+    """The batch MLSD formatter gives exactly what mlsx_line gives, for any fact choice."""
+    entries = _entries_for_batch_tests()
+    expected = [
+        mlsx_line(
+            name, info, perm="cdeflmp" if stat.S_ISDIR(info.st_mode) else "adfrw", facts=facts
+        )
+        for name, info in entries
+    ]
+    assert mlsx_lines(entries, file_perm="adfrw", dir_perm="cdeflmp", facts=facts) == expected

@@ -7,10 +7,12 @@ and so every client-visible format is testable in isolation.
 
 from __future__ import annotations
 
+import functools
 import math
 import stat
-from collections.abc import Collection
-from datetime import datetime, timedelta, timezone
+import time
+from collections.abc import Collection, Iterable
+from datetime import datetime, timezone
 from typing import Protocol
 
 __all__ = [
@@ -19,10 +21,12 @@ __all__ = [
     "SUPPORTED_FACTS",
     "StatLike",
     "list_line",
+    "list_lines",
     "list_time",
     "mlst_feat_line",
     "mlst_type",
     "mlsx_line",
+    "mlsx_lines",
     "mlsx_time",
     "mode_string",
     "parse_mlsx_time",
@@ -63,21 +67,27 @@ class StatLike(Protocol):
     def st_ino(self) -> int: ...
     @property
     def st_dev(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
 
 
-def _utc(timestamp: float) -> datetime:
+_MIN_SECONDS = math.floor((_MIN_TIME - _EPOCH).total_seconds())
+_MAX_SECONDS = math.floor((_MAX_TIME - _EPOCH).total_seconds())
+
+
+def _utc(timestamp: float) -> time.struct_time:
     """The UTC time of a POSIX timestamp, floored to the second and clamped to years
     1000-9999 (file systems can hold absurd mtimes; listings must not crash on them)."""
     if math.isnan(timestamp):
-        return _EPOCH
+        return time.gmtime(0)
     if math.isinf(timestamp):
-        return _MAX_TIME if timestamp > 0 else _MIN_TIME
-    seconds = math.floor(timestamp)
-    if seconds <= (_MIN_TIME - _EPOCH).total_seconds():
-        return _MIN_TIME
-    if seconds >= (_MAX_TIME - _EPOCH).total_seconds():
-        return _MAX_TIME
-    return _EPOCH + timedelta(seconds=seconds)
+        return time.gmtime(_MAX_SECONDS if timestamp > 0 else _MIN_SECONDS)
+    return time.gmtime(min(max(math.floor(timestamp), _MIN_SECONDS), _MAX_SECONDS))
+
+
+_filemode = functools.lru_cache(maxsize=4096)(stat.filemode)
 
 
 def mode_string(st_mode: int) -> str:
@@ -89,8 +99,9 @@ def mode_string(st_mode: int) -> str:
     Returns:
         e.g. ``"drwxr-xr-x"``, ``"-rwsr-Sr-T"`` (setuid/setgid/sticky as ``s S t T``).
     """
-    # stat.filemode is the stdlib's locale-free implementation of exactly this column.
-    return stat.filemode(st_mode)
+    # stat.filemode is the stdlib's locale-free implementation of exactly this column;
+    # a directory holds few distinct modes, so listings look most of them up.
+    return _filemode(st_mode)
 
 
 def list_time(mtime: float, now: float) -> str:
@@ -105,10 +116,10 @@ def list_time(mtime: float, now: float) -> str:
         in the future, else ``"Nov 24  2025"``; the day is space-padded (``"Nov  4"``).
     """
     when = _utc(mtime)
-    head = f"{MONTHS[when.month - 1]} {when.day:2d}"
+    head = f"{MONTHS[when.tm_mon - 1]} {when.tm_mday:2d}"
     if now - RECENT_SECONDS < mtime <= now + FUTURE_SLACK_SECONDS:
-        return f"{head} {when.hour:02d}:{when.minute:02d}"
-    return f"{head} {when.year:>5d}"
+        return f"{head} {when.tm_hour:02d}:{when.tm_min:02d}"
+    return f"{head} {when.tm_year:>5d}"
 
 
 def list_line(
@@ -138,6 +149,32 @@ def list_line(
     )
 
 
+def list_lines(entries: Iterable[tuple[str, StatLike]], now: float) -> list[str]:
+    """:func:`list_line` for each ``(name, stat)``, owner and group as numeric ids.
+
+    For listings of many files: the date column is worked out once per distinct minute
+    (recent files) or day (older ones), which files of one directory often share.
+    """
+    dates: dict[tuple[bool, int], str] = {}
+    lines = []
+    for name, st in entries:
+        mtime = st.st_mtime
+        if math.isfinite(mtime):
+            recent = now - RECENT_SECONDS < mtime <= now + FUTURE_SLACK_SECONDS
+            key = (recent, int(mtime // 60 if recent else mtime // 86400))
+            date = dates.get(key)
+            if date is None:
+                date = dates[key] = list_time(mtime, now)
+        else:
+            date = list_time(mtime, now)
+        owner, group = str(st.st_uid), str(st.st_gid)
+        lines.append(
+            f"{_filemode(st.st_mode)} {st.st_nlink:>4d} {owner:<8} {group:<8} "
+            f"{st.st_size:>12d} {date} {name}"
+        )
+    return lines
+
+
 def mlsx_time(timestamp: float) -> str:
     """A ``time-val`` of RFC 3659 §2.3 (``YYYYMMDDHHMMSS``, UTC, whole seconds).
 
@@ -149,7 +186,11 @@ def mlsx_time(timestamp: float) -> str:
     Returns:
         e.g. ``"20251124123456"``.
     """
-    return _utc(timestamp).strftime("%Y%m%d%H%M%S")
+    when = _utc(timestamp)
+    return (
+        f"{when.tm_year:04d}{when.tm_mon:02d}{when.tm_mday:02d}"
+        f"{when.tm_hour:02d}{when.tm_min:02d}{when.tm_sec:02d}"
+    )
 
 
 def parse_mlsx_time(text: str) -> float:
@@ -222,17 +263,84 @@ def mlsx_line(
         e.g. ``"type=file;size=123;modify=20251124123456;perm=adfrw;unique=801g1a2b; name"``,
         without a line terminator (and without the leading space of an MLST reply line).
     """
-    wanted = {fact.lower() for fact in facts}
-    values = {
-        "type": lambda: type or mlst_type(st),
-        "size": lambda: str(st.st_size),
-        "modify": lambda: mlsx_time(st.st_mtime),
-        "perm": lambda: perm,
-        "unique": lambda: unique_fact(st),
-        "unix.mode": lambda: f"0{stat.S_IMODE(st.st_mode):o}",
+    wanted = _wanted(facts if isinstance(facts, tuple) else tuple(facts))
+    parts = []
+    for fact in wanted:
+        if fact == "type":
+            value = type or mlst_type(st)
+        elif fact == "size":
+            value = str(st.st_size)
+        elif fact == "modify":
+            value = mlsx_time(st.st_mtime)
+        elif fact == "perm":
+            value = perm
+        elif fact == "unique":
+            value = unique_fact(st)
+        else:  # unix.mode
+            value = f"0{stat.S_IMODE(st.st_mode):o}"
+        parts.append(f"{fact}={value};")
+    parts.append(" ")
+    parts.append(name)
+    return "".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _wanted(facts: tuple[str, ...]) -> tuple[str, ...]:
+    """The supported facts among ``facts`` (any case), in facts-line order."""
+    chosen = {fact.lower() for fact in facts}
+    return tuple(fact for fact in SUPPORTED_FACTS if fact in chosen)
+
+
+def mlsx_lines(
+    entries: Iterable[tuple[str, StatLike]],
+    *,
+    file_perm: str,
+    dir_perm: str,
+    facts: Collection[str] = DEFAULT_FACTS,
+) -> list[str]:
+    """:func:`mlsx_line` for each ``(name, stat)`` of a directory whose entries share one
+    permission (``file_perm`` for files, ``dir_perm`` for directories).
+
+    For listings of many files: the line layout is made once (a format template of the
+    selected facts), and each ``modify`` value once per distinct second.
+    """
+    template = _mlsx_template(_wanted(facts if isinstance(facts, tuple) else tuple(facts)))
+    times: dict[float, str] = {}
+    lines = []
+    for name, st in entries:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        second = st.st_mtime // 1  # the value shows whole seconds
+        modify = times.get(second)
+        if modify is None:
+            modify = times[second] = mlsx_time(second)
+        lines.append(
+            template.format(
+                "dir" if is_dir else "file",
+                st.st_size,
+                modify,
+                dir_perm if is_dir else file_perm,
+                st.st_dev,
+                st.st_ino,
+                stat.S_IMODE(st.st_mode),
+            )
+            + name
+        )
+    return lines
+
+
+@functools.lru_cache(maxsize=64)
+def _mlsx_template(wanted: tuple[str, ...]) -> str:
+    """A :meth:`str.format` template of a facts line without its name; the arguments are
+    type, size, modify, perm, st_dev, st_ino, permission bits."""
+    fields = {
+        "type": "type={0};",
+        "size": "size={1};",
+        "modify": "modify={2};",
+        "perm": "perm={3};",
+        "unique": "unique={4:x}g{5:x};",
+        "unix.mode": "unix.mode=0{6:o};",
     }
-    parts = [f"{fact}={values[fact]()};" for fact in SUPPORTED_FACTS if fact in wanted]
-    return "".join(parts) + " " + name
+    return "".join(fields[fact] for fact in wanted) + " "
 
 
 def mlst_feat_line(selected: Collection[str]) -> str:

@@ -112,6 +112,19 @@ class User(SpeedLimited):
         covering = [p for p in self.permissions if p.is_parent(path)]
         return max(covering, key=lambda p: len(p.path.parts), default=Permission())
 
+    def children_permission(self, directory: PurePosixPath) -> Permission | None:
+        """The permission every child of ``directory`` has, or None if they may differ (a
+        rule names a path below ``directory``, or ``get_permissions`` is overridden).
+
+        Lets a listing of many files ask once instead of once per entry.
+        """
+        if type(self).get_permissions is not User.get_permissions:
+            return None
+        if any(directory in permission.path.parents for permission in self.permissions):
+            return None
+        covering = [p for p in self.permissions if p.is_parent(directory)]
+        return max(covering, key=lambda p: len(p.path.parts), default=Permission())
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self.login!r}, base_path={self.base_path!r}, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from stat import S_ISDIR
 from typing import TYPE_CHECKING, Any
 
 from ..base import ServerBase
@@ -30,12 +32,14 @@ async def facts_line(
     name: str,
     *,
     type: str | None = None,
+    stat: os.stat_result | None = None,
 ) -> str:
-    """The RFC 3659 facts line of one path, with this user's ``perm`` fact."""
-    stat = await connection.path_io.stat(real)
-    is_dir = await connection.path_io.is_dir(real)
+    """The RFC 3659 facts line of one path, with this user's ``perm`` fact (``stat``: the
+    path's stat result when the caller already has it, as listings do)."""
+    if stat is None:
+        stat = await connection.path_io.stat(real)
     permission = await connection.user.get_permissions(virtual)
-    perm = perm_fact(is_dir, permission.readable, permission.writable)
+    perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
     facts = connection.get("mlst_facts", DEFAULT_FACTS)
     return mlsx_line(name, stat, perm=perm, facts=facts, type=type)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from stat import S_ISDIR
 from typing import Any, TypeVar
 
 import trio
@@ -25,7 +28,7 @@ from ..conditions import ConnectionConditions, H, PathConditions, PathPermission
 from ..connection import Connection
 from ..errors import FTPError, ReplyError, TransferAborted
 from ..fastpath import StallTimeout, receive_into_file, send_file
-from ..listing import list_line
+from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
 from ..pathio import AsyncFile
 from ..tls import is_ragged_eof
 from ..validation import as_seconds
@@ -517,15 +520,17 @@ class TransferCommands(ServerBase):
         return await self._store(connection, rest, append=True)
 
     # listings --------------------------------------------------------------------------------
-    async def _listing_lines(
+    async def _listing_entries(
         self,
         connection: Connection,
         rest: str,
-        line: Callable[[Any, str, Any], Awaitable[str]],
         *,
         directories_only: bool = False,
-    ) -> list[str] | None:
-        """Lines for every entry of a directory (or the one file), sorted by name."""
+        with_stats: bool = True,
+    ) -> tuple[PurePosixPath, list[tuple[str, os.stat_result | None]]] | None:
+        """``(virtual path, [(name, stat), ...])`` of a directory sorted by name, or of
+        the one file; None after answering an error. The directory is read with its stat
+        results in one backend call (``with_stats``), for listings of many files."""
         real, virtual = await self.get_paths(connection, rest)
         path_io = connection.path_io
         # RFC 959 §5.4 gives LIST/NLST/STAT 450, not 550; RFC 3659 gives MLSD 550.
@@ -540,10 +545,12 @@ class TransferCommands(ServerBase):
             if directories_only:
                 connection.response("501", "not a directory (MLSD lists directories; use MLST)")
                 return None
-            return [await line(real, real.name, virtual)]
-        children = [child async for child in path_io.list(real)]
-        children.sort(key=lambda child: child.name)
-        return [await line(child, child.name, virtual / child.name) for child in children]
+            return virtual.parent, [(real.name, await path_io.stat(real))]
+        if with_stats:
+            children = await path_io.list_with_stats(real)
+            return virtual, [(child.name, stat) for child, stat in children]
+        names = sorted([child.name async for child in path_io.list(real)])
+        return virtual, [(name, None) for name in names]
 
     def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
         text = "".join(f"{line}\r\n" for line in lines)
@@ -561,13 +568,11 @@ class TransferCommands(ServerBase):
     async def listing_lines(self, connection: Connection, rest: str) -> list[str] | None:
         """``ls -l`` lines for LIST and STAT (owner and group as numeric ids); None after
         answering an error."""
-        now = time.time()
-
-        async def line(real: Any, name: str, virtual: Any) -> str:
-            stat = await connection.path_io.stat(real)
-            return list_line(name, stat, now, owner=str(stat.st_uid), group=str(stat.st_gid))
-
-        return await self._listing_lines(connection, strip_list_options(rest), line)
+        listed = await self._listing_entries(connection, strip_list_options(rest))
+        if listed is None:
+            return None
+        entries = [(name, stat) for name, stat in listed[1] if stat is not None]
+        return list_lines(entries, time.time())
 
     @command("LIST", help="LIST [<path>]: directory listing, ls -l style")
     @_passive
@@ -580,29 +585,36 @@ class TransferCommands(ServerBase):
     @command("NLST", help="NLST [<path>]: names only")
     @_passive
     async def nlst(self, connection: Connection, rest: str) -> bool:
-        async def line(real: Any, name: str, virtual: Any) -> str:
-            return name
-
-        lines = await self._listing_lines(connection, strip_list_options(rest), line)
-        if lines is not None:
-            self._start_listing(connection, "NLST", lines)
+        listed = await self._listing_entries(connection, strip_list_options(rest), with_stats=False)
+        if listed is not None:
+            self._start_listing(connection, "NLST", [name for name, _ in listed[1]])
         return True
 
     @command("MLSD", help="MLSD [<dir>]: machine-readable listing (RFC 3659)")
     @_passive
     async def mlsd(self, connection: Connection, rest: str) -> bool:
-        async def line(real: Any, name: str, virtual: Any) -> str:
-            return await facts_line(self, connection, real, virtual, name)
-
-        lines = await self._listing_lines(connection, rest, line, directories_only=True)
-        if lines is not None:
-            # RFC 3659 §7.5.1: the listed directory itself (cdir) and its parent (pdir).
-            real, virtual = await self.get_paths(connection, rest)
-            here = [await facts_line(self, connection, real, virtual, ".", type="cdir")]
-            if virtual != virtual.parent:
-                parent, _ = await self.get_paths(connection, str(virtual.parent))
-                here.append(
-                    await facts_line(self, connection, parent, virtual.parent, "..", type="pdir")
-                )
-            self._start_listing(connection, "MLSD", here + lines)
+        listed = await self._listing_entries(connection, rest, directories_only=True)
+        if listed is None:
+            return True
+        real, virtual = await self.get_paths(connection, rest)
+        # RFC 3659 §7.5.1: the listed directory itself (cdir) and its parent (pdir).
+        lines = [await facts_line(self, connection, real, virtual, ".", type="cdir")]
+        if virtual != virtual.parent:
+            parent, _ = await self.get_paths(connection, str(virtual.parent))
+            lines.append(
+                await facts_line(self, connection, parent, virtual.parent, "..", type="pdir")
+            )
+        facts = connection.get("mlst_facts", DEFAULT_FACTS)
+        entries = [(name, stat) for name, stat in listed[1] if stat is not None]
+        shared = connection.user.children_permission(virtual)
+        if shared is not None:  # one permission for all: ask once, format in one pass
+            file_perm = perm_fact(False, shared.readable, shared.writable)
+            dir_perm = perm_fact(True, shared.readable, shared.writable)
+            lines += mlsx_lines(entries, file_perm=file_perm, dir_perm=dir_perm, facts=facts)
+        else:
+            for name, stat in entries:
+                permission = await connection.user.get_permissions(virtual / name)
+                perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
+                lines.append(mlsx_line(name, stat, perm=perm, facts=facts))
+        self._start_listing(connection, "MLSD", lines)
         return True
