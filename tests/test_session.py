@@ -288,23 +288,36 @@ async def test_maximum_connections_421(nursery):
     assert (await third.reply())[0] == "220"
 
 
-async def test_user_maximum_connections(nursery):
-    """User.maximum_connections: the session over the limit gets 421 and is closed; logout
-    frees the slot."""
+async def test_user_maximum_connections(nursery, autojump_clock):
+    """User.maximum_connections: the login over the limit gets 421 and is closed (only
+    after the right password: USER alone neither takes a slot nor tells); logout frees
+    the slot."""
     server = Server([User("user", "pw", maximum_connections=1)], path_io_factory=MemoryPathIO)
     first = await logged_in(nursery, server)
     second = await start_memory_session(nursery, server)
     await second.reply()
-    code, lines = await second.command("USER user")
+    assert await second.code("USER user") == "331"
+    assert await second.code("PASS wrong") == "530"
+    code, lines = await second.command("PASS pw")
     assert code == "421"
     assert "too many connections for 'user'" in lines[0]
     assert await second.closed()
     assert await first.code("QUIT") == "221"
     await first.closed()
     await trio.testing.wait_all_tasks_blocked()
-    third = await start_memory_session(nursery, server)
-    await third.reply()
-    assert await third.code("USER user") == "331"
+    third = await logged_in(nursery, server)
+    assert await third.code("NOOP") == "200"
+
+
+async def test_user_command_alone_takes_no_slot(nursery):
+    """Sessions that stop after USER do not lock the real user out."""
+    server = Server([User("user", "pw", maximum_connections=1)], path_io_factory=MemoryPathIO)
+    for _ in range(3):
+        idle = await start_memory_session(nursery, server)
+        await idle.reply()
+        assert await idle.code("USER user") == "331"
+    owner = await logged_in(nursery, server)
+    assert await owner.code("NOOP") == "200"
 
 
 async def test_connections_per_ip(nursery):

@@ -480,12 +480,13 @@ class ServerBase(SpeedLimited):
 
     async def forget_user(self, connection: Connection) -> None:
         """Tell the user manager the session no longer uses its user (logout, re-USER)."""
-        if connection.get("logged"):
+        logged = connection.get("logged")
+        if logged:
             self.publish(connection, "logout")
-        user = connection.pop("user")
         connection.pop("logged")
-        if user is None:
-            return
+        user = connection.pop("user")
+        if user is None or not logged:
+            return  # only a login took a slot (notify_login)
         with trio.move_on_after(as_seconds(self.user_manager.timeout)) as scope:
             await self.user_manager.notify_logout(user)
         if scope.cancelled_caught:

@@ -356,6 +356,11 @@ class Session:
             self.respond("501", f"argument is not valid {self.server.encoding}")
             return True
         self.connection.path_cache = {}
+        # RFC 959 §4.1.3: RNTO must come right after RNFR. A pending rename lives for that
+        # one command, whatever its outcome, so a refused RNFR or RNTO (or anything in
+        # between) can never let a later RNTO move some other file.
+        if verb != "rnto":
+            self.connection.pop("rename_from")
         try:
             result = await handler(self.connection, command.arg)
         except TLSHandshakeFailed:
@@ -363,6 +368,9 @@ class Session:
         except Exception as exc:
             self._respond_error(exc)
             return not (isinstance(exc, ReplyError) and exc.fatal)
+        finally:
+            if verb == "rnto":
+                self.connection.pop("rename_from")
         return result is not False
 
     async def _names_existing_path(self, argument: str) -> bool:

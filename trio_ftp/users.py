@@ -190,18 +190,26 @@ class AbstractUserManager(abc.ABC):
     async def get_user(self, login: str) -> tuple[_Response, User | None, str]:
         """Look up ``login`` for ``USER``: ``(response, user or None, message for the client)``.
 
-        ``OK``: logged in without a password; ``PASSWORD_REQUIRED``: ask for one (also for
-        unknown logins, so they cannot be told apart); ``ERROR`` without a user: ``530``;
-        ``ERROR`` with the user: it may not log in now (e.g. too many sessions): ``421`` and
-        the session is closed. The manager keeps no slot for an ``ERROR``.
+        ``OK``: logged in without a password; ``PASSWORD_REQUIRED``: ask for one. Whatever
+        the answer short of ``OK``, the client sees the same ``331`` and, at ``PASS``, the
+        same failure, so logins cannot be told apart; ``ERROR`` with the user means it may
+        not log in now (e.g. too many sessions): ``421`` and the session is closed.
         """
 
     @abc.abstractmethod
     async def authenticate(self, user: User, password: str) -> bool:
         """Check ``password`` for ``user`` (``PASS``)."""
 
+    async def notify_login(self, user: User) -> bool:
+        """Called when a session has proven it is ``user`` (``OK`` from :meth:`get_user`,
+        or :meth:`authenticate` said yes); False refuses the login (``421``, e.g. the user
+        has no free connection slot). Slots are taken here, not at ``USER``: a ``USER``
+        alone must neither lock the real user out nor tell anyone the name exists."""
+        return True
+
     async def notify_logout(self, user: User) -> None:  # noqa: B027 - optional hook
-        """Called once when a session that had selected ``user`` ends (or selects another)."""
+        """Called once when a session that :meth:`notify_login` let in ends, logs out or
+        selects another user."""
 
 
 class MemoryUserManager(AbstractUserManager):
@@ -233,11 +241,6 @@ class MemoryUserManager(AbstractUserManager):
         if user is None:
             # Same answer as for a real user, so logins cannot be enumerated.
             return GetUserResponse.PASSWORD_REQUIRED, None, "password required"
-        if self.available_connections[user].locked():
-            name = user.login or "anonymous"
-            # ERROR with the user: it exists but may not log in now (the session answers 421).
-            return GetUserResponse.ERROR, user, f"too many connections for {name!r}"
-        self.available_connections[user].acquire()
         if user.login is None:
             return GetUserResponse.PASSWORD_REQUIRED, user, "anonymous login ok, send any password"
         if user.password is None:
@@ -246,6 +249,15 @@ class MemoryUserManager(AbstractUserManager):
 
     async def authenticate(self, user: User, password: str) -> bool:
         return user.login is None or user.password is None or user.password == password
+
+    async def notify_login(self, user: User) -> bool:
+        slots = self.available_connections.get(user)
+        if slots is None:
+            return True
+        if slots.locked():
+            return False
+        slots.acquire()
+        return True
 
     async def notify_logout(self, user: User) -> None:
         if user in self.available_connections:

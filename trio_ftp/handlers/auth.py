@@ -40,7 +40,12 @@ class AuthCommands(ServerBase):
             return True
         return False
 
-    def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
+    async def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
+        with self._user_manager_deadline():
+            allowed = await self.user_manager.notify_login(user)
+        if not allowed:
+            name = user.login or "anonymous"
+            raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         # Per-connection buckets live as long as the login: every limit level of this user.
         connection.read_throttle, connection.write_throttle = self.throttles.for_connection(user)
         connection.logged = True
@@ -62,7 +67,7 @@ class AuthCommands(ServerBase):
         if user is not None:
             connection.user = user
         if state is GetUserResponse.OK and user is not None:
-            self._logged_in(connection, user, info)
+            await self._logged_in(connection, user, info)
         else:
             # Known or not, every name gets the same 331 and the same PASS failure later:
             # the replies cannot be used to find out which accounts exist.
@@ -90,7 +95,7 @@ class AuthCommands(ServerBase):
         with self._user_manager_deadline():
             ok = user is not None and await self.user_manager.authenticate(user, rest)
         if ok:
-            self._logged_in(connection, user, "login successful")
+            await self._logged_in(connection, user, "login successful")
             return True
         failures = connection.get("login_failures", 0) + 1
         connection.login_failures = failures

@@ -3,6 +3,7 @@
 Every command goes through an :class:`AbstractPathIO` (``_base``): the local disk
 (:class:`PathIO`, ``_local``) or memory (:class:`MemoryPathIO`, ``_memory``), wrapped for
 each session by :class:`GuardedPathIO` (``_guard``). The API follows aioftp's path IO.
+``_beneath`` holds the local backend's confinement at use time (Linux ``openat2``).
 Import from here: the submodules are private.
 """
 

@@ -247,6 +247,33 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
             ``destination``.
         """
 
+    async def list_with_stats(
+        self, path: PathType
+    ) -> builtins.list[tuple[PathType, os.stat_result]]:
+        """The children of directory ``path`` with their stat results, sorted by name.
+
+        For listings (LIST, MLSD): a backend can do it in one call instead of one per child.
+        This default is :meth:`list` then :meth:`stat` per child; a child that vanished in
+        between (``FileNotFoundError``, which includes a dangling symlink) is left out.
+        """
+        result: builtins.list[tuple[PathType, os.stat_result]] = []
+        async for child in self.list(path):
+            try:
+                result.append((child, await self.stat(child)))
+            except FileNotFoundError:
+                continue
+        result.sort(key=lambda item: item[0].name)
+        return result
+
+    def native_fd(self, file: AsyncFile) -> int | None:
+        """The OS file descriptor behind ``file`` when it is a plain local file, else None.
+
+        Lets the server hand the transfer to the kernel (``os.sendfile``, ``os.splice``).
+        The descriptor belongs to ``file``: never close it, and use it only where nothing
+        is buffered (right after the open or a seek). The default is None.
+        """
+        return None
+
     async def chmod(self, path: PathType, mode: int) -> None:
         """Set the permission bits of ``path`` (like :func:`os.chmod`; ``mode & 0o7777``).
 
@@ -284,7 +311,9 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
         """Return the real path of a virtual path, refusing one that leaves ``base_path``.
 
         The one confinement check of the file-system side: the pure side (``..`` never
-        climbs above ``/``) is already done, so ``relative`` is normalized.
+        climbs above ``/``) is already done, so ``relative`` is normalized. A backend may
+        also remember ``base_path`` and hold later operations on paths under it beneath it
+        when they run (:class:`PathIO` does, with ``openat2`` on Linux).
 
         Args:
             base_path: the user's root.

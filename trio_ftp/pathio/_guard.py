@@ -6,6 +6,7 @@ whatever the backend.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePosixPath
@@ -14,7 +15,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import trio
 
 from ..errors import FTPError, PathIOError
-from ._base import AbstractPathIO, PathType
+from ._base import AbstractPathIO, AsyncFile, PathType
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -91,6 +92,16 @@ class GuardedPathIO(AbstractPathIO[PathType]):
 
     async def stat(self, path: PathType) -> os.stat_result:
         return await self._guard(self.inner.stat, path)
+
+    async def list_with_stats(
+        self, path: PathType
+    ) -> builtins.list[tuple[PathType, os.stat_result]]:
+        return await self._guard(self.inner.list_with_stats, path)
+
+    def native_fd(self, file: AsyncFile) -> int | None:
+        """The inner backend's answer: ``file`` holds the inner backend's file object
+        (this wrapper only guards the calls made on it)."""
+        return self.inner.native_fd(file)
 
     async def _open(self, path: PathType, mode: str) -> Any:
         return await self._guard(self.inner._open, path, mode)

@@ -95,6 +95,26 @@ def _memory_path(path: PurePath | str) -> PurePosixPath:
     return PurePosixPath("/", *parts)
 
 
+def _stat(node: _Node) -> os.stat_result:
+    """A node's stat result, shaped like the local file system's."""
+    if isinstance(node, _File):
+        mode, nlink, size = stat_module.S_IFREG | node.mode, 1, len(node.data)
+    else:
+        mode, nlink, size = stat_module.S_IFDIR | node.mode, 2, 0
+    times = (node.atime, node.mtime, node.ctime)
+    return os.stat_result(
+        (mode, node.ino, 0, nlink, 0, 0, size, *(int(t) for t in times)),
+        {
+            "st_atime": node.atime,
+            "st_mtime": node.mtime,
+            "st_ctime": node.ctime,
+            "st_atime_ns": int(node.atime * 1e9),
+            "st_mtime_ns": int(node.mtime * 1e9),
+            "st_ctime_ns": int(node.ctime * 1e9),
+        },
+    )
+
+
 class MemoryPathIO(AbstractPathIO[PurePosixPath]):
     """An in-memory file tree that behaves like the local file system.
 
@@ -301,25 +321,20 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
 
         return _Lister(fetch)
 
+    async def list_with_stats(
+        self, path: PurePosixPath
+    ) -> builtins.list[tuple[PurePosixPath, os.stat_result]]:
+        """Every child with its stat, from one lookup of the directory."""
+        await trio.lowlevel.checkpoint()
+        path = _memory_path(path)
+        node = self._lookup(path)
+        if not isinstance(node, _Dir):
+            raise _error(errno.ENOTDIR, path)
+        return [(path / name, _stat(node.children[name])) for name in sorted(node.children)]
+
     async def stat(self, path: PurePosixPath) -> os.stat_result:
         await trio.lowlevel.checkpoint()
-        node = self._lookup(_memory_path(path))
-        if isinstance(node, _File):
-            mode, nlink, size = stat_module.S_IFREG | node.mode, 1, len(node.data)
-        else:
-            mode, nlink, size = stat_module.S_IFDIR | node.mode, 2, 0
-        times = (node.atime, node.mtime, node.ctime)
-        return os.stat_result(
-            (mode, node.ino, 0, nlink, 0, 0, size, *(int(t) for t in times)),
-            {
-                "st_atime": node.atime,
-                "st_mtime": node.mtime,
-                "st_ctime": node.ctime,
-                "st_atime_ns": int(node.atime * 1e9),
-                "st_mtime_ns": int(node.mtime * 1e9),
-                "st_ctime_ns": int(node.ctime * 1e9),
-            },
-        )
+        return _stat(self._lookup(_memory_path(path)))
 
     async def chmod(self, path: PurePosixPath, mode: int) -> None:
         """Store the permission bits (``mode & 0o7777``) in the node; ``stat`` shows them.
