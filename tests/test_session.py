@@ -229,6 +229,26 @@ async def test_handler_crash_becomes_451(nursery, caplog):
     assert any("handler failed" in r.message and r.exc_info for r in caplog.records)
 
 
+async def test_idle_clock_stops_while_a_command_is_handled(nursery, autojump_clock):
+    """A command that takes longer than idle_timeout is answered; idleness is only the
+    time spent waiting for commands."""
+
+    class Slow(Server):
+        @command("SLOW")
+        async def slow(self, connection, rest):
+            await trio.sleep(100)
+            connection.response("200", "done")
+            return True
+
+    server = Slow([User("user", "pw")], path_io_factory=MemoryPathIO, idle_timeout=30)
+    client = await logged_in(nursery, server)
+    assert await client.code("SLOW") == "200"
+    start = trio.current_time()
+    assert await client.code("NOOP") == "200"
+    assert (await client.reply())[0] == "421"  # then the idle clock runs again
+    assert 29 <= trio.current_time() - start <= 31
+
+
 async def test_reply_error_from_handler(nursery):
     """A handler raising ReplyError answers exactly that reply."""
 

@@ -392,10 +392,14 @@ class ServerBase(SpeedLimited):
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
-            await self.serve_connection(stream)
+            session = Session(self, stream)
         except OSError as exc:  # the peer left between accept and getpeername
             logger.debug("connection dropped before its session began: %r", exc)
             await trio.aclose_forcefully(stream)
+            return
+        await (
+            session.run()
+        )  # awaited here, not via serve_connection: one frame less per idle session
 
     async def serve_connection(
         self,
@@ -411,12 +415,7 @@ class ServerBase(SpeedLimited):
         and ``local``: PASV listens on ``local``'s host and accepts data connections from
         ``peer``'s host only. Never raises for anything the client does.
         """
-        session = Session(self, stream, peer=peer, local=local)
-        self.connections[session.id] = session.connection
-        try:
-            await session.run()
-        finally:
-            del self.connections[session.id]
+        await Session(self, stream, peer=peer, local=local).run()
 
     # hooks the session calls -----------------------------------------------------------------
     def take_range(self, connection: Connection) -> tuple[int, int | None]:

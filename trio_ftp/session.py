@@ -29,9 +29,9 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import socket
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -106,13 +106,13 @@ class Session:
             logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
         )
         self.decoder = CommandDecoder(server.encoding)
-        self._replies: deque[bytes] = deque()
-        self._write_lock = trio.Lock()
+        self._replies: list[bytes] = []
+        self._write_lock: trio.Lock | None = None
+        self._writers = 0
         self.transfer: _Transfer | None = None
         self._nursery: trio.Nursery | None = None
         self._ended_normally = False
-        self._idle_scope = trio.CancelScope()  # replaced by each wait for command bytes
-        self._idle_deadline = math.inf
+        self._waiting_for_command = False
         self.connection = Connection(
             client_host=self.peer_host,
             client_port=self.peer_port,
@@ -151,12 +151,22 @@ class Session:
 
     async def flush(self) -> None:
         """Send every queued reply, in order. Timeouts: ``socket_timeout`` for the write."""
-        async with self._write_lock:
-            while self._replies:
-                data = b"".join(self._replies)
-                self._replies.clear()
-                with trio.fail_after(as_seconds(self.server.socket_timeout)):
-                    await self.stream.send_all(data)
+        # The lock exists only while someone is writing: idle sessions keep none.
+        lock = self._write_lock
+        if lock is None:
+            lock = self._write_lock = trio.Lock()
+        self._writers += 1
+        try:
+            async with lock:
+                while self._replies:
+                    data = b"".join(self._replies)
+                    self._replies.clear()
+                    with trio.fail_after(as_seconds(self.server.socket_timeout)):
+                        await self.stream.send_all(data)
+        finally:
+            self._writers -= 1
+            if not self._writers:
+                self._write_lock = None
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -211,10 +221,14 @@ class Session:
 
     # the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the connection until it ends; never raises for anything the client does."""
+        """Serve the connection until it ends; never raises for anything the client does.
+        The session is listed in ``server.connections`` while it runs."""
+        self.server.connections[self.id] = self.connection
         self.log.info("session started (local %s:%s)", self.local_host, self.local_port)
         self.server.publish(self.connection, "connect")
         try:
+            # The nursery's deadline is the idle clock (armed only while the loop waits for
+            # a command and no transfer runs: see _reset_idle_clock).
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
@@ -226,10 +240,16 @@ class Session:
                     self.log.info("%s", exc)
                 finally:
                     nursery.cancel_scope.cancel()
+            if nursery.cancel_scope.cancelled_caught and self._waiting_for_command:
+                self.log.info("idle timeout")
+                self.respond("421", "idle timeout, closing control connection")
         except Exception:
             self.log.exception("session failed")
         finally:
-            await self._teardown()
+            try:
+                await self._teardown()
+            finally:
+                del self.server.connections[self.id]
             self.log.info("session ended")
 
     # TLS -------------------------------------------------------------------------------------
@@ -291,11 +311,6 @@ class Session:
                     self.log.warning("closing: %s", exc.text)
                     return
                 continue
-            except _IdleTimeout:
-                self.log.info("idle timeout")
-                self.respond("421", "idle timeout, closing control connection")
-                await self.flush()
-                return
             if command is None:
                 return
             if first and is_http_request(command):
@@ -314,29 +329,41 @@ class Session:
         one, so a client trickling bytes that never complete a line is still dropped; not
         counted while a transfer runs (a long download is not idleness).
         """
+        self._waiting_for_command = True
         self._reset_idle_clock()
-        while True:
-            command = self.decoder.next_command()
-            if command is not None:
-                self.log.debug("-> %r", command)
-                return command
-            data = await self._receive()
+        while (command := self.decoder.next_command()) is None:
+            # Reading is inlined here on purpose: an idle session is suspended right here,
+            # and every frame in the chain costs memory per connection. On a plain TCP
+            # connection it waits for readability alone, then reads without blocking.
+            stream = self.stream
+            if type(stream) is not trio.SocketStream:
+                data = bytes(await stream.receive_some(_RECEIVE_SIZE))
+            else:
+                await trio.lowlevel.wait_readable(stream.socket)
+                try:
+                    data = os.read(stream.socket.fileno(), _RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue  # woken without data (it happens): wait again
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"control connection: {exc}") from exc
             if not data:
                 return None
             self.decoder.feed(data)
-
-    async def _receive(self) -> bytes:
-        with trio.CancelScope(deadline=self._idle_deadline) as self._idle_scope:
-            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
-        raise _IdleTimeout
+        self._waiting_for_command = False
+        self._reset_idle_clock()  # a command runs under its own timeouts
+        self.log.debug("-> %r", command)
+        return command
 
     def _reset_idle_clock(self) -> None:
-        """Idle time counts from now, and not at all while a transfer runs."""
-        if self.transfer is not None:
-            self._idle_deadline = math.inf
+        """Idle time counts from now while the loop waits for a command; not at all while a
+        transfer runs (a long download is not idleness) or a command is being handled."""
+        if self._nursery is None:
+            return
+        if self.transfer is not None or not self._waiting_for_command:
+            self._nursery.cancel_scope.deadline = math.inf
         else:
-            self._idle_deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
-        self._idle_scope.deadline = self._idle_deadline
+            deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
+            self._nursery.cancel_scope.deadline = deadline
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session."""
@@ -355,7 +382,7 @@ class Session:
         if has_surrogates(command.arg) and not await self._names_existing_path(command.arg):
             self.respond("501", f"argument is not valid {self.server.encoding}")
             return True
-        self.connection.path_cache = {}
+        self.connection.path_cache = {}  # get_paths' cache, for this one command
         # RFC 959 §4.1.3: RNTO must come right after RNFR. A pending rename lives for that
         # one command, whatever its outcome, so a refused RNFR or RNTO (or anything in
         # between) can never let a later RNTO move some other file.
@@ -369,6 +396,7 @@ class Session:
             self._respond_error(exc)
             return not (isinstance(exc, ReplyError) and exc.fatal)
         finally:
+            self.connection.pop("path_cache")
             if verb == "rnto":
                 self.connection.pop("rename_from")
         return result is not False
@@ -407,7 +435,3 @@ class Session:
             if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
                 await trio.aclose_forcefully(self.stream)
             await self.server.session_ended(self.connection)
-
-
-class _IdleTimeout(Exception):
-    pass

@@ -80,6 +80,18 @@ class TokenBucket:
         sleeps: how many times acquirers have gone to sleep (for tests and statistics).
     """
 
+    __slots__ = (
+        "_burst",
+        "_changed",
+        "_lock",
+        "_rate",
+        "_source",
+        "_stamp",
+        "_tokens",
+        "poll_interval",
+        "sleeps",
+    )
+
     def __init__(
         self,
         rate: float | None,
@@ -98,8 +110,10 @@ class TokenBucket:
         self.poll_interval = poll_interval
         self._tokens = float(burst)
         self._stamp: float | None = None  # set on first use, inside trio.run
-        self._lock = trio.Lock()
-        self._changed = trio.Event()
+        # Made on first limited use: most buckets (one per connection per limit level)
+        # never limit anything, and idle connections should cost next to nothing.
+        self._lock: trio.Lock | None = None
+        self._changed: trio.Event | None = None
         self.sleeps = 0
 
     @property
@@ -115,8 +129,9 @@ class TokenBucket:
         if self._stamp is not None:
             self._settle()  # bytes earned so far were earned at the old rate
         self._rate = value
-        self._changed.set()  # wake the waiter: its wait is computed anew
-        self._changed = trio.Event()
+        if self._changed is not None:
+            self._changed.set()  # wake the waiter: its wait is computed anew
+            self._changed = None
 
     @property
     def burst(self) -> int:
@@ -158,6 +173,8 @@ class TokenBucket:
         await self._acquire_limited(amount)
 
     async def _acquire_limited(self, amount: int) -> None:
+        if self._lock is None:
+            self._lock = trio.Lock()
         async with self._lock:  # FIFO: trio hands a released Lock to its oldest waiter
             self._settle()
             self._tokens -= amount
@@ -171,6 +188,8 @@ class TokenBucket:
                     if wait < _EPSILON:
                         return
                     self.sleeps += 1
+                    if self._changed is None:
+                        self._changed = trio.Event()
                     with trio.move_on_after(min(wait, self.poll_interval)):
                         await self._changed.wait()
             except BaseException:
@@ -195,8 +214,23 @@ class Throttle:
     once and a transfer runs at the speed of its tightest limit.
     """
 
-    def __init__(self, *buckets: TokenBucket) -> None:
-        self.buckets: tuple[TokenBucket, ...] = buckets
+    __slots__ = ("_buckets", "_levels")
+
+    def __init__(self, *buckets: TokenBucket | Callable[[], TokenBucket]) -> None:
+        # A level may be given as a factory: a connection's own buckets are made at its
+        # first transfer, so an idle session holds none.
+        self._levels = buckets
+        self._buckets: tuple[TokenBucket, ...] | None = None
+
+    @property
+    def buckets(self) -> tuple[TokenBucket, ...]:
+        """The buckets, narrowest first (made now if they were given as factories)."""
+        if self._buckets is None:
+            self._buckets = tuple(
+                level if isinstance(level, TokenBucket) else level() for level in self._levels
+            )
+            self._levels = ()
+        return self._buckets
 
     @property
     def rate(self) -> float | None:
@@ -248,12 +282,22 @@ class SpeedLimits(Protocol):
     def write_speed_limit_per_connection(self) -> float | None: ...
 
 
-def _source(owner: SpeedLimits, name: str) -> Callable[[], float | None]:
-    def read() -> float | None:
-        value: float | None = getattr(owner, name)
-        return check_rate(name, value)
+class _AttributeRate:
+    """A bucket's ``rate_source``: the limit attribute ``name`` of ``owner``, checked."""
 
-    return read
+    __slots__ = ("name", "owner")
+
+    def __init__(self, owner: SpeedLimits, name: str) -> None:
+        self.owner = owner
+        self.name = name
+
+    def __call__(self) -> float | None:
+        value: float | None = getattr(self.owner, self.name)
+        return check_rate(self.name, value)
+
+
+def _source(owner: SpeedLimits, name: str) -> Callable[[], float | None]:
+    return _AttributeRate(owner, name)
 
 
 class SpeedLimited:
@@ -277,6 +321,21 @@ class SpeedLimited:
         self.write_speed_limit_per_connection = check_rate(
             "write_speed_limit_per_connection", write_speed_limit_per_connection
         )
+
+
+class _LazyBucket:
+    """Makes one per-connection bucket when a transfer first needs it (small: idle
+    sessions hold only these)."""
+
+    __slots__ = ("name", "owner", "registry")
+
+    def __init__(self, registry: ThrottleRegistry, owner: SpeedLimits, name: str) -> None:
+        self.registry = registry
+        self.owner = owner
+        self.name = name
+
+    def __call__(self) -> TokenBucket:
+        return self.registry._bucket(self.owner, self.name)
 
 
 class ThrottleRegistry:
@@ -310,6 +369,15 @@ class ThrottleRegistry:
             self._bucket(owner, f"write_speed_limit{suffix}"),
         )
 
+    def _lazy_pair(
+        self, owner: SpeedLimits
+    ) -> tuple[Callable[[], TokenBucket], Callable[[], TokenBucket]]:
+        """Factories of ``owner``'s per-connection ``(read, write)`` buckets."""
+        return (
+            _LazyBucket(self, owner, "read_speed_limit_per_connection"),
+            _LazyBucket(self, owner, "write_speed_limit_per_connection"),
+        )
+
     def _bucket(self, owner: SpeedLimits, name: str) -> TokenBucket:
         source = _source(owner, name)
         return TokenBucket(
@@ -323,12 +391,13 @@ class ThrottleRegistry:
         and keep the pair for every transfer of the session: each call makes fresh
         per-connection buckets. ``user=None`` gives the server-level limits only.
         """
-        levels = [self._pair(self._server, "_per_connection")]
+        levels: list[tuple[TokenBucket | Callable[[], TokenBucket], ...]]
+        levels = [self._lazy_pair(self._server)]
         if user is not None:
             shared = self._user_buckets.get(user)
             if shared is None:
                 shared = self._user_buckets[user] = self._pair(user, "")
-            levels.insert(0, self._pair(user, "_per_connection"))
+            levels.insert(0, self._lazy_pair(user))
             levels.append(shared)
         levels.append(self._server_buckets)
         # narrowest first: user-per-connection, server-per-connection, user, server
