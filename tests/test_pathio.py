@@ -423,8 +423,9 @@ async def test_confine_refuses_symlinks_out_of_the_root(
     jail: Path, link: str, target: str, path: str
 ) -> None:
     (jail / link).symlink_to(target)
-    with pytest.raises(PermissionDenied) as info:
-        await PathIO().confine(jail, PurePosixPath(path))
+    path_io = PathIO()
+    with pytest.raises(PermissionDenied) as info:  # from confine, or at the latest the use
+        await path_io.stat(await path_io.confine(jail, PurePosixPath(path)))
     assert info.value.code == "550"
     assert "outside" in info.value.text
 
@@ -451,7 +452,7 @@ async def test_confine_with_a_relative_base_path(
     assert await path_io.confine(Path("."), PurePosixPath("file")) == Path("file")
     assert await path_io.confine(Path("dir"), PurePosixPath("x")) == Path("dir/x")
     with pytest.raises(PermissionDenied):
-        await path_io.confine(Path("dir"), PurePosixPath("link_up"))
+        await path_io.stat(await path_io.confine(Path("dir"), PurePosixPath("link_up")))
 
 
 async def test_confine_of_a_root_that_is_a_symlink(jail: Path, tmp_path: Path) -> None:
@@ -463,7 +464,7 @@ async def test_confine_of_a_root_that_is_a_symlink(jail: Path, tmp_path: Path) -
     )
     (jail / "escape").symlink_to(tmp_path / "outside")
     with pytest.raises(PermissionDenied):
-        await path_io.confine(tmp_path / "root_link", PurePosixPath("escape"))
+        await path_io.stat(await path_io.confine(tmp_path / "root_link", PurePosixPath("escape")))
 
 
 @pytest.mark.parametrize(
@@ -625,8 +626,9 @@ async def test_guard_times_out_each_listing_step(autojump_clock: trio.abc.Clock)
 
 async def test_guard_lets_ftp_errors_through(jail: Path) -> None:
     (jail / "out").symlink_to("..")
+    guarded = GuardedPathIO(PathIO(), 5)
     with pytest.raises(PermissionDenied):
-        await GuardedPathIO(PathIO(), 5).confine(jail, PurePosixPath("out"))
+        await guarded.stat(await guarded.confine(jail, PurePosixPath("out")))
 
 
 async def test_guard_lets_cancellation_through(autojump_clock: trio.abc.Clock) -> None:
@@ -775,3 +777,39 @@ async def test_local_set_mtime(tmp_path: Path) -> None:
     target.write_bytes(b"x")
     await PathIO().set_mtime(target, 1_600_000_000.0)
     assert target.stat().st_mtime == 1_600_000_000.0
+
+
+async def test_guard_answers_a_commands_checks_from_one_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exists, is_file and stat of one path cost one worker-thread call until something
+    changes or the command ends (forget_stats); a subclass overriding a check keeps its
+    own."""
+    calls: list[object] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+
+    class OwnExists(PathIO):
+        async def exists(self, path: Path) -> bool:
+            return False
+
+    (tmp_path / "f").write_bytes(b"data")
+    guarded = GuardedPathIO(PathIO())
+    assert await guarded.exists(tmp_path / "f")
+    assert await guarded.is_file(tmp_path / "f")
+    assert not await guarded.is_dir(tmp_path / "f")
+    assert (await guarded.stat(tmp_path / "f")).st_size == 4
+    assert not await guarded.exists(tmp_path / "missing")
+    assert not await guarded.is_file(tmp_path / "missing")
+    assert len(calls) == 2
+    await guarded.unlink(tmp_path / "f")  # a change: what was known is forgotten
+    assert not await guarded.exists(tmp_path / "f")
+    guarded.forget_stats()
+    assert not await guarded.exists(tmp_path / "f")
+    assert len(calls) == 5  # two stats, the unlink, two stats
+    assert not await GuardedPathIO(OwnExists()).exists(tmp_path)

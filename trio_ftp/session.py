@@ -397,6 +397,7 @@ class Session:
             return not (isinstance(exc, ReplyError) and exc.fatal)
         finally:
             self.connection.pop("path_cache")
+            self.connection.path_io.forget_stats()  # a command sees its own file system only
             if verb == "rnto":
                 self.connection.pop("rename_from")
         return result is not False

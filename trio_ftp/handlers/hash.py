@@ -5,18 +5,18 @@ the last byte hashed (inclusive, as in the draft's ``0-49`` for a 50-byte file; 
 is written ``<start>-<start>``). A preceding ``REST <offset>`` hashes from ``offset`` on, and
 ``RANG <start> <end>`` hashes just those bytes; either is consumed as by a transfer.
 
-Hashing runs off the event loop: for :class:`~trio_ftp.pathio.PathIO` the whole file is read
+Hashing runs off the event loop: a local file (the backend gives its descriptor) is read
 and hashed in one worker thread; for other backends the file is read through the path IO in
 1 MiB blocks and each block is hashed in a worker thread.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import threading
+import os
 import zlib
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 import trio
@@ -26,7 +26,6 @@ from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
 from ..errors import PathIOError
-from ..pathio import PathIO
 from .transfer import _next_size
 
 __all__ = ["HASH_ALGORITHMS", "HASH_BLOCK_SIZE", "HashCommands", "Hasher"]
@@ -71,21 +70,17 @@ HASH_ALGORITHMS: Mapping[str, Callable[[], Hasher]] = {
 }
 
 
-def _hash_local_file(
-    path: Path,
-    offset: int,
-    limit: int | None,
-    hasher: Hasher,
-    block_size: int,
-    stop: threading.Event,
+def _hash_descriptor(
+    fd: int, offset: int, limit: int | None, hasher: Hasher, block_size: int
 ) -> int:
-    """Hash ``path`` from ``offset``, at most ``limit`` bytes (runs in a worker thread)."""
+    """Hash the open file ``fd`` from ``offset``, at most ``limit`` bytes. Runs in a worker
+    thread that stops at the next block once the transfer is cancelled (``ABOR``): the
+    descriptor stays valid until it returns. ``pread`` leaves the file position alone."""
     count = 0
-    with open(path, "rb") as file:
-        file.seek(offset)
-        while not stop.is_set() and (block := file.read(_next_size(block_size, limit, count))):
-            hasher.update(block)
-            count += len(block)
+    while block := os.pread(fd, _next_size(block_size, limit, count), offset + count):
+        hasher.update(block)
+        count += len(block)
+        trio.from_thread.check_cancelled()
     return count
 
 
@@ -160,22 +155,17 @@ class HashCommands(ServerBase):
         """Feed the file's bytes from ``offset`` (at most ``limit``) to ``hasher``; returns
         how many."""
         path_io = connection.path_io
-        inner = getattr(path_io, "inner", path_io)
-        # The one-thread fast path only when the backend reads the local file as is.
-        if type(inner)._open is PathIO._open and type(inner).read is PathIO.read:
-            stop = threading.Event()
-            job = _hash_local_file
-            try:
-                return await trio.to_thread.run_sync(
-                    lambda: job(real, offset, limit, hasher, HASH_BLOCK_SIZE, stop),
-                    abandon_on_cancel=True,
-                )
-            except OSError as exc:
-                raise PathIOError(reason=exc) from exc
-            finally:
-                stop.set()
         count = 0
-        async with path_io.open(real, mode="rb") as file:
+        async with path_io.open(real, mode="rb") as file:  # confined like every open
+            fd = path_io.native_fd(file)
+            if fd is not None:  # a local file: read and hash it in one worker thread
+                job = functools.partial(
+                    _hash_descriptor, fd, offset, limit, hasher, HASH_BLOCK_SIZE
+                )
+                try:
+                    return await trio.to_thread.run_sync(job)
+                except OSError as exc:
+                    raise PathIOError(reason=exc) from exc
             if offset:
                 await file.seek(offset)
             while block := await file.read(_next_size(HASH_BLOCK_SIZE, limit, count)):

@@ -10,7 +10,7 @@ import builtins
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import PurePath, PurePosixPath
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
 
@@ -169,6 +169,12 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
         state: shared state from another instance's :attr:`state`, for backends that have
             some (:class:`MemoryPathIO` shares its tree this way).
     """
+
+    #: True when :meth:`exists`, :meth:`is_dir` and :meth:`is_file` say exactly what
+    #: :meth:`stat` says (follows symlinks; a missing path raises ``FileNotFoundError`` or
+    #: ``NotADirectoryError``): then a session answers all of them for one path, within
+    #: one command, from a single stat.
+    consistent_stat: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import stat as stat_module
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -44,6 +45,32 @@ class GuardedPathIO(AbstractPathIO[PathType]):
     def __init__(self, inner: AbstractPathIO[PathType], timeout: float | None = None) -> None:
         super().__init__(timeout=timeout, connection=inner.connection)
         self.inner = inner
+        # Stat results (or the "no such path" error) of this command, when the backend's
+        # exists/is_dir/is_file agree with stat: the checks a command makes on one path
+        # (exists, then is_file, then stat) cost one worker-thread call, not three.
+        self._stats: dict[Any, os.stat_result | PathIOError] | None = (
+            {} if _stat_is_consistent(type(inner)) else None
+        )
+
+    def forget_stats(self) -> None:
+        """Drop remembered stat results: the session calls it after every command, and
+        every call that changes the file system calls it."""
+        if self._stats:
+            self._stats.clear()
+
+    async def _stat(self, path: PathType) -> os.stat_result | PathIOError:
+        """The path's stat result, or the PathIOError saying it does not exist."""
+        assert self._stats is not None
+        known = self._stats.get(path)
+        if known is None:
+            try:
+                known = await self._guard(self.inner.stat, path)
+            except PathIOError as exc:
+                if not isinstance(exc.reason, (FileNotFoundError, NotADirectoryError)):
+                    raise
+                known = exc
+            self._stats[path] = known
+        return known
 
     @property
     def state(self) -> object | None:
@@ -70,28 +97,44 @@ class GuardedPathIO(AbstractPathIO[PathType]):
             raise PathIOError(reason=exc) from exc
 
     async def exists(self, path: PathType) -> bool:
-        return await self._guard(self.inner.exists, path)
+        if self._stats is None:
+            return await self._guard(self.inner.exists, path)
+        return not isinstance(await self._stat(path), PathIOError)
 
     async def is_dir(self, path: PathType) -> bool:
-        return await self._guard(self.inner.is_dir, path)
+        if self._stats is None:
+            return await self._guard(self.inner.is_dir, path)
+        known = await self._stat(path)
+        return not isinstance(known, PathIOError) and stat_module.S_ISDIR(known.st_mode)
 
     async def is_file(self, path: PathType) -> bool:
-        return await self._guard(self.inner.is_file, path)
+        if self._stats is None:
+            return await self._guard(self.inner.is_file, path)
+        known = await self._stat(path)
+        return not isinstance(known, PathIOError) and stat_module.S_ISREG(known.st_mode)
 
     async def mkdir(self, path: PathType, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self.forget_stats()
         await self._guard(self.inner.mkdir, path, parents=parents, exist_ok=exist_ok)
 
     async def rmdir(self, path: PathType) -> None:
+        self.forget_stats()
         await self._guard(self.inner.rmdir, path)
 
     async def unlink(self, path: PathType) -> None:
+        self.forget_stats()
         await self._guard(self.inner.unlink, path)
 
     def list(self, path: PathType) -> AsyncIterator[PathType]:
         return _GuardedIterator(self, lambda: self.inner.list(path))
 
     async def stat(self, path: PathType) -> os.stat_result:
-        return await self._guard(self.inner.stat, path)
+        if self._stats is None:
+            return await self._guard(self.inner.stat, path)
+        known = await self._stat(path)
+        if isinstance(known, PathIOError):
+            raise known
+        return known
 
     async def list_with_stats(
         self, path: PathType
@@ -104,31 +147,52 @@ class GuardedPathIO(AbstractPathIO[PathType]):
         return self.inner.native_fd(file)
 
     async def _open(self, path: PathType, mode: str) -> Any:
+        if mode != "rb":
+            self.forget_stats()
         return await self._guard(self.inner._open, path, mode)
 
     async def seek(self, file: Any, offset: int, whence: int = os.SEEK_SET) -> int:
         return await self._guard(self.inner.seek, file, offset, whence)
 
     async def write(self, file: Any, data: bytes) -> int:
+        self.forget_stats()
         return await self._guard(self.inner.write, file, data)
 
     async def read(self, file: Any, block_size: int) -> bytes:
         return await self._guard(self.inner.read, file, block_size)
 
     async def close(self, file: Any) -> None:
+        self.forget_stats()
         await self._guard(self.inner.close, file)
 
     async def rename(self, source: PathType, destination: PathType) -> PathType:
+        self.forget_stats()
         return await self._guard(self.inner.rename, source, destination)
 
     async def chmod(self, path: PathType, mode: int) -> None:
+        self.forget_stats()
         await self._guard(self.inner.chmod, path, mode)
 
     async def set_mtime(self, path: PathType, mtime: float) -> None:
+        self.forget_stats()
         await self._guard(self.inner.set_mtime, path, mtime)
 
     async def confine(self, base_path: PathType, relative: PurePosixPath) -> PathType:
         return await self._guard(self.inner.confine, base_path, relative)
+
+
+_STAT_METHODS = ("exists", "is_dir", "is_file", "stat")
+
+
+def _stat_is_consistent(backend: type[AbstractPathIO[Any]]) -> bool:
+    """``consistent_stat`` holds for ``backend``: the class that declared it, and no
+    subclass below it has overridden one of the methods it speaks for."""
+    for declaring in backend.__mro__:
+        if "consistent_stat" in vars(declaring):
+            if not vars(declaring)["consistent_stat"]:
+                return False
+            return all(getattr(backend, name) is getattr(declaring, name) for name in _STAT_METHODS)
+    return False
 
 
 class _GuardedIterator(Generic[PathType]):

@@ -135,11 +135,20 @@ def _unlink(path: str, where: Confined | None) -> None:
 def _rename(
     source: str, source_where: Confined | None, destination: str, target_where: Confined | None
 ) -> None:
+    if target_where is not None:
+        _refuse_escaping_name(target_where)
     with (
         _at(source, source_where) as (source_fd, source_name),
         _at(destination, target_where) as (target_fd, target_name),
     ):
         os.replace(source_name, target_name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+
+
+def _refuse_escaping_name(where: Confined) -> None:
+    """PermissionDenied if ``where`` names a symlink leading out of the root. Replacing it
+    would touch nothing outside, but a name that points outside is refused everywhere."""
+    with _beneath.Root(where.root) as root, contextlib.suppress(FileNotFoundError):
+        os.close(root.open(where.relative, O_PATH))  # FileNotFoundError: a new name
 
 
 def _open(path: str, where: Confined | None, mode: str) -> io.BufferedIOBase:
@@ -269,6 +278,8 @@ class PathIO(AbstractPathIO[Path]):
     With nested roots (one instance confining to ``/srv`` and to ``/srv/b``), a path is
     held beneath the innermost root that contains it: never looser than its own root.
     """
+
+    consistent_stat = True
 
     def __init__(
         self,
@@ -405,7 +416,8 @@ class PathIO(AbstractPathIO[Path]):
         """Join, then refuse the result if its real path is not ``base_path`` or inside it.
 
         Symlinks are resolved (also dangling ones, and ones in parent components), so a
-        link that points outside the user's root is refused. ``base_path`` is remembered:
+        link that points outside the user's root is refused: here where ``openat2`` is
+        missing, else by the operation that uses the path. ``base_path`` is remembered:
         later operations on paths under it are held beneath it when they run (a relative
         ``base_path`` is taken from the current working directory of this moment).
 
@@ -415,6 +427,13 @@ class PathIO(AbstractPathIO[Path]):
         """
         base_path = Path(base_path)
         joined = base_path / _check_relative(relative)
+        if _beneath.supported():
+            # Every operation resolves the path again beneath the root, in the kernel, at
+            # the moment of use (a path leaving it raises PermissionDenied there): a check
+            # here would cost a worker-thread call and prove nothing lasting.
+            self._remember(base_path)
+            await trio.lowlevel.checkpoint()
+            return joined
 
         def check() -> bool:
             return is_within(os.path.realpath(joined), os.path.realpath(base_path))

@@ -130,6 +130,8 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
             a new empty tree when None.
     """
 
+    consistent_stat = True
+
     def __init__(
         self,
         timeout: float | None = None,
