@@ -54,9 +54,11 @@ class ServerBase(SpeedLimited):
         users: a list of :class:`User` or an :class:`AbstractUserManager`; ``None`` means one
             anonymous read/write user rooted in the current directory.
         block_size: bytes per read of files and data sockets.
-        socket_timeout: seconds each socket read or write (control and data) may take.
-        idle_timeout: seconds a control connection may stay silent (not counting transfers);
-            then ``421`` and close.
+        socket_timeout: seconds each socket read or write (control and data) may take: a
+            stalled data connection gets ``426`` (300 by default, as vsftpd; ``None``: no
+            limit).
+        idle_timeout: seconds a control connection may go without a complete command (not
+            counting transfers); then ``421`` and close (300 by default; ``None``: never).
         wait_future_timeout: seconds a transfer waits for its data connection (then ``425``).
         path_timeout: seconds each path-IO operation may take (then ``451``).
         path_io_factory: the path-IO backend class (:class:`PathIO`, :class:`MemoryPathIO`...).
@@ -123,8 +125,8 @@ class ServerBase(SpeedLimited):
         users: Sequence[User] | AbstractUserManager | None = None,
         *,
         block_size: int = 8192,
-        socket_timeout: float | None = None,
-        idle_timeout: float | None = None,
+        socket_timeout: float | None = 300.0,
+        idle_timeout: float | None = 300.0,
         wait_future_timeout: float | None = 1,
         path_timeout: float | None = None,
         path_io_factory: type[AbstractPathIO[Any]] = PathIO,

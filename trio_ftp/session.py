@@ -161,12 +161,28 @@ class Session:
                 while self._replies:
                     data = b"".join(self._replies)
                     self._replies.clear()
-                    with trio.fail_after(as_seconds(self.server.socket_timeout)):
-                        await self.stream.send_all(data)
+                    await self._send(data)
         finally:
             self._writers -= 1
             if not self._writers:
                 self._write_lock = None
+
+    async def _send(self, data: bytes) -> None:
+        """Send ``data`` on the control connection. A reply nearly always fits the socket
+        buffer: on plain TCP it is written at once, without a timeout scope; whatever does
+        not fit is sent under ``socket_timeout``."""
+        stream = self.stream
+        if type(stream) is trio.SocketStream:
+            try:
+                data = data[os.write(stream.socket.fileno(), data) :]
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+            if not data:
+                return
+        with trio.fail_after(as_seconds(self.server.socket_timeout)):
+            await stream.send_all(data)
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
