@@ -41,6 +41,9 @@ logger = logging.getLogger("trio_ftp.server")
 Handler = Callable[[Connection, str], Awaitable[Any]]
 
 
+#: Bytes a speed limit lets through at once after a pause: small, so limited transfers
+#: move evenly (their blocks are cut to this size too).
+THROTTLE_BURST = 64 * 1024
 #: Transfers moving through the kernel at once; more wait for a slot (one chunk at most).
 _KERNEL_COPY_THREADS = 64
 
@@ -53,7 +56,9 @@ class ServerBase(SpeedLimited):
     Args:
         users: a list of :class:`User` or an :class:`AbstractUserManager`; ``None`` means one
             anonymous read/write user rooted in the current directory.
-        block_size: bytes per read of files and data sockets.
+        block_size: bytes per file read or write when a transfer does not go through the
+            kernel (TLS, ASCII, speed limits, other backends); 256 KiB by default (aioftp's
+            8 KiB costs a worker-thread call per 8 KiB).
         socket_timeout: seconds each socket read or write (control and data) may take: a
             stalled data connection gets ``426`` (300 by default, as vsftpd; ``None``: no
             limit).
@@ -124,7 +129,7 @@ class ServerBase(SpeedLimited):
         self,
         users: Sequence[User] | AbstractUserManager | None = None,
         *,
-        block_size: int = 8192,
+        block_size: int = 256 * 1024,
         socket_timeout: float | None = 300.0,
         idle_timeout: float | None = 300.0,
         wait_future_timeout: float | None = 1,
@@ -242,7 +247,7 @@ class ServerBase(SpeedLimited):
             self.user_manager = MemoryUserManager(users)
         self.maximum_connections = maximum_connections
         self.available_connections = AvailableConnections(maximum_connections)
-        self.throttles = ThrottleRegistry(self, burst=block_size)
+        self.throttles = ThrottleRegistry(self, burst=min(block_size, THROTTLE_BURST))
         table = collect_commands(type(self))
         self.command_specs: dict[str, CommandSpec] = {
             verb: spec for verb, (_, spec) in table.items()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import trio
 
 from ..ascii import FromNetwork, ToNetwork
-from ..base import ServerBase
+from ..base import THROTTLE_BURST, ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
@@ -374,7 +374,10 @@ class TransferCommands(ServerBase):
                             return
                 if progress.bytes or offset:
                     await file.seek(offset + progress.bytes)
-                while block := await file.read(_next_size(self.block_size, limit, progress.bytes)):
+                # Throttled, blocks are cut to the throttle's burst, so the pace stays even.
+                throttled = connection.write_throttle.current_rate() is not None
+                size = min(self.block_size, THROTTLE_BURST) if throttled else self.block_size
+                while block := await file.read(_next_size(size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
                         block = to_network.convert(block)
@@ -455,7 +458,9 @@ class TransferCommands(ServerBase):
                 # Small network reads are gathered into block_size writes: one worker-thread
                 # call per block, not per TLS record.
                 pending = bytearray()
-                while data := await receive_data(connection, stream, self.block_size):
+                throttled = connection.read_throttle.current_rate() is not None
+                size = min(self.block_size, THROTTLE_BURST) if throttled else self.block_size
+                while data := await receive_data(connection, stream, size):
                     progress.bytes += len(data)
                     if from_network is not None:
                         data = from_network.convert(data)
