@@ -375,6 +375,8 @@ class ServerBase(SpeedLimited):
 
     def publish(self, connection: Connection, kind: str, **fields: Any) -> None:
         """Publish a :class:`~trio_ftp.events.ServerEvent` about ``connection``."""
+        if not self.event_bus.has_subscribers:
+            return  # nobody listens: build nothing
         user = connection.get("login_name") if connection.get("logged") else None
         session = connection.get("session")
         self.event_bus.publish(

@@ -125,6 +125,11 @@ class EventBus:
         self._streams.add(stream)
         return stream
 
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether any subscription is open (publishers skip building events otherwise)."""
+        return bool(self._streams)
+
     def publish(self, event: ServerEvent) -> None:
         """Offer ``event`` to every subscription (synchronous: never blocks the caller)."""
         for stream in list(self._streams):
