@@ -308,9 +308,20 @@ async def test_wrong_direction_and_modes(backend: Backend) -> None:
             await file.write(b"x")
         with pytest.raises(ValueError, match="block size"):
             file.iter_by_block(0)
-    for mode in ("r", "w", "wb+", "xb"):
+    for mode in ("r", "w", "wb+", "x"):
         with pytest.raises(ValueError, match="invalid mode"):
             path_io.open(root / "f", mode=mode)
+
+
+async def test_exclusive_create_mode(backend: Backend) -> None:
+    """``xb`` creates a new file, and refuses a name that exists (how STOU reserves)."""
+    path_io, root = backend
+    async with path_io.open(root / "new", mode="xb") as file:
+        await file.write(b"mine")
+    with pytest.raises(FileExistsError):
+        await path_io.open(root / "new", mode="xb")
+    async with path_io.open(root / "new", mode="rb") as file:
+        assert await file.read() == b"mine"
 
 
 async def test_default_confine(backend: Backend) -> None:

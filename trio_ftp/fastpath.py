@@ -6,7 +6,8 @@ Why a worker thread and not the event loop: ``sendfile``/``splice`` may block on
 sessions. One worker-thread call moves up to ``count`` bytes, waiting for the socket with
 ``poll``; it notices a trio cancellation (``ABOR``, session end) within
 :data:`POLL_INTERVAL` through :func:`trio.from_thread.check_cancelled`, and gives up after
-``timeout`` seconds without progress (the data connection stall timeout).
+``socket_timeout`` seconds without progress (the data connection stall timeout, counted
+across calls by a :class:`StallClock`).
 
 The caller (``handlers/transfer.py``) decides when the fast path applies and calls these
 in chunks, so a speed limit switched on during a transfer takes effect at the next chunk.
@@ -22,7 +23,7 @@ import time
 
 import trio
 
-__all__ = ["POLL_INTERVAL", "StallTimeout", "receive_into_file", "send_file"]
+__all__ = ["POLL_INTERVAL", "StallClock", "StallTimeout", "receive_into_file", "send_file"]
 
 #: Seconds between checks for cancellation while the socket is not ready.
 POLL_INTERVAL = 0.05
@@ -44,19 +45,27 @@ class StallTimeout(Exception):
     """The peer made no progress for ``timeout`` seconds."""
 
 
+class StallClock:
+    """When a transfer last made progress: one per transfer, shared by its calls, so the
+    stall timeout counts across them (each call lasts at most :data:`CALL_BUDGET`)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.last_progress = time.monotonic()
+
+
 class _Waiter:
     """``poll`` one socket for one event, bounded by the stall timeout, checking trio's
     cancellation between polls."""
 
-    def __init__(self, sock_fd: int, event: int, timeout: float) -> None:
+    def __init__(self, sock_fd: int, event: int, clock: StallClock) -> None:
         self._poll = select.poll()
         self._poll.register(sock_fd, event | select.POLLERR | select.POLLHUP)
-        self._timeout = timeout
-        self.progressed()
-        self._budget_end = self._stalled_since + CALL_BUDGET
+        self._clock = clock
+        self._budget_end = time.monotonic() + CALL_BUDGET
 
     def progressed(self) -> None:
-        self._stalled_since = time.monotonic()
+        self._clock.last_progress = time.monotonic()
 
     @property
     def over_budget(self) -> bool:
@@ -66,7 +75,7 @@ class _Waiter:
         """Wait until the socket is ready; False if this call's budget ran out first."""
         while not self._poll.poll(POLL_INTERVAL * 1000):
             trio.from_thread.check_cancelled()
-            if time.monotonic() - self._stalled_since > self._timeout:
+            if time.monotonic() - self._clock.last_progress > self._clock.timeout:
                 raise StallTimeout
             if self.over_budget:
                 return False
@@ -74,7 +83,7 @@ class _Waiter:
 
 
 def send_file(
-    sock_fd: int, file_fd: int, offset: int, count: int, timeout: float
+    sock_fd: int, file_fd: int, offset: int, count: int, clock: StallClock
 ) -> tuple[int, bool]:
     """Send ``count`` bytes of the file from ``offset`` with ``os.sendfile`` (zero copy).
 
@@ -83,11 +92,11 @@ def send_file(
         the end when :data:`CALL_BUDGET` ran out.
 
     Raises:
-        StallTimeout: the client read nothing for ``timeout`` seconds.
+        StallTimeout: the client read nothing for ``clock.timeout`` seconds.
         OSError: the connection broke (``EPIPE``, ``ECONNRESET``).
         trio.Cancelled: the transfer was cancelled (raised in this thread).
     """
-    waiter = _Waiter(sock_fd, select.POLLOUT, timeout)
+    waiter = _Waiter(sock_fd, select.POLLOUT, clock)
     sent = 0
     while sent < count:
         try:
@@ -106,7 +115,7 @@ def send_file(
 
 
 def receive_into_file(
-    sock_fd: int, file_fd: int, offset: int | None, count: int, timeout: float
+    sock_fd: int, file_fd: int, offset: int | None, count: int, clock: StallClock
 ) -> tuple[int, bool]:
     """Receive up to ``count`` bytes into the file, at ``offset`` (``None``: append).
 
@@ -119,11 +128,11 @@ def receive_into_file(
         bytes without the end when :data:`CALL_BUDGET` ran out.
 
     Raises:
-        StallTimeout: nothing arrived for ``timeout`` seconds.
+        StallTimeout: nothing arrived for ``clock.timeout`` seconds.
         OSError: the connection broke (``ECONNRESET``) or the disk failed (``ENOSPC``).
         trio.Cancelled: the transfer was cancelled (raised in this thread).
     """
-    waiter = _Waiter(sock_fd, select.POLLIN, timeout)
+    waiter = _Waiter(sock_fd, select.POLLIN, clock)
     if _SPLICE is not None and offset is not None:
         return _splice_into(waiter, sock_fd, file_fd, offset, count)
     return _copy_into(waiter, sock_fd, file_fd, offset, count)

@@ -26,8 +26,8 @@ from ..base import THROTTLE_BURST, ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from ..errors import FTPError, ReplyError, TransferAborted
-from ..fastpath import StallTimeout, receive_into_file, send_file
+from ..errors import FTPError, PathIOError, ReplyError, TransferAborted
+from ..fastpath import StallClock, StallTimeout, receive_into_file, send_file
 from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
 from ..pathio import AsyncFile
 from ..tls import is_ragged_eof
@@ -141,12 +141,14 @@ def kernel_fd(connection: Connection, stream: trio.abc.Stream, file: AsyncFile) 
     return fd
 
 
-async def kernel_copy(connection: Connection, fn: Callable[..., T], *args: object) -> T:
+async def kernel_copy(
+    connection: Connection, clock: StallClock, fn: Callable[..., T], *args: object
+) -> T:
     """Run a :mod:`..fastpath` copy in a worker thread (cancellable, see there), with the
     errors the Python path would give: a stall is ``426``, a broken connection ``426``."""
     try:
         return await trio.to_thread.run_sync(
-            functools.partial(fn, *args, _timeout(connection)),
+            functools.partial(fn, *args, clock),
             abandon_on_cancel=False,
             limiter=connection.session.server.kernel_copy_threads,
         )
@@ -156,6 +158,29 @@ async def kernel_copy(connection: Connection, fn: Callable[..., T], *args: objec
         if exc.errno in _BROKEN_CONNECTION:
             raise trio.BrokenResourceError(str(exc)) from exc
         raise
+
+
+async def _reserve(connection: Connection, real: Any) -> bool:
+    """Create ``real`` empty if, and only if, it does not exist (``O_EXCL``): STOU's name
+    is then this session's, whatever other sessions do before the data arrives."""
+    try:
+        async with connection.path_io.open(real, mode="xb"):
+            pass
+    except PathIOError as exc:
+        if isinstance(exc.reason, FileExistsError):
+            return False
+        raise
+    return True
+
+
+async def _chmod_if_supported(connection: Connection, real: Any, mode: int) -> None:
+    """Give an atomic upload the permission bits of the file it replaces (backends without
+    ``chmod`` keep their own)."""
+    try:
+        await connection.path_io.chmod(real, mode)
+    except PathIOError as exc:
+        if not isinstance(exc.reason, NotImplementedError):
+            raise
 
 
 @dataclass
@@ -359,10 +384,12 @@ class TransferCommands(ServerBase):
                     assert isinstance(stream, trio.SocketStream)
                     # Unthrottled chunks through the kernel; a limit switched on meanwhile
                     # sends the rest through the throttled path below.
+                    clock = StallClock(_timeout(connection))
                     while connection.write_throttle.current_rate() is None:
                         wanted = _next_size(_KERNEL_CHUNK, limit, progress.bytes)
                         sent, ended = await kernel_copy(
                             connection,
+                            clock,
                             send_file,
                             stream.socket.fileno(),
                             fd,
@@ -406,9 +433,17 @@ class TransferCommands(ServerBase):
             mode = "r+b"
         else:
             mode = "ab" if append else "wb"
+        keep_mode = None
+        if self.atomic_uploads and mode == "wb" and await connection.path_io.exists(real):
+            keep_mode = (await connection.path_io.stat(real)).st_mode & 0o7777
 
         self._receive_file(
-            connection, real, mode, offset, f"{'APPE' if append else 'STOR'} {virtual}"
+            connection,
+            real,
+            mode,
+            offset,
+            f"{'APPE' if append else 'STOR'} {virtual}",
+            keep_mode=keep_mode,
         )
         return True
 
@@ -420,17 +455,24 @@ class TransferCommands(ServerBase):
         offset: int,
         what: str,
         opening: str | None = None,
+        *,
+        keep_mode: int | None = None,
+        reserved: bool = False,
     ) -> None:
         """Start an upload into ``real`` (opened with ``mode``, written from ``offset``).
 
         With ``atomic_uploads`` a fresh upload (mode ``wb``) goes to a hidden temporary
         name beside ``real``, renamed over it only after the last byte arrived and removed
         on any failure, so ``real`` holds either its old contents or the whole new file.
+        ``keep_mode``: the permission bits of the file being replaced, given to the new one.
+        ``reserved``: ``real`` is an empty placeholder this command created (STOU), removed
+        too when an atomic upload fails.
         """
 
         ascii_mode = connection.transfer_type == "A"
         atomic = self.atomic_uploads and mode == "wb"
-        written = real.with_name(f".{real.name}.{secrets.token_hex(6)}.upload") if atomic else real
+        # A short name: the temporary must fit wherever the target's name fits.
+        written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
         async def receive(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             from_network = FromNetwork() if ascii_mode else None  # CRLF on the wire -> LF
@@ -441,9 +483,11 @@ class TransferCommands(ServerBase):
                 if fd is not None:
                     assert isinstance(stream, trio.SocketStream)
                     start = None if mode == "ab" else offset  # None: the kernel appends
+                    clock = StallClock(_timeout(connection))
                     while connection.read_throttle.current_rate() is None:
                         received, ended = await kernel_copy(
                             connection,
+                            clock,
                             receive_into_file,
                             stream.socket.fileno(),
                             fd,
@@ -479,13 +523,16 @@ class TransferCommands(ServerBase):
                 return
             try:
                 await receive(stream, progress)
+                if keep_mode is not None:
+                    await _chmod_if_supported(connection, written, keep_mode)
                 await connection.path_io.rename(written, real)
             except BaseException:
                 with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
-                    try:
-                        await connection.path_io.unlink(written)
-                    except FTPError as exc:
-                        connection.log.warning("could not remove %s: %s", written, exc)
+                    for leftover in (written, real) if reserved else (written,):
+                        try:
+                            await connection.path_io.unlink(leftover)
+                        except FTPError as exc:
+                            connection.log.warning("could not remove %s: %s", leftover, exc)
                 raise
 
         self._start(connection, what, job, opening)
@@ -501,15 +548,24 @@ class TransferCommands(ServerBase):
         for attempt in range(_STOU_ATTEMPTS):
             candidate = wanted if attempt == 0 else wanted.with_name(f"{wanted.name}.{attempt}")
             real, virtual = await self.get_paths(connection, str(candidate))
-            if not await connection.path_io.exists(real):
+            if not (await connection.user.get_permissions(virtual)).writable:
+                connection.response("553", "permission denied")
+                return True
+            # exists() first: a name leading out of the root is refused (550), not skipped.
+            if not await connection.path_io.exists(real) and await _reserve(connection, real):
                 break
         else:
             connection.response("450", "no unique file name available")
             return True
-        if not (await connection.user.get_permissions(virtual)).writable:
-            connection.response("553", "permission denied")
-            return True
-        self._receive_file(connection, real, "wb", 0, f"STOU {virtual}", f"FILE: {virtual.name}")
+        self._receive_file(
+            connection,
+            real,
+            "wb",
+            0,
+            f"STOU {virtual}",
+            f"FILE: {virtual.name}",
+            reserved=True,
+        )
         return True
 
     @command("STOR", help="STOR <file>: upload", needs_argument=True)

@@ -20,7 +20,9 @@ PathType = TypeVar("PathType", bound=PurePath)
 DEFAULT_BLOCK_SIZE = 8192
 
 #: The binary open modes every backend supports.
-OPEN_MODES = frozenset({"rb", "wb", "ab", "r+b"})
+#: ``xb`` creates a new file and fails (``FileExistsError``) if the name exists: how STOU
+#: reserves its name.
+OPEN_MODES = frozenset({"rb", "wb", "ab", "r+b", "xb"})
 
 
 def _check_mode(mode: str) -> None:

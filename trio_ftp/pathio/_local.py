@@ -31,12 +31,14 @@ _OPEN_FLAGS = {
     "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
     "ab": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
     "r+b": os.O_RDWR,
+    "xb": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
 }
 _BUFFERED: dict[str, Callable[[io.FileIO], io.BufferedIOBase]] = {
     "rb": io.BufferedReader,
     "wb": io.BufferedWriter,
     "ab": io.BufferedWriter,
     "r+b": io.BufferedRandom,
+    "xb": io.BufferedWriter,
 }
 #: errno values for which ``exists``/``is_dir``/``is_file`` answer False (as pathlib does).
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})

@@ -243,6 +243,8 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
         else:
             parent, name = self._parent(path)
             existing = parent.children.get(name)
+            if existing is not None and mode == "xb":
+                raise _error(errno.EEXIST, path)
             if existing is None:
                 node = parent.children[name] = _File(self.tree.new_ino())
                 parent.touch()
