@@ -1,0 +1,122 @@
+"""The benchmark command: start every server, run every row interleaved, print the table.
+
+    python3 -m benchmarks --quick            # under 3 minutes
+    python3 -m benchmarks --json out.json    # full mode, and every sample as JSON
+    python3 benchmarks/bench.py --quick      # the same, run as a script
+
+Progress goes to stderr, the Markdown table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+
+if __package__ in (None, ""):  # run as a script: make the ``benchmarks`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.children import Children
+from benchmarks.clients import ClientWorker
+from benchmarks.datafiles import make_data_set
+from benchmarks.machine import caption, describe, footnotes, headers
+from benchmarks.measure import Probe
+from benchmarks.report import Results, metrics, render_json, render_markdown, session_notes
+from benchmarks.runner import Runner, rows_for
+from benchmarks.servers import LIMIT, available_kinds
+from benchmarks.settings import FULL, QUICK, Mode
+from benchmarks.tlscerts import make_tls_files
+
+__all__ = ["main"]
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m benchmarks",
+        description="Compare trio_ftp with pyftpdlib, aioftp and vsftpd on loopback.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 3 minutes")
+    parser.add_argument("--rounds", type=int, help="repetitions of every row (median taken)")
+    parser.add_argument(
+        "--servers",
+        help="comma-separated subset of trio_ftp,pyftpdlib,aioftp,vsftpd (default: all; "
+        "vsftpd only if installed)",
+    )
+    parser.add_argument("--no-limit", action="store_true", help="skip the sendfile limit")
+    parser.add_argument(
+        "--session-clients", type=int, help="client processes sharing the concurrent sessions"
+    )
+    parser.add_argument("--json", type=Path, help="also write every sample to this file")
+    parser.add_argument("--tmpdir", type=Path, help="where the data files go (default: $TMPDIR)")
+    return parser.parse_args(argv)
+
+
+def _mode(args: argparse.Namespace) -> Mode:
+    mode = QUICK if args.quick else FULL
+    changes: dict[str, int] = {}
+    if args.rounds:
+        changes["rounds"] = args.rounds
+    if args.session_clients:
+        changes["session_clients"] = args.session_clients
+    return Mode(**{**mode.__dict__, **changes})
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 if any measurement failed, 130 if interrupted."""
+    args = _arguments(argv)
+    mode = _mode(args)
+    names = args.servers.split(",") if args.servers else None
+    kinds = available_kinds(names)
+    if not args.no_limit:
+        kinds = [*kinds, LIMIT]
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            children = stack.enter_context(Children())
+            workdir = Path(
+                stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="trio-ftp-bench-", dir=args.tmpdir)
+                )
+            )
+            print(f"{mode.name} mode: making the data files in {workdir}", file=sys.stderr)
+            data = make_data_set(workdir / "root", mode.transfer_size, mode.listing_files)
+            probe = Probe(
+                data=data,
+                client=ClientWorker(children),
+                session_clients=[ClientWorker(children) for _ in range(mode.session_clients)],
+                children=children,
+                workdir=workdir,
+                tls=make_tls_files(workdir),
+            )
+            results = Results([kind.name for kind in kinds])
+            runner = Runner(children, kinds, probe, workdir, results)
+            runner.start_all()
+            runner.run(rows_for(mode, probe), mode.rounds)
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
+        return 130
+    elapsed = time.monotonic() - started
+    rows = metrics(mode)
+    meta = describe(mode, elapsed)
+    print(caption(meta) + "\n")
+    notes = footnotes(kinds, mode) + session_notes(results, mode.session_levels)
+    print(render_markdown(results, rows, headers(kinds), notes))
+    print(f"{mode.name} mode took {elapsed:.0f} s", file=sys.stderr)
+    if args.json:
+        render_json(args.json, results, rows, mode, meta)
+    return 1 if any(results.failures.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Run every row against every server, interleaved (A B C A B C ...) so that a slow patch
+of the machine hurts every server alike, and collect the samples."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.children import Children
+from benchmarks.measure import MeasurementError, Probe, Sample
+from benchmarks.report import Results
+from benchmarks.servers import LIMIT, RunningServer, ServerKind, log_tail, start_server
+from benchmarks.settings import Mode
+
+__all__ = ["Row", "Runner", "rows_for"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement done on every server in turn."""
+
+    name: str
+    keys: tuple[str, ...]  # the metric keys it fills
+    run: Callable[[RunningServer], Sample]
+    tls: bool = False
+    applies: Callable[[ServerKind], bool] = lambda kind: kind is not LIMIT
+
+
+def rows_for(mode: Mode, probe: Probe) -> list[Row]:
+    """The rows of one round, in the order they run."""
+    rows = [
+        Row(
+            "RETR",
+            ("retr_mbps", "retr_cpu", "retr_client_cpu"),
+            lambda s: probe.limit(s) if s.kind is LIMIT else probe.retr(s),
+            applies=lambda kind: True,
+        ),
+        Row("STOR", ("stor_mbps", "stor_cpu", "stor_client_cpu"), probe.stor),
+        Row("LIST", ("list_ms",), lambda s: probe.listing(s, "LIST")),
+        Row(
+            "MLSD",
+            ("mlsd_ms",),
+            lambda s: probe.listing(s, "MLSD"),
+            applies=lambda kind: kind is not LIMIT and kind.mlsd,
+        ),
+        Row(
+            "FTPS RETR",
+            ("ftps_mbps", "ftps_cpu", "ftps_client_cpu"),
+            lambda s: probe.retr(s, prefix="ftps"),
+            tls=True,
+        ),
+        Row(
+            "FTPS sessions",
+            ("ftps_session_cpu_ms",),
+            lambda s: probe.ftps_sessions(s, mode.tls_sessions),
+            tls=True,
+        ),
+    ]
+    for level in mode.session_levels:
+        rows.append(
+            Row(
+                f"sessions x{level}",
+                (f"sessions_{level}", f"p50_{level}", f"p99_{level}"),
+                functools.partial(
+                    _sessions, probe, level, mode.session_warmup, mode.session_seconds
+                ),
+            )
+        )
+    rows.append(
+        Row("idle memory", ("idle_kib",), lambda s: probe.idle_memory(s, mode.idle_connections))
+    )
+    return rows
+
+
+def _sessions(
+    probe: Probe, level: int, warmup: float, seconds: float, server: RunningServer
+) -> Sample:
+    return probe.sessions(server, level, warmup, seconds)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _summary(sample: Sample) -> str:
+    return "  ".join(
+        f"{key}={value:,.1f}" if value >= 10 else f"{key}={value:.3g}"
+        for key, value in sample.items()
+        if not any(word in key for word in ("client", "errors", "unfinished"))
+    )
+
+
+class Runner:
+    """Keeps one plain and one FTPS instance of every server running, restarts any that
+    dies, and runs the rounds."""
+
+    def __init__(
+        self,
+        children: Children,
+        kinds: list[ServerKind],
+        probe: Probe,
+        workdir: Path,
+        results: Results,
+    ) -> None:
+        self.children = children
+        self.kinds = kinds
+        self.probe = probe
+        self.workdir = workdir
+        self.results = results
+        self.servers: dict[tuple[str, bool], RunningServer] = {}
+
+    def server(self, kind: ServerKind, tls: bool) -> RunningServer:
+        """The running instance of ``kind`` (restarted if it died)."""
+        key = (kind.name, tls)
+        running = self.servers.get(key)
+        if running is not None and running.process.poll() is not None:
+            name = f"{kind.name}{' (TLS)' if tls else ''}"
+            _log(f"  {name} died (exit {running.process.returncode}); restarting it. Its log:")
+            _log(log_tail(self.workdir, kind, tls))
+            running = None
+        if running is None:
+            files = self.probe.tls if tls else None
+            running = start_server(self.children, kind, self.probe.data, self.workdir, files)
+            self.servers[key] = running
+            if kind is not LIMIT:
+                self.probe.warm_up(running)
+        return running
+
+    def start_all(self) -> None:
+        """Start and warm up every instance before the first measurement. One that fails
+        is tried again by each of its measurements, which then record the failure."""
+        for kind in self.kinds:
+            for tls in (False, True) if kind is not LIMIT else (False,):
+                try:
+                    self.server(kind, tls)
+                except (MeasurementError, TimeoutError, OSError, RuntimeError) as exc:
+                    _log(f"  {kind.name}{' (TLS)' if tls else ''} did not start: {exc}")
+
+    def run(self, rows: list[Row], rounds: int) -> None:
+        """``rounds`` times: every row, every server in turn."""
+        for index in range(1, rounds + 1):
+            started = time.monotonic()
+            for row in rows:
+                for kind in self.kinds:
+                    if not row.applies(kind):
+                        if kind is not LIMIT:
+                            self.results.not_applicable(kind.name, row.keys)
+                        continue
+                    self.measure(row, kind, f"[{index}/{rounds}] {row.name:<13} {kind.name:<9}")
+            _log(f"round {index}/{rounds} took {time.monotonic() - started:.1f} s")
+
+    def measure(self, row: Row, kind: ServerKind, label: str) -> None:
+        """One measurement; a failure is recorded and the run goes on."""
+        try:
+            sample = row.run(self.server(kind, row.tls))
+        except (MeasurementError, TimeoutError, OSError, RuntimeError) as exc:
+            self.results.fail(kind.name, row.keys, f"{type(exc).__name__}: {exc}")
+            _log(f"{label} FAILED: {type(exc).__name__}: {exc}")
+        else:
+            self.results.add(kind.name, sample)
+            _log(f"{label} {_summary(sample)}")

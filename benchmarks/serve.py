@@ -1,0 +1,147 @@
+"""Run one server in this process (the harness starts it as a child): trio_ftp, pyftpdlib,
+aioftp, or the bare ``os.sendfile`` sender that gives the loopback limit.
+
+Each binds 127.0.0.1 on a free port, prints the port on stdout once it accepts
+connections, and serves until it is killed. All use their defaults except where equal
+settings need a change: no connection cap, the same listen backlog, logging at WARNING.
+
+    python3 -m benchmarks.serve trio_ftp --root DIR --user bench --password pw [--tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["main"]
+
+HOST = "127.0.0.1"
+BACKLOG = 4096  # what trio asks for by default (capped by net.core.somaxconn)
+
+
+def _announce(port: int) -> None:
+    print(port, flush=True)
+
+
+def _server_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def serve_trio_ftp(args: argparse.Namespace) -> None:
+    """Explicit FTPS (``AUTH TLS``) when ``--tls``; default protections, no speed limits."""
+    import trio
+
+    import trio_ftp
+
+    context = _server_context(args.cert, args.key) if args.tls else None
+    user = trio_ftp.User(args.user, args.password, base_path=Path(args.root), home_path="/")
+    server = trio_ftp.Server([user], tls_context=context)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            _, port = await nursery.start(server.serve, HOST, 0)
+            _announce(port)
+
+    trio.run(run)
+
+
+def serve_pyftpdlib(args: argparse.Namespace) -> None:
+    """``FTPServer`` (single-process async) with ``FTPHandler``, or ``TLS_FTPHandler`` for
+    explicit FTPS; sendfile on (its default)."""
+    from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+    from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
+    from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
+
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(args.user, args.password, args.root, perm="elradfmwMT")
+    handler: type[FTPHandler]
+    if args.tls:
+        from pyftpdlib.handlers import TLS_FTPHandler
+
+        handler = type("BenchTLSHandler", (TLS_FTPHandler,), {})
+        handler.certfile = args.cert
+        handler.keyfile = args.key
+    else:
+        handler = type("BenchHandler", (FTPHandler,), {})
+    handler.authorizer = authorizer
+    server = FTPServer((HOST, 0), handler, backlog=BACKLOG)
+    server.max_cons = 0  # unlimited, as the others (its default is 512)
+    _announce(server.address[1])
+    server.serve_forever(handle_exit=False)
+
+
+def serve_aioftp(args: argparse.Namespace) -> None:
+    """aioftp's only TLS is implicit (``ssl=``): with ``--tls`` every connection is TLS."""
+    import asyncio
+
+    import aioftp
+
+    context = _server_context(args.cert, args.key) if args.tls else None
+    user = aioftp.User(args.user, args.password, base_path=Path(args.root), home_path="/")
+    server = aioftp.Server([user], ssl=context)
+
+    async def run() -> None:
+        await server.start(HOST, 0, backlog=BACKLOG)
+        _announce(server.address[1])
+        await server.serve_forever()
+
+    asyncio.run(run())
+
+
+def serve_sendfile_limit(args: argparse.Namespace) -> None:
+    """Not FTP: each connection gets ``--file`` through ``os.sendfile`` and is closed. What
+    the fast client reads from it is the most loopback TCP can carry here."""
+    path = args.file
+    with socket.create_server((HOST, 0), backlog=BACKLOG) as listener:
+        _announce(listener.getsockname()[1])
+        while True:
+            connection, _ = listener.accept()
+            with connection, open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                offset = 0
+                try:
+                    while offset < size:
+                        offset += os.sendfile(
+                            connection.fileno(), f.fileno(), offset, size - offset
+                        )
+                except OSError:  # the client left early: serve the next one
+                    pass
+
+
+SERVERS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "trio_ftp": serve_trio_ftp,
+    "pyftpdlib": serve_pyftpdlib,
+    "aioftp": serve_aioftp,
+    "sendfile": serve_sendfile_limit,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments and serve until killed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("server", choices=sorted(SERVERS))
+    parser.add_argument("--root", default=".")
+    parser.add_argument("--user", default="bench")
+    parser.add_argument("--password", default="pw")
+    parser.add_argument("--tls", action="store_true", help="serve FTPS")
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--file", help="what the sendfile sender sends")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    # Enough descriptors for the idle-connections row (each session may hold several).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    SERVERS[args.server](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The fast client's measurements: one blocking connection at a time, as little Python per
+byte as possible (``recv_into`` a preallocated buffer, ``sendfile`` for uploads).
+
+Each function returns a JSON-ready dict; the worker adds the client's CPU time.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Any
+
+from benchmarks.ftpwire import Control, abortive_close, client_context
+
+__all__ = ["IdleConnections", "listing", "raw_retr", "retr", "sequential_sessions", "stor"]
+
+_BUFFER = memoryview(bytearray(8 << 20))
+
+
+def _drain(sock: socket.socket) -> int:
+    """Receive until the peer closes; return the byte count."""
+    total = 0
+    receive = sock.recv_into
+    while n := receive(_BUFFER):
+        total += n
+    return total
+
+
+def _control(spec: dict[str, Any]) -> Control:
+    """Connect and log in as ``spec`` says (plain, explicit or implicit TLS)."""
+    tls = spec.get("tls")
+    context = client_context(spec["ca"]) if tls else None
+    control = Control(spec["host"], spec["port"], context=context, implicit=tls == "implicit")
+    control.greet_and_login(spec["user"], spec["password"])
+    return control
+
+
+def retr(spec: dict[str, Any]) -> dict[str, Any]:
+    """Download ``spec["path"]`` in binary mode; time from ``RETR`` to the ``226``."""
+    control = _control(spec)
+    try:
+        control.command("TYPE I", 200)
+        data = control.open_data()
+        started = time.perf_counter()
+        data = control.transfer(f"RETR {spec['path']}", data)
+        size = _drain(data)
+        data_end = time.perf_counter()
+        cipher = data.cipher() if isinstance(data, ssl.SSLSocket) else None
+        abortive_close(data)
+        control.expect(2)
+        ended = time.perf_counter()
+    finally:
+        control.quit()
+    return {
+        "bytes": size,
+        "seconds": ended - started,
+        "data_seconds": data_end - started,
+        "cipher": cipher,
+    }
+
+
+def raw_retr(spec: dict[str, Any]) -> dict[str, Any]:
+    """Read everything the bare sendfile sender sends: the loopback limit."""
+    sock = socket.create_connection((spec["host"], spec["port"]), timeout=60)
+    started = time.perf_counter()
+    size = _drain(sock)
+    ended = time.perf_counter()
+    abortive_close(sock)
+    return {"bytes": size, "seconds": ended - started}
+
+
+def stor(spec: dict[str, Any]) -> dict[str, Any]:
+    """Upload the local file ``spec["source"]`` with ``sendfile``; time from ``STOR`` to the
+    ``226`` (the server has the last byte)."""
+    control = _control(spec)
+    try:
+        control.command("TYPE I", 200)
+        data = control.open_data()
+        with open(spec["source"], "rb") as source:
+            started = time.perf_counter()
+            data = control.transfer(f"STOR {spec['path']}", data)
+            size = data.sendfile(source)
+        data.close()  # a normal close: the FIN is the end of the file
+        control.expect(2)
+        ended = time.perf_counter()
+    finally:
+        control.quit()
+    return {"bytes": size, "seconds": ended - started}
+
+
+def listing(spec: dict[str, Any]) -> dict[str, Any]:
+    """``LIST`` or ``MLSD`` of a directory; time from the command to the end of the data."""
+    control = _control(spec)
+    try:
+        data = control.open_data()
+        started = time.perf_counter()
+        data = control.transfer(f"{spec['verb']} {spec['path']}", data)
+        size = lines = 0
+        while n := data.recv_into(_BUFFER):
+            size += n
+            lines += _BUFFER[:n].tobytes().count(b"\n")
+        ended = time.perf_counter()
+        abortive_close(data)
+        control.expect(2)
+    finally:
+        control.quit()
+    return {"bytes": size, "lines": lines, "seconds": ended - started}
+
+
+def sequential_sessions(spec: dict[str, Any]) -> dict[str, Any]:
+    """``count`` whole sessions one after another: connect, (TLS,) login, (PBSZ/PROT P,)
+    TYPE I, PASV, RETR the small file, QUIT."""
+    started = time.perf_counter()
+    cipher = None
+    for _ in range(spec["count"]):
+        control = _control(spec)
+        try:
+            control.command("TYPE I", 200)
+            data = control.open_data()
+            data = control.transfer(f"RETR {spec['path']}", data)
+            _drain(data)
+            cipher = data.cipher() if isinstance(data, ssl.SSLSocket) else None
+            abortive_close(data)
+            control.expect(2)
+        finally:
+            control.quit()
+    return {"sessions": spec["count"], "seconds": time.perf_counter() - started, "cipher": cipher}
+
+
+class IdleConnections:
+    """Logged-in control connections held open (and silent) until :meth:`close`."""
+
+    def __init__(self) -> None:
+        self._controls: list[Control] = []
+
+    def open(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Open ``count`` more logged-in connections."""
+        for _ in range(spec["count"]):
+            self._controls.append(_control(spec))
+        return {"open": len(self._controls)}
+
+    def close(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Close them all (with ``QUIT``)."""
+        closed = len(self._controls)
+        for control in self._controls:
+            control.quit()
+        self._controls.clear()
+        return {"closed": closed}
