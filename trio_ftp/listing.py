@@ -152,26 +152,33 @@ def list_line(
 def list_lines(entries: Iterable[tuple[str, StatLike]], now: float) -> list[str]:
     """:func:`list_line` for each ``(name, stat)``, owner and group as numeric ids.
 
-    For listings of many files: the date column is worked out once per distinct minute
-    (recent files) or day (older ones), which files of one directory often share.
+    For listings of many files, what files of one directory share is formatted once: the
+    columns from mode to group, and the date per minute (recent files) or day (older).
     """
-    dates: dict[tuple[bool, int], str] = {}
+    heads: dict[tuple[int, int, int, int], str] = {}
+    recent_dates: dict[float, str] = {}
+    old_dates: dict[float, str] = {}
+    earliest, latest = now - RECENT_SECONDS, now + FUTURE_SLACK_SECONDS
     lines = []
     for name, st in entries:
+        key = (st.st_mode, st.st_nlink, st.st_uid, st.st_gid)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = (
+                f"{_filemode(st.st_mode)} {st.st_nlink:>4d} {st.st_uid!s:<8} {st.st_gid!s:<8} "
+            )
         mtime = st.st_mtime
-        if math.isfinite(mtime):
-            recent = now - RECENT_SECONDS < mtime <= now + FUTURE_SLACK_SECONDS
-            key = (recent, int(mtime // 60 if recent else mtime // 86400))
-            date = dates.get(key)
+        if earliest < mtime <= latest:
+            date = recent_dates.get(mtime // 60)
             if date is None:
-                date = dates[key] = list_time(mtime, now)
+                date = recent_dates[mtime // 60] = list_time(mtime, now)
+        elif math.isfinite(mtime):
+            date = old_dates.get(mtime // 86400)
+            if date is None:
+                date = old_dates[mtime // 86400] = list_time(mtime, now)
         else:
             date = list_time(mtime, now)
-        owner, group = str(st.st_uid), str(st.st_gid)
-        lines.append(
-            f"{_filemode(st.st_mode)} {st.st_nlink:>4d} {owner:<8} {group:<8} "
-            f"{st.st_size:>12d} {date} {name}"
-        )
+        lines.append(f"{head}{st.st_size:>12d} {date} {name}")
     return lines
 
 

@@ -608,8 +608,7 @@ class TransferCommands(ServerBase):
                 return None
             return virtual.parent, [(real.name, await path_io.stat(real))]
         if with_stats:
-            children = await path_io.list_with_stats(real)
-            return virtual, [(child.name, stat) for child, stat in children]
+            return virtual, list(await path_io.names_with_stats(real))
         names = sorted([child.name async for child in path_io.list(real)])
         return virtual, [(name, None) for name in names]
 

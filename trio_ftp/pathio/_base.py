@@ -255,22 +255,20 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
             ``destination``.
         """
 
-    async def list_with_stats(
-        self, path: PathType
-    ) -> builtins.list[tuple[PathType, os.stat_result]]:
-        """The children of directory ``path`` with their stat results, sorted by name.
+    async def names_with_stats(self, path: PathType) -> builtins.list[tuple[str, os.stat_result]]:
+        """The names of the children of directory ``path`` with their stat results, sorted
+        by name: what a listing needs, which a backend can give in one call.
 
-        For listings (LIST, MLSD): a backend can do it in one call instead of one per child.
         This default is :meth:`list` then :meth:`stat` per child; a child that vanished in
         between (``FileNotFoundError``, which includes a dangling symlink) is left out.
         """
-        result: builtins.list[tuple[PathType, os.stat_result]] = []
+        result: builtins.list[tuple[str, os.stat_result]] = []
         async for child in self.list(path):
             try:
-                result.append((child, await self.stat(child)))
+                result.append((child.name, await self.stat(child)))
             except FileNotFoundError:
                 continue
-        result.sort(key=lambda item: item[0].name)
+        result.sort(key=lambda item: item[0])
         return result
 
     def native_fd(self, file: AsyncFile) -> int | None:

@@ -136,10 +136,8 @@ class GuardedPathIO(AbstractPathIO[PathType]):
             raise known
         return known
 
-    async def list_with_stats(
-        self, path: PathType
-    ) -> builtins.list[tuple[PathType, os.stat_result]]:
-        return await self._guard(self.inner.list_with_stats, path)
+    async def names_with_stats(self, path: PathType) -> builtins.list[tuple[str, os.stat_result]]:
+        return await self._guard(self.inner.names_with_stats, path)
 
     def native_fd(self, file: AsyncFile) -> int | None:
         """The inner backend's answer: ``file`` holds the inner backend's file object

@@ -325,16 +325,16 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
 
         return _Lister(fetch)
 
-    async def list_with_stats(
+    async def names_with_stats(
         self, path: PurePosixPath
-    ) -> builtins.list[tuple[PurePosixPath, os.stat_result]]:
-        """Every child with its stat, from one lookup of the directory."""
+    ) -> builtins.list[tuple[str, os.stat_result]]:
+        """Every child's name with its stat, from one lookup of the directory."""
         await trio.lowlevel.checkpoint()
         path = _memory_path(path)
         node = self._lookup(path)
         if not isinstance(node, _Dir):
             raise _error(errno.ENOTDIR, path)
-        return [(path / name, _stat(node.children[name])) for name in sorted(node.children)]
+        return [(name, _stat(node.children[name])) for name in sorted(node.children)]
 
     async def stat(self, path: PurePosixPath) -> os.stat_result:
         await trio.lowlevel.checkpoint()
