@@ -19,10 +19,7 @@ import contextlib
 import fcntl
 import os
 import select
-import socket
-import struct
 import time
-from collections.abc import Iterator
 
 import trio
 
@@ -74,14 +71,6 @@ class _Waiter:
     def over_budget(self) -> bool:
         return time.monotonic() > self._budget_end
 
-    def idle(self) -> bool:
-        """A blocking call timed out without progress: check cancellation, the stall
-        timeout and the budget; False if this call's budget ran out."""
-        trio.from_thread.check_cancelled()
-        if time.monotonic() - self._clock.last_progress > self._clock.timeout:
-            raise StallTimeout
-        return not self.over_budget
-
     def wait(self) -> bool:
         """Wait until the socket is ready; False if this call's budget ran out first."""
         while not self._poll.poll(POLL_INTERVAL * 1000):
@@ -91,28 +80,6 @@ class _Waiter:
             if self.over_budget:
                 return False
         return True
-
-
-@contextlib.contextmanager
-def _blocking(sock_fd: int, timeout_option: int) -> Iterator[None]:
-    """The socket blocks, for at most :data:`POLL_INTERVAL` per call, while this worker
-    thread owns it: the kernel then moves megabytes per system call and wakes the thread
-    only when it must look at cancellation. trio's non-blocking mode comes back after."""
-    seconds = int(POLL_INTERVAL)
-    interval = struct.pack("@ll", seconds, int((POLL_INTERVAL - seconds) * 1_000_000))
-    os.set_blocking(sock_fd, True)
-    try:
-        with socket.socket(fileno=sock_fd) as sock:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, timeout_option, interval)
-                try:
-                    yield
-                finally:
-                    sock.setsockopt(socket.SOL_SOCKET, timeout_option, bytes(len(interval)))
-            finally:
-                sock.detach()  # the descriptor stays trio's
-    finally:
-        os.set_blocking(sock_fd, False)
 
 
 def send_file(
@@ -131,20 +98,19 @@ def send_file(
     """
     waiter = _Waiter(sock_fd, select.POLLOUT, clock)
     sent = 0
-    with _blocking(sock_fd, socket.SO_SNDTIMEO):
-        while sent < count:
-            try:
-                n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-            except BlockingIOError:  # POLL_INTERVAL passed without room in the socket
-                if not waiter.idle():
-                    break
-                continue
-            if n == 0:
-                return sent, True
-            sent += n
-            waiter.progressed()
-            if waiter.over_budget:
+    while sent < count:
+        try:
+            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not waiter.wait():
                 break
+            continue
+        if n == 0:
+            return sent, True
+        sent += n
+        waiter.progressed()
+        if waiter.over_budget:
+            break
     return sent, False
 
 
