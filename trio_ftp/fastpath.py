@@ -73,6 +73,7 @@ class _Waiter:
 
     def wait(self) -> bool:
         """Wait until the socket is ready; False if this call's budget ran out first."""
+        trio.from_thread.check_cancelled()  # a slow peer keeps the socket ready often
         while not self._poll.poll(POLL_INTERVAL * 1000):
             trio.from_thread.check_cancelled()
             if time.monotonic() - self._clock.last_progress > self._clock.timeout:
