@@ -99,7 +99,8 @@ class CommandDecoder:
 
     Memory is bounded: the unterminated tail of the buffer never exceeds
     ``max_line_length + 1`` bytes (the ``+ 1`` is a CR waiting for its LF), so with the
-    feed/drain loop above the buffer never holds more than that plus one chunk.
+    feed/drain loop above the buffer never holds more than that plus one chunk, plus one
+    byte: an ``IAC`` ending a chunk is held until the next one shows it was data.
 
     Args:
         encoding: how command lines are decoded (``"utf-8"`` per RFC 2640, or e.g.

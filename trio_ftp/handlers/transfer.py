@@ -422,6 +422,9 @@ class TransferCommands(ServerBase):
         if await connection.path_io.is_dir(real):
             connection.response("553", "path is a directory")  # RFC 959 §5.4: STOR has no 550
             return True
+        if not await connection.path_io.is_dir(real.parent):
+            connection.response("553", "no such directory")  # before 150, not after it
+            return True
         if offset:
             if not await connection.path_io.exists(real):
                 connection.response("554", "can't resume: the file does not exist")
@@ -532,7 +535,8 @@ class TransferCommands(ServerBase):
                         try:
                             await connection.path_io.unlink(leftover)
                         except FTPError as exc:
-                            connection.log.warning("could not remove %s: %s", leftover, exc)
+                            if not isinstance(getattr(exc, "reason", None), FileNotFoundError):
+                                connection.log.warning("could not remove %s: %s", leftover, exc)
                 raise
 
         self._start(connection, what, job, opening)
@@ -544,7 +548,12 @@ class TransferCommands(ServerBase):
         if self._take_offset(connection):
             connection.response("503", "REST and STOU can't be combined")
             return True
-        _, wanted = await self.get_paths(connection, rest.strip() or "stou")
+        real, wanted = await self.get_paths(connection, rest.strip() or "stou")
+        if not wanted.name:  # the root: a name inside it
+            real, wanted = await self.get_paths(connection, str(wanted / "stou"))
+        if not await connection.path_io.is_dir(real.parent):
+            connection.response("553", "no such directory")  # RFC 959 §5.4: STOU has no 550
+            return True
         for attempt in range(_STOU_ATTEMPTS):
             candidate = wanted if attempt == 0 else wanted.with_name(f"{wanted.name}.{attempt}")
             real, virtual = await self.get_paths(connection, str(candidate))
