@@ -116,6 +116,20 @@ async def start_server(
     assert not leaked, f"file descriptors leaked: {sorted(leaked)}"
 
 
+@pytest.fixture
+def worker_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every function handed to ``trio.to_thread.run_sync`` during the test, in order."""
+    calls: list[object] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    return calls
+
+
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking client call in a thread, failing the test if it takes too long."""
     with trio.fail_after(TEST_DEADLINE):

@@ -791,19 +791,12 @@ async def test_local_set_mtime(tmp_path: Path) -> None:
 
 
 async def test_guard_answers_a_commands_checks_from_one_stat(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, worker_thread_calls: list[object]
 ) -> None:
     """exists, is_file and stat of one path cost one worker-thread call until something
     changes or the command ends (forget_stats); a subclass overriding a check keeps its
     own."""
-    calls: list[object] = []
-    run_sync = trio.to_thread.run_sync
-
-    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(fn)
-        return await run_sync(fn, *args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    calls = worker_thread_calls
 
     class OwnExists(PathIO):
         async def exists(self, path: Path) -> bool:

@@ -14,7 +14,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
-import trio
 from conftest import in_thread
 from memory_client import MemoryClient, start_memory_session
 
@@ -353,17 +352,12 @@ async def test_hash_needs_login_and_read_permission(nursery: Any) -> None:
     assert await client.code("HASH y") == "213"
 
 
-async def test_hash_runs_in_worker_threads(monkeypatch: Any, tmp_path: Any) -> None:
+async def test_hash_runs_in_worker_threads(
+    worker_thread_calls: list[object], tmp_path: Any
+) -> None:
     """A PathIO file is read and hashed in one worker-thread call (besides its open and
     close); memory files one call per 1 MiB."""
-    calls: list[object] = []
-    run_sync = trio.to_thread.run_sync
-
-    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(fn)
-        return await run_sync(fn, *args, **kwargs)
-
-    monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    calls = worker_thread_calls
     server = make_server()
     (tmp_path / "big.bin").write_bytes(BIG)
     local = Connection(path_io=GuardedPathIO(PathIO()))

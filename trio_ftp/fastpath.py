@@ -20,6 +20,8 @@ import fcntl
 import os
 import select
 import time
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
@@ -83,6 +85,17 @@ class _Waiter:
         return True
 
 
+def _when_ready(waiter: _Waiter, move: Callable[[], int]) -> int | None:
+    """``move()`` (a non-blocking read or write), waiting for the socket as long as it would
+    block; None when this call's budget ran out while waiting."""
+    while True:
+        try:
+            return move()
+        except BlockingIOError:
+            if not waiter.wait():
+                return None
+
+
 def send_file(
     sock_fd: int, file_fd: int, offset: int, count: int, clock: StallClock
 ) -> tuple[int, bool]:
@@ -100,12 +113,9 @@ def send_file(
     waiter = _Waiter(sock_fd, select.POLLOUT, clock)
     sent = 0
     while sent < count:
-        try:
-            n = os.sendfile(sock_fd, file_fd, offset + sent, count - sent)
-        except BlockingIOError:
-            if not waiter.wait():
-                break
-            continue
+        n = _when_ready(waiter, partial(os.sendfile, sock_fd, file_fd, offset + sent, count - sent))
+        if n is None:
+            break
         if n == 0:
             return sent, True
         sent += n
@@ -150,17 +160,13 @@ def _splice_into(
                 fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
         received = 0
         while received < count:
-            try:
-                n = _SPLICE(
-                    sock_fd,
-                    write_end,
-                    min(_PIPE_SIZE, count - received),
-                    flags=_SPLICE_MOVE | _SPLICE_NONBLOCK,
-                )
-            except BlockingIOError:
-                if not waiter.wait():
-                    break
-                continue
+            wanted = min(_PIPE_SIZE, count - received)
+            n = _when_ready(
+                waiter,
+                partial(_SPLICE, sock_fd, write_end, wanted, flags=_SPLICE_MOVE | _SPLICE_NONBLOCK),
+            )
+            if n is None:
+                break
             if n == 0:
                 return received, True
             waiter.progressed()
@@ -183,12 +189,10 @@ def _copy_into(
     view = memoryview(buffer)
     received = 0
     while received < count:
-        try:
-            n = os.readv(sock_fd, [view[: min(len(view), count - received)]])
-        except BlockingIOError:
-            if not waiter.wait():
-                break
-            continue
+        room = view[: min(len(view), count - received)]
+        n = _when_ready(waiter, partial(os.readv, sock_fd, [room]))
+        if n is None:
+            break
         if n == 0:
             return received, True
         waiter.progressed()

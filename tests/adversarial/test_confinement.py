@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import LOGIN, PASSWORD, Running
-from wire import READ_TIMEOUT, Wire, data_connect
+from wire import (
+    READ_TIMEOUT,
+    Wire,
+    data_connect,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+)
 
 SECRET = b"S3CRET-a7f19c-must-never-leave-the-outside-dir"
 #: The secret file's size: no listing may show it (it would be the outside file's stat).

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import LOGIN, PASSWORD, Running, default_users
-from wire import Wire
+from wire import (
+    Wire,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+)
 
 from trio_ftp import MemoryUserManager, User
 

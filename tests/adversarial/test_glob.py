@@ -11,7 +11,12 @@ from pathlib import Path
 
 import trio
 from conftest import LOGIN, PASSWORD, Running
-from wire import READ_TIMEOUT, Wire, data_connect
+from wire import (
+    READ_TIMEOUT,
+    Wire,
+    data_connect,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+)
 
 #: A pattern whose matching against ``a...a`` names takes exponential time by backtracking.
 EVIL = "*a" * 25 + "*b"

@@ -14,7 +14,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 import trio
 from conftest import LOGIN, PASSWORD, Running, TLSCerts
-from wire import READ_TIMEOUT, Wire, data_connect, reply_lines_are_clean
+from wire import (
+    READ_TIMEOUT,
+    Wire,
+    data_connect,
+    reply_lines_are_clean,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+)
 
 from trio_ftp import User
 

@@ -16,46 +16,21 @@ from pathlib import Path
 
 import pytest
 import trio
-import wire as raw_wire
 from conftest import LOGIN, PASSWORD, in_thread, random_bytes
-from wire import back_to, baseline, cpu_seconds, reset_socket
+from wire import (
+    Wire,
+    back_to,
+    baseline,
+    cpu_seconds,
+    data_connect,
+    reset_socket,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+)
 
 MiB = 1024 * 1024
 #: CPU seconds this whole process may spend in the window after the attack.
 CPU_BUDGET = 0.5
 WINDOW = 2.0
-
-# sockets a failing test leaves open are closed before the server's leak check, so one
-# failure never cascades into the descriptor counts of the tests after it
-_opened: list[trio.SocketStream] = []
-
-
-class Wire(raw_wire.Wire):
-    """``raw_wire.Wire`` whose connections are closed at the end of the test, whatever happens."""
-
-    @classmethod
-    async def connect(cls, host: str, port: int, *, source: str | None = None) -> Wire:
-        client = await super().connect(host, port, source=source)
-        _opened.append(client.stream)
-        return client
-
-
-async def data_connect(address: tuple[str, int]) -> trio.SocketStream:
-    """``wire.data_connect``, closed at the end of the test whatever happens."""
-    stream = await raw_wire.data_connect(address)
-    _opened.append(stream)
-    return stream
-
-
-@pytest.fixture
-async def start_server(start_server):
-    """conftest's ``start_server``; first closes what the test left open (an autouse async
-    fixture would not run under pytest-trio)."""
-    try:
-        yield start_server
-    finally:  # synchronous: a failed test's teardown runs cancelled
-        while _opened:
-            _opened.pop().socket.close()
 
 
 # the hostile clients ----------------------------------------------------------------------------

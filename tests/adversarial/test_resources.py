@@ -13,9 +13,17 @@ import re
 import pytest
 import trio
 import trio.testing
-import wire as raw_wire
 from conftest import LOGIN, PASSWORD, random_bytes
-from wire import back_to, baseline, receive_all, reset_socket
+from wire import (
+    Wire,
+    back_to,
+    baseline,
+    data_connect,
+    receive_all,
+    reset_socket,
+    start_server,  # noqa: F401 (the fixture: wraps conftest's)
+    track,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -24,38 +32,6 @@ MiB = 1024 * KiB
 BUFFER_BOUND = 16 * KiB
 _EPSV_PORT = re.compile(rb"\(\|\|\|(\d+)\|\)")
 _PASV_PORT = re.compile(rb"\(\d+,\d+,\d+,\d+,(\d+),(\d+)\)")
-
-# sockets a failing test leaves open are closed before the server's leak check, so one
-# failure never cascades into the descriptor counts of the tests after it
-_opened: list[trio.SocketStream] = []
-
-
-class Wire(raw_wire.Wire):
-    """``raw_wire.Wire`` whose connections are closed at the end of the test, whatever happens."""
-
-    @classmethod
-    async def connect(cls, host: str, port: int, *, source: str | None = None) -> Wire:
-        client = await super().connect(host, port, source=source)
-        _opened.append(client.stream)
-        return client
-
-
-async def data_connect(address: tuple[str, int]) -> trio.SocketStream:
-    """``wire.data_connect``, closed at the end of the test whatever happens."""
-    stream = await raw_wire.data_connect(address)
-    _opened.append(stream)
-    return stream
-
-
-@pytest.fixture
-async def start_server(start_server):
-    """conftest's ``start_server``; first closes what the test left open (an autouse async
-    fixture would not run under pytest-trio)."""
-    try:
-        yield start_server
-    finally:  # synchronous: a failed test's teardown runs cancelled
-        while _opened:
-            _opened.pop().socket.close()
 
 
 # helpers ---------------------------------------------------------------------------------------
@@ -164,9 +140,7 @@ async def connect_from(source: str, address: tuple[str, int]) -> trio.SocketStre
     except BaseException:
         sock.close()
         raise
-    stream = trio.SocketStream(sock)
-    _opened.append(stream)
-    return stream
+    return track(trio.SocketStream(sock))
 
 
 # line length ------------------------------------------------------------------------------------

@@ -13,11 +13,34 @@ import resource
 import socket
 from collections.abc import Iterator
 
+import pytest
 import trio
 import trio.testing
 
 #: How long a single read from the server may take before the test fails.
 READ_TIMEOUT = 10
+
+# Every connection a test opens, closed by the start_server fixture below at the end of the
+# test whatever happened, so one failing test never shows up in the next one's leak check.
+_opened: list[trio.SocketStream] = []
+
+
+def track(stream: trio.SocketStream) -> trio.SocketStream:
+    """Have ``stream`` closed at the end of the test (see ``start_server``)."""
+    _opened.append(stream)
+    return stream
+
+
+@pytest.fixture
+async def start_server(start_server):  # type: ignore[no-untyped-def]
+    """conftest's ``start_server``; first closes what the test left open (an autouse async
+    fixture would not run under pytest-trio). Import it into a test module to use it."""
+    try:
+        yield start_server
+    finally:  # synchronous: a failed test's teardown runs cancelled
+        while _opened:
+            _opened.pop().socket.close()
+
 
 _PASV = re.compile(rb"\((\d+),(\d+),(\d+),(\d+),(\d+),(\d+)\)")
 _EPSV = re.compile(rb"\(\|\|\|(\d+)\|\)")
@@ -48,7 +71,7 @@ class Wire:
         except BaseException:
             sock.close()
             raise
-        return cls(trio.SocketStream(sock))
+        return cls(track(trio.SocketStream(sock)))
 
     async def send(self, data: bytes | str) -> None:
         """Send raw bytes (a ``str`` is UTF-8 encoded; no terminator is added)."""
@@ -134,7 +157,7 @@ def reset_socket(sock: trio.socket.SocketType | socket.socket) -> None:
 async def data_connect(address: tuple[str, int]) -> trio.SocketStream:
     """Open a passive data connection."""
     with trio.fail_after(READ_TIMEOUT):
-        return await trio.open_tcp_stream(*address)
+        return track(await trio.open_tcp_stream(*address))
 
 
 async def receive_all(stream: trio.SocketStream) -> bytes:
