@@ -13,7 +13,7 @@ import trio.testing
 from conftest import LOGIN, PASSWORD, in_thread
 
 from trio_ftp import Connection, Server, User
-from trio_ftp.handlers.transfer import receive_data, send_data
+from trio_ftp.handlers.dataio import receive_data, send_data
 
 BLOCK = 64 * 1024
 MB = 1_000_000

@@ -9,7 +9,7 @@ sessions. One worker-thread call moves up to ``count`` bytes, waiting for the so
 ``socket_timeout`` seconds without progress (the data connection stall timeout, counted
 across calls by a :class:`StallClock`).
 
-The caller (``handlers/transfer.py``) decides when the fast path applies and calls these
+The caller (``handlers/transfer.py`` through ``handlers/dataio.py``) decides when the fast path applies and calls these
 in chunks, so a speed limit switched on during a transfer takes effect at the next chunk.
 """
 

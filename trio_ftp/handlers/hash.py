@@ -26,7 +26,7 @@ from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions
 from ..connection import Connection
 from ..errors import PathIOError
-from .transfer import _next_size
+from .dataio import next_size
 
 __all__ = ["HASH_ALGORITHMS", "HASH_BLOCK_SIZE", "HashCommands", "Hasher"]
 
@@ -77,7 +77,7 @@ def _hash_descriptor(
     thread that stops at the next block once the transfer is cancelled (``ABOR``): the
     descriptor stays valid until it returns. ``pread`` leaves the file position alone."""
     count = 0
-    while block := os.pread(fd, _next_size(block_size, limit, count), offset + count):
+    while block := os.pread(fd, next_size(block_size, limit, count), offset + count):
         hasher.update(block)
         count += len(block)
         trio.from_thread.check_cancelled()
@@ -168,7 +168,7 @@ class HashCommands(ServerBase):
                     raise PathIOError(reason=exc) from exc
             if offset:
                 await file.seek(offset)
-            while block := await file.read(_next_size(HASH_BLOCK_SIZE, limit, count)):
+            while block := await file.read(next_size(HASH_BLOCK_SIZE, limit, count)):
                 await trio.to_thread.run_sync(hasher.update, block)
                 count += len(block)
         return count

@@ -8,13 +8,10 @@ data connection (``425`` if none comes in ``wait_future_timeout``), moves the by
 
 from __future__ import annotations
 
-import errno
-import functools
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from stat import S_ISDIR
 from typing import Any, TypeVar
@@ -26,12 +23,20 @@ from ..base import THROTTLE_BURST, ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from ..errors import FTPError, PathIOError, ReplyError, TransferAborted
-from ..fastpath import StallClock, StallTimeout, receive_into_file, send_file
+from ..errors import FTPError, PathIOError, ReplyError
+from ..fastpath import StallClock, receive_into_file, send_file
 from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
-from ..pathio import AsyncFile
-from ..tls import is_ragged_eof
-from ..validation import as_seconds
+from .dataio import (
+    KERNEL_CHUNK,
+    TransferProgress,
+    close_data,
+    kernel_copy,
+    kernel_fd,
+    next_size,
+    receive_data,
+    send_data,
+    socket_timeout,
+)
 from .files import facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
@@ -53,21 +58,10 @@ def _passive(handler: H) -> H:
 
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
-#: Most bytes one worker-thread call of the kernel fast path moves (see ..fastpath).
-_KERNEL_CHUNK = 64 * 1024 * 1024
-#: errno values that mean the data connection broke (a 426, as in the Python path).
-_BROKEN_CONNECTION = frozenset(
-    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
-)
 #: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
 _TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
-
-
-def _next_size(block_size: int, limit: int | None, done: int) -> int:
-    """How much to read next when at most ``limit`` bytes (RANG) may be sent in all."""
-    return block_size if limit is None else min(block_size, limit - done)
 
 
 def strip_list_options(argument: str) -> str:
@@ -76,88 +70,6 @@ def strip_list_options(argument: str) -> str:
     while words and words[0].startswith("-") and len(words[0]) > 1:
         words.pop(0)
     return " ".join(words).strip() if words != [""] else ""
-
-
-def _timeout(connection: Connection) -> float:
-    timeout: float | None = connection.socket_timeout
-    return as_seconds(timeout)
-
-
-async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
-    """Send on a data connection, at the pace of every write speed limit that applies.
-
-    Timeouts: ``socket_timeout`` for the send itself (then ``426``); waiting for the
-    throttle is not counted, so a low limit never times a transfer out.
-    """
-    await connection.write_throttle.acquire(len(data))
-    try:
-        with trio.fail_after(_timeout(connection)):
-            await stream.send_all(data)
-    except trio.TooSlowError:
-        raise TransferAborted("data connection timed out; transfer aborted") from None
-
-
-async def receive_data(connection: Connection, stream: trio.abc.Stream, size: int) -> bytes:
-    """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``.
-
-    Read speed limits are applied to what arrived before the next read, so TCP flow
-    control slows the client. A TLS upload ended by a bare TCP FIN (no ``close_notify``) is
-    a normal end unless ``tls_strict_eof``; a reset is always a failure (``426``).
-    """
-    try:
-        with trio.fail_after(_timeout(connection)):
-            data = bytes(await stream.receive_some(size))
-    except trio.TooSlowError:
-        raise TransferAborted("data connection timed out; transfer aborted") from None
-    except trio.BrokenResourceError as exc:
-        if is_ragged_eof(exc):
-            if connection.session.server.tls_strict_eof:
-                raise TransferAborted("upload ended without TLS close_notify") from exc
-            return b""
-        raise
-    # Read speed limits: pay for what arrived before asking for more (TCP pushes back).
-    await connection.read_throttle.acquire(len(data))
-    return data
-
-
-async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
-    """Close a data connection (with a TLS ``close_notify`` when it is TLS), bounded by
-    ``socket_timeout``; a peer that will not take the goodbye gets a plain close."""
-    with trio.move_on_after(_timeout(connection)) as scope:
-        try:
-            await stream.aclose()
-        except trio.BrokenResourceError:
-            await trio.aclose_forcefully(stream)
-    if scope.cancelled_caught:
-        await trio.aclose_forcefully(stream)
-
-
-def kernel_fd(connection: Connection, stream: trio.abc.Stream, file: AsyncFile) -> int | None:
-    """The file's descriptor if this transfer may go through the kernel (:mod:`..fastpath`):
-    a plain TCP data connection (not TLS) and a local file; else None."""
-    if not isinstance(stream, trio.SocketStream):
-        return None
-    fd: int | None = connection.path_io.native_fd(file)
-    return fd
-
-
-async def kernel_copy(
-    connection: Connection, clock: StallClock, fn: Callable[..., T], *args: object
-) -> T:
-    """Run a :mod:`..fastpath` copy in a worker thread (cancellable, see there), with the
-    errors the Python path would give: a stall is ``426``, a broken connection ``426``."""
-    try:
-        return await trio.to_thread.run_sync(
-            functools.partial(fn, *args, clock),
-            abandon_on_cancel=False,
-            limiter=connection.session.server.kernel_copy_threads,
-        )
-    except StallTimeout:
-        raise TransferAborted("data connection timed out; transfer aborted") from None
-    except OSError as exc:
-        if exc.errno in _BROKEN_CONNECTION:
-            raise trio.BrokenResourceError(str(exc)) from exc
-        raise
 
 
 async def _reserve(connection: Connection, real: Any) -> bool:
@@ -181,15 +93,6 @@ async def _chmod_if_supported(connection: Connection, real: Any, mode: int) -> N
     except PathIOError as exc:
         if not isinstance(exc.reason, NotImplementedError):
             raise
-
-
-@dataclass
-class TransferProgress:
-    """What ``STAT`` reports about the running transfer."""
-
-    what: str
-    bytes: int = 0
-    started: float = field(default_factory=time.monotonic)
 
 
 class TransferCommands(ServerBase):
@@ -384,9 +287,9 @@ class TransferCommands(ServerBase):
                     assert isinstance(stream, trio.SocketStream)
                     # Unthrottled chunks through the kernel; a limit switched on meanwhile
                     # sends the rest through the throttled path below.
-                    clock = StallClock(_timeout(connection))
+                    clock = StallClock(socket_timeout(connection))
                     while connection.write_throttle.current_rate() is None:
-                        wanted = _next_size(_KERNEL_CHUNK, limit, progress.bytes)
+                        wanted = next_size(KERNEL_CHUNK, limit, progress.bytes)
                         sent, ended = await kernel_copy(
                             connection,
                             clock,
@@ -404,7 +307,7 @@ class TransferCommands(ServerBase):
                 # Throttled, blocks are cut to the throttle's burst, so the pace stays even.
                 throttled = connection.write_throttle.current_rate() is not None
                 size = min(self.block_size, THROTTLE_BURST) if throttled else self.block_size
-                while block := await file.read(_next_size(size, limit, progress.bytes)):
+                while block := await file.read(next_size(size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
                         block = to_network.convert(block)
@@ -486,7 +389,7 @@ class TransferCommands(ServerBase):
                 if fd is not None:
                     assert isinstance(stream, trio.SocketStream)
                     start = None if mode == "ab" else offset  # None: the kernel appends
-                    clock = StallClock(_timeout(connection))
+                    clock = StallClock(socket_timeout(connection))
                     while connection.read_throttle.current_rate() is None:
                         received, ended = await kernel_copy(
                             connection,
@@ -495,7 +398,7 @@ class TransferCommands(ServerBase):
                             stream.socket.fileno(),
                             fd,
                             None if start is None else start + progress.bytes,
-                            _KERNEL_CHUNK,
+                            KERNEL_CHUNK,
                         )
                         progress.bytes += received
                         if ended:

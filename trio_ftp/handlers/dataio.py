@@ -1,0 +1,140 @@
+"""Moving bytes on a data connection: the Python path (blocks under the speed limits and
+``socket_timeout``) and the kernel path (:mod:`trio_ftp.fastpath` in a worker thread), with
+the same errors either way. Used by the transfer handlers; no commands here.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import trio
+
+from ..connection import Connection
+from ..errors import TransferAborted
+from ..fastpath import StallClock, StallTimeout
+from ..pathio import AsyncFile
+from ..tls import is_ragged_eof
+from ..validation import as_seconds
+
+__all__ = [
+    "KERNEL_CHUNK",
+    "TransferProgress",
+    "close_data",
+    "kernel_copy",
+    "kernel_fd",
+    "next_size",
+    "receive_data",
+    "send_data",
+    "socket_timeout",
+]
+
+T = TypeVar("T")
+
+#: Most bytes one worker-thread call of the kernel fast path moves (see ..fastpath).
+KERNEL_CHUNK = 64 * 1024 * 1024
+#: errno values that mean the data connection broke (a 426, as in the Python path).
+_BROKEN_CONNECTION = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
+)
+
+
+def next_size(block_size: int, limit: int | None, done: int) -> int:
+    """How much to read next when at most ``limit`` bytes (RANG) may be sent in all."""
+    return block_size if limit is None else min(block_size, limit - done)
+
+
+def socket_timeout(connection: Connection) -> float:
+    """The session's ``socket_timeout`` for a trio scope (``None``: no limit)."""
+    timeout: float | None = connection.socket_timeout
+    return as_seconds(timeout)
+
+
+async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
+    """Send on a data connection, at the pace of every write speed limit that applies.
+
+    Timeouts: ``socket_timeout`` for the send itself (then ``426``); waiting for the
+    throttle is not counted, so a low limit never times a transfer out.
+    """
+    await connection.write_throttle.acquire(len(data))
+    try:
+        with trio.fail_after(socket_timeout(connection)):
+            await stream.send_all(data)
+    except trio.TooSlowError:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+
+
+async def receive_data(connection: Connection, stream: trio.abc.Stream, size: int) -> bytes:
+    """Receive from a data connection; ``b""`` at its end. Timeouts: ``socket_timeout``.
+
+    Read speed limits are applied to what arrived before the next read, so TCP flow
+    control slows the client. A TLS upload ended by a bare TCP FIN (no ``close_notify``) is
+    a normal end unless ``tls_strict_eof``; a reset is always a failure (``426``).
+    """
+    try:
+        with trio.fail_after(socket_timeout(connection)):
+            data = bytes(await stream.receive_some(size))
+    except trio.TooSlowError:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+    except trio.BrokenResourceError as exc:
+        if is_ragged_eof(exc):
+            if connection.session.server.tls_strict_eof:
+                raise TransferAborted("upload ended without TLS close_notify") from exc
+            return b""
+        raise
+    # Read speed limits: pay for what arrived before asking for more (TCP pushes back).
+    await connection.read_throttle.acquire(len(data))
+    return data
+
+
+async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
+    """Close a data connection (with a TLS ``close_notify`` when it is TLS), bounded by
+    ``socket_timeout``; a peer that will not take the goodbye gets a plain close."""
+    with trio.move_on_after(socket_timeout(connection)) as scope:
+        try:
+            await stream.aclose()
+        except trio.BrokenResourceError:
+            await trio.aclose_forcefully(stream)
+    if scope.cancelled_caught:
+        await trio.aclose_forcefully(stream)
+
+
+def kernel_fd(connection: Connection, stream: trio.abc.Stream, file: AsyncFile) -> int | None:
+    """The file's descriptor if this transfer may go through the kernel (:mod:`..fastpath`):
+    a plain TCP data connection (not TLS) and a local file; else None."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    fd: int | None = connection.path_io.native_fd(file)
+    return fd
+
+
+async def kernel_copy(
+    connection: Connection, clock: StallClock, fn: Callable[..., T], *args: object
+) -> T:
+    """Run a :mod:`..fastpath` copy in a worker thread (cancellable, see there), with the
+    errors the Python path would give: a stall is ``426``, a broken connection ``426``."""
+    try:
+        return await trio.to_thread.run_sync(
+            functools.partial(fn, *args, clock),
+            abandon_on_cancel=False,
+            limiter=connection.session.server.kernel_copy_threads,
+        )
+    except StallTimeout:
+        raise TransferAborted("data connection timed out; transfer aborted") from None
+    except OSError as exc:
+        if exc.errno in _BROKEN_CONNECTION:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        raise
+
+
+@dataclass
+class TransferProgress:
+    """What ``STAT`` reports about the running transfer."""
+
+    what: str
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
