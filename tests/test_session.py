@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePosixPath
 
 import pytest
@@ -624,3 +625,18 @@ async def test_failed_login_looks_the_same_for_unknown_and_known_users(
     start = trio.current_time()
     assert await client.command("PASS wrong") == ("530", ["login incorrect"])
     assert trio.current_time() - start == pytest.approx(1.0)
+
+
+async def test_disconnect_with_a_passive_listener_is_not_an_idle_timeout(nursery, caplog):
+    """A client that leaves while its PASV listener waits ends the session without an
+    idle-timeout 421 in the log."""
+    caplog.set_level(logging.INFO, logger="trio_ftp")
+    server = memory_server(idle_timeout=30)
+    client = await logged_in(nursery, server)
+    assert await client.code("PASV") == "227"
+    await client.stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    with trio.fail_after(5):
+        while server.connections:  # noqa: ASYNC110 (the session ends in another task)
+            await trio.sleep(0.01)
+    assert not any("idle timeout" in record.getMessage() for record in caplog.records)

@@ -363,6 +363,7 @@ class Session:
                 except OSError as exc:
                     raise trio.BrokenResourceError(f"control connection: {exc}") from exc
             if not data:
+                self._waiting_for_command = False  # the client left: not an idle timeout
                 return None
             self.decoder.feed(data)
         self._waiting_for_command = False
