@@ -9,8 +9,9 @@ sessions. One worker-thread call moves up to ``count`` bytes, waiting for the so
 ``socket_timeout`` seconds without progress (the data connection stall timeout, counted
 across calls by a :class:`StallClock`).
 
-The caller (``handlers/transfer.py`` through ``handlers/dataio.py``) decides when the fast path applies and calls these
-in chunks, so a speed limit switched on during a transfer takes effect at the next chunk.
+The transfer handlers (through ``handlers/dataio.py``) decide when the fast path applies
+and call these in chunks, so a speed limit switched on during a transfer takes effect at
+the next chunk.
 """
 
 from __future__ import annotations
