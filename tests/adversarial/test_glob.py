@@ -10,12 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
-from conftest import LOGIN, PASSWORD, Running
+from conftest import LOGIN, Running
 from wire import (
-    READ_TIMEOUT,
-    Wire,
-    data_connect,
+    logged_in,
     start_server,  # noqa: F401 (the fixture: wraps conftest's)
+    transfer,
 )
 
 #: A pattern whose matching against ``a...a`` names takes exponential time by backtracking.
@@ -55,32 +54,6 @@ def many_names() -> list[str]:
     return ["a" * length for length in range(1, MANY + 1)]
 
 
-async def logged_in(running: Running) -> Wire:
-    wire = await Wire.connect(running.host, running.port)
-    assert (await wire.greeting()).startswith(b"220")
-    assert (await wire.login(LOGIN, PASSWORD)).startswith(b"230")
-    assert (await wire.command("TYPE I")).startswith(b"200")
-    return wire
-
-
-async def transfer(wire: Wire, line: str) -> tuple[bytes, bytes]:
-    """PASV, ``line``, and its data connection if a ``1xx`` opens one: (final reply, data)."""
-    address = await wire.pasv()
-    first = await wire.command(line)
-    if not first.startswith(b"1"):
-        return first, b""
-    stream = await data_connect(address)
-    chunks = []
-    try:
-        with trio.fail_after(READ_TIMEOUT):
-            await stream.send_eof()
-            while chunk := await stream.receive_some(65536):
-                chunks.append(chunk)
-    finally:
-        await stream.aclose()
-    return await wire.reply(), b"".join(chunks)
-
-
 async def test_wildcards_are_answered_at_once_with_not_found(
     start_server: Callable[..., Awaitable[Running]], root: Path
 ) -> None:
@@ -90,7 +63,7 @@ async def test_wildcards_are_answered_at_once_with_not_found(
     for name in many_names():
         (many / name).write_bytes(name.encode())
     running = await start_server()
-    wire = await logged_in(running)
+    wire = await logged_in(running.host, running.port, kind="I")
     slow: list[tuple[str, float]] = []
     found: list[tuple[str, bytes]] = []
     try:
@@ -133,7 +106,7 @@ async def test_a_file_named_star_is_only_itself(
     for name, content in contents.items():
         (root / name).write_bytes(content)
     running = await start_server()
-    wire = await logged_in(running)
+    wire = await logged_in(running.host, running.port, kind="I")
     try:
         for name, content in contents.items():
             reply, data = await transfer(wire, f"RETR {name}")

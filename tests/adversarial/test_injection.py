@@ -17,9 +17,9 @@ from conftest import LOGIN, PASSWORD, Running, TLSCerts
 from wire import (
     READ_TIMEOUT,
     Wire,
-    data_connect,
     reply_lines_are_clean,
     start_server,  # noqa: F401 (the fixture: wraps conftest's)
+    transfer,
 )
 
 from trio_ftp import User
@@ -33,26 +33,6 @@ async def open_session(running: Running, *, login: bool = True) -> Wire:
     if login:
         assert (await wire.login(LOGIN, PASSWORD)).startswith(b"230")
     return wire
-
-
-async def transfer(wire: Wire, line: bytes, upload: bytes = b"") -> tuple[bytes, bytes]:
-    """PASV, ``line``, and its data connection if a ``1xx`` opens one: (final reply, data)."""
-    address = await wire.pasv()
-    first = await wire.command(line)
-    if not first.startswith(b"1"):
-        return first, b""
-    stream = await data_connect(address)
-    chunks = []
-    try:
-        with trio.fail_after(READ_TIMEOUT):
-            if upload:
-                await stream.send_all(upload)
-            await stream.send_eof()
-            while chunk := await stream.receive_some(65536):
-                chunks.append(chunk)
-    finally:
-        await stream.aclose()
-    return await wire.reply(), b"".join(chunks)
 
 
 def forged_lines(reply: bytes) -> list[bytes]:

@@ -19,6 +19,8 @@ from wire import (
     back_to,
     baseline,
     data_connect,
+    logged_in,
+    quit_and_close,
     receive_all,
     reset_socket,
     start_server,  # noqa: F401 (the fixture: wraps conftest's)
@@ -41,21 +43,6 @@ async def session(host: str, port: int, *, source: str | None = None) -> Wire:
     greeting = await wire.greeting()
     assert greeting.startswith(b"220"), greeting
     return wire
-
-
-async def logged_in(host: str, port: int, *, source: str | None = None) -> Wire:
-    """A control connection logged in as the default read/write user."""
-    wire = await session(host, port, source=source)
-    reply = await wire.login(LOGIN, PASSWORD)
-    assert reply.startswith(b"230"), reply
-    return wire
-
-
-async def quit_and_close(wire: Wire) -> None:
-    reply = await wire.command("QUIT")
-    assert reply.startswith(b"221"), reply
-    assert await wire.closed(5)
-    await wire.aclose()
 
 
 async def reply_within(wire: Wire, seconds: float) -> bytes | None:

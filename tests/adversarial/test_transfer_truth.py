@@ -20,6 +20,8 @@ from wire import (
     back_to,
     baseline,
     data_connect,
+    logged_in,
+    quit_and_close,
     receive_all,
     reset_socket,
     start_server,  # noqa: F401 (the fixture: wraps conftest's)
@@ -41,15 +43,6 @@ TYPES = pytest.mark.parametrize("kind", ["I", "A"], ids=["binary-kernel-path", "
 def payload_of(size: int, seed: int) -> bytes:
     """Reproducible random bytes without CR (the same on disk in TYPE A and TYPE I)."""
     return random_bytes(size + size // 64 + 64, seed=seed).replace(b"\r", b"")[:size]
-
-
-async def logged_in(host: str, port: int, kind: str = "I") -> Wire:
-    """A control connection logged in as the default user, in TYPE ``kind``."""
-    wire = await Wire.connect(host, port)
-    assert (await wire.greeting()).startswith(b"220")
-    assert (await wire.login(LOGIN, PASSWORD)).startswith(b"230")
-    assert (await wire.command(f"TYPE {kind}")).startswith(b"200")
-    return wire
 
 
 async def tls_logged_in(host: str, port: int, tls) -> Wire:
@@ -76,13 +69,6 @@ async def tls_data(address: tuple[str, int], tls) -> trio.SSLStream:
     with trio.fail_after(10):
         await stream.do_handshake()
     return stream
-
-
-async def quit_and_close(wire: Wire) -> None:
-    reply = await wire.command("QUIT")
-    assert reply.startswith(b"221"), reply
-    assert await wire.closed(5)
-    await wire.aclose()
 
 
 async def final_reply(wire: Wire, seconds: float = 8) -> bytes:
@@ -147,7 +133,7 @@ async def test_upload_cut_by_reset_is_not_complete(start_server, root, kind):
     """A data connection reset mid-STOR is answered 426/451, and the file is a prefix."""
     running = await start_server()
     base = await baseline()
-    wire = await logged_in(running.host, running.port, kind)
+    wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR cut.bin")).startswith(b"150")
     payload = payload_of(4 * MiB, seed=11)
@@ -170,7 +156,7 @@ async def test_download_cut_by_reset_is_not_complete(start_server, root, kind):
     (root / "big.bin").write_bytes(payload_of(8 * MiB, seed=26))
     running = await start_server()
     base = await baseline()
-    wire = await logged_in(running.host, running.port, kind)
+    wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
     assert (await wire.command("RETR big.bin")).startswith(b"150")
     with trio.fail_after(5):
@@ -190,7 +176,7 @@ async def test_stalled_upload_is_not_complete(start_server, root, kind, stall):
     """An upload that stalls past socket_timeout is answered 426, and the file is a prefix."""
     running = await start_server(socket_timeout=stall)
     base = await baseline()
-    wire = await logged_in(running.host, running.port, kind)
+    wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR stalled.bin")).startswith(b"150")
     payload = payload_of(256 * KiB, seed=12)
@@ -208,7 +194,7 @@ async def test_aborted_upload_is_not_complete(start_server, root, kind):
     """ABOR mid-STOR: 426 for the transfer, then 226 for the ABOR; the file is a prefix."""
     running = await start_server()
     base = await baseline()
-    wire = await logged_in(running.host, running.port, kind)
+    wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR aborted.bin")).startswith(b"150")
     payload = payload_of(256 * KiB, seed=13)
@@ -273,7 +259,7 @@ async def test_atomic_upload_cut_leaves_nothing(start_server, root, kind, cut):
     # second), so the stall timeout must be longer than that for until_received.
     running = await start_server(atomic_uploads=True, socket_timeout=2 if cut == "stall" else None)
     base = await baseline()
-    wire = await logged_in(running.host, running.port, kind)
+    wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR new.bin")).startswith(b"150")
     await data.send_all(payload_of(200 * KiB, seed=16))
@@ -306,7 +292,7 @@ async def test_atomic_upload_accepts_the_names_a_plain_upload_accepts(start_serv
     """atomic_uploads: a name of 250 bytes (NAME_MAX is 255) uploads as it does without."""
     running = await start_server(atomic_uploads=True)
     base = await baseline()
-    wire = await logged_in(running.host, running.port)
+    wire = await logged_in(running.host, running.port, kind="I")
     name = "n" * 250
     payload = payload_of(100 * KiB, seed=23)
     data = await data_connect(await wire.pasv())
@@ -325,7 +311,7 @@ async def test_atomic_concurrent_uploads_leave_one_whole_file(start_server, root
     first, second = payload_of(MiB, seed=24), payload_of(MiB, seed=25)
     running = await start_server(atomic_uploads=True)
     base = await baseline()
-    wires = [await logged_in(running.host, running.port) for _ in range(2)]
+    wires = [await logged_in(running.host, running.port, kind="I") for _ in range(2)]
     streams = [await data_connect(await wire.pasv()) for wire in wires]
     for wire in wires:
         assert (await wire.command("STOR same.bin")).startswith(b"150")
@@ -352,7 +338,7 @@ async def test_atomic_upload_replaces_old_contents_only_when_whole(start_server,
     (root / "data.bin").write_bytes(old)
     running = await start_server(atomic_uploads=True)
     base = await baseline()
-    wire = await logged_in(running.host, running.port)
+    wire = await logged_in(running.host, running.port, kind="I")
 
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR data.bin")).startswith(b"150")
@@ -385,7 +371,7 @@ async def test_atomic_replace_keeps_the_permission_bits(start_server, root):
     target.chmod(0o600)
     running = await start_server(atomic_uploads=True)
     base = await baseline()
-    wire = await logged_in(running.host, running.port)
+    wire = await logged_in(running.host, running.port, kind="I")
     data = await data_connect(await wire.pasv())
     assert (await wire.command("STOR private.txt")).startswith(b"150")
     await data.send_all(b"new secret")
@@ -404,7 +390,7 @@ async def test_atomic_stou(start_server, root):
     (root / "report").write_bytes(b"first")
     running = await start_server(atomic_uploads=True)
     base = await baseline()
-    wire = await logged_in(running.host, running.port)
+    wire = await logged_in(running.host, running.port, kind="I")
 
     data = await data_connect(await wire.pasv())
     opening = await wire.command("STOU report")

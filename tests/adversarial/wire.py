@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 import trio.testing
+from conftest import LOGIN, PASSWORD
 
 #: How long a single read from the server may take before the test fails.
 READ_TIMEOUT = 10
@@ -146,6 +147,50 @@ class Wire:
     def reset(self) -> None:
         """Close with a TCP RST (SO_LINGER 0) instead of a FIN."""
         reset_socket(self.stream.socket)
+
+
+async def logged_in(
+    host: str, port: int, *, source: str | None = None, kind: str | None = None
+) -> Wire:
+    """A control connection (from ``source``) logged in as the default read/write user,
+    in ``TYPE kind`` when given."""
+    wire = await Wire.connect(host, port, source=source)
+    greeting = await wire.greeting()
+    assert greeting.startswith(b"220"), greeting
+    reply = await wire.login(LOGIN, PASSWORD)
+    assert reply.startswith(b"230"), reply
+    if kind is not None:
+        assert (await wire.command(f"TYPE {kind}")).startswith(b"200")
+    return wire
+
+
+async def transfer(wire: Wire, line: str | bytes, upload: bytes = b"") -> tuple[bytes, bytes]:
+    """PASV, ``line``, and its data connection if a ``1xx`` opens one (sending ``upload``
+    first): ``(final reply, data received)``."""
+    address = await wire.pasv()
+    first = await wire.command(line)
+    if not first.startswith(b"1"):
+        return first, b""
+    stream = await data_connect(address)
+    chunks = []
+    try:
+        with trio.fail_after(READ_TIMEOUT):
+            if upload:
+                await stream.send_all(upload)
+            await stream.send_eof()
+            while chunk := await stream.receive_some(65536):
+                chunks.append(chunk)
+    finally:
+        await stream.aclose()
+    return await wire.reply(), b"".join(chunks)
+
+
+async def quit_and_close(wire: Wire) -> None:
+    """QUIT, its 221, the server's close, then ours."""
+    reply = await wire.command("QUIT")
+    assert reply.startswith(b"221"), reply
+    assert await wire.closed(5)
+    await wire.aclose()
 
 
 def reset_socket(sock: trio.socket.SocketType | socket.socket) -> None:
