@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from stat import S_ISDIR
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
@@ -26,6 +26,7 @@ from ..connection import Connection
 from ..errors import FTPError, PathIOError, ReplyError
 from ..fastpath import StallClock, receive_into_file, send_file
 from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
+from ..throttle import Throttle
 from .dataio import (
     KERNEL_CHUNK,
     TransferProgress,
@@ -40,8 +41,6 @@ from .dataio import (
 from .files import facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
-
-T = TypeVar("T")
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 _data_channel = ConnectionConditions(
@@ -163,6 +162,13 @@ class TransferCommands(ServerBase):
             connection.response("225", "no transfer to abort")
         await session.data.close()
         return True
+
+    def _block_size(self, throttle: Throttle) -> int:
+        """Bytes per block on the Python path: ``block_size``, cut to the throttle's burst
+        when a speed limit applies, so a limited transfer moves evenly."""
+        if throttle.current_rate() is None:
+            return self.block_size
+        return min(self.block_size, THROTTLE_BURST)
 
     def _take_offset(self, connection: Connection) -> int:
         """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503)."""
@@ -304,9 +310,7 @@ class TransferCommands(ServerBase):
                             return
                 if progress.bytes or offset:
                     await file.seek(offset + progress.bytes)
-                # Throttled, blocks are cut to the throttle's burst, so the pace stays even.
-                throttled = connection.write_throttle.current_rate() is not None
-                size = min(self.block_size, THROTTLE_BURST) if throttled else self.block_size
+                size = self._block_size(connection.write_throttle)
                 while block := await file.read(next_size(size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
@@ -408,8 +412,7 @@ class TransferCommands(ServerBase):
                 # Small network reads are gathered into block_size writes: one worker-thread
                 # call per block, not per TLS record.
                 pending = bytearray()
-                throttled = connection.read_throttle.current_rate() is not None
-                size = min(self.block_size, THROTTLE_BURST) if throttled else self.block_size
+                size = self._block_size(connection.read_throttle)
                 while data := await receive_data(connection, stream, size):
                     progress.bytes += len(data)
                     if from_network is not None:

@@ -43,7 +43,7 @@ _BUFFERED: dict[str, Callable[[io.FileIO], io.BufferedIOBase]] = {
 #: errno values for which ``exists``/``is_dir``/``is_file`` answer False (as pathlib does).
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
-Entries = builtins.list[tuple[T, os.stat_result]]
+Entries = builtins.list[tuple[str, os.stat_result]]
 
 
 async def _in_thread(fn: Callable[[], T], *, read_only: bool) -> T:
@@ -211,7 +211,7 @@ def _link_stat(
         return link
 
 
-def _entries(path: str, where: Confined | None) -> Entries[str]:
+def _entries(path: str, where: Confined | None) -> Entries:
     """Every child's name with its stat, sorted by name; an entry that vanished between
     the listing and its stat is left out."""
     # listdir, then one fstatat per name relative to the directory's descriptor; the lstat
