@@ -18,6 +18,7 @@ from conftest import LOGIN, PASSWORD, MiB, TLSCerts, in_thread, random_bytes
 
 from trio_ftp import fastpath
 from trio_ftp.handlers import transfer
+from trio_ftp.handlers.dataio import KERNEL_MINIMUM
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ async def test_rest_and_rang_offsets_through_sendfile(start_server, root, kernel
         with running.ftp() as ftp:
             tail = download(ftp, "f.bin", rest=MiB + 5)
             ftp.voidcmd("TYPE I")
-            assert ftp.sendcmd("RANG 1000 1999").startswith("350")
+            assert ftp.sendcmd(f"RANG 1000 {1000 + 2 * KERNEL_MINIMUM - 1}").startswith("350")
             ranged = bytearray()
             ftp.retrbinary("RETR f.bin", ranged.extend)
             past_end = download(ftp, "f.bin", rest=len(payload))
@@ -77,9 +78,26 @@ async def test_rest_and_rang_offsets_through_sendfile(start_server, root, kernel
 
     tail, ranged, past_end = await in_thread(client)
     assert tail == payload[MiB + 5 :]
-    assert ranged == payload[1000:2000]
+    assert ranged == payload[1000 : 1000 + 2 * KERNEL_MINIMUM]
     assert past_end == b""
-    assert kernel_calls["send_file"] >= 3
+    assert kernel_calls["send_file"] >= 2
+
+
+async def test_small_downloads_skip_the_kernel_path(start_server, root, kernel_calls):
+    """Under KERNEL_MINIMUM a download is copied by Python (cheaper than a thread call),
+    whole or from a REST offset; from that size on, sendfile."""
+    payload = random_bytes(KERNEL_MINIMUM + 10)
+    (root / "f.bin").write_bytes(payload)
+    running = await start_server()
+
+    def client() -> tuple[bytes, bytes]:
+        with running.ftp() as ftp:
+            return download(ftp, "f.bin", rest=11), download(ftp, "f.bin")
+
+    tail, whole = await in_thread(client)
+    assert tail == payload[11:]
+    assert kernel_calls["send_file"] == 1
+    assert whole == payload
 
 
 async def test_abor_stops_a_sendfile_download_and_the_session_goes_on(

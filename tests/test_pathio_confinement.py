@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from trio_ftp.errors import PathIOError, PermissionDenied
-from trio_ftp.pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO, _beneath
+from trio_ftp.pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO, _beneath, _local
 
 needs_openat2 = pytest.mark.skipif(
     not _beneath.supported(), reason="openat2 confinement is not available here"
@@ -44,12 +44,16 @@ def jail(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(params=["openat2", "fallback"])
+@pytest.fixture(params=["openat2", "openat2-threads", "fallback"])
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run once with openat2 confinement and once in the realpath-only fallback."""
-    if request.param == "openat2":
+    """Run with openat2 confinement (cached calls tried on the event loop first, see
+    ``_local``), with openat2 in worker threads only, and in the realpath-only fallback."""
+    monkeypatch.setattr(_local, "_nonblocking_roots", {})
+    if request.param.startswith("openat2"):
         if not _beneath.supported():
             pytest.skip("openat2 confinement is not available here")
+        if request.param == "openat2-threads":
+            monkeypatch.setattr(_beneath, "nonblocking_root", lambda path: False)
     else:
         monkeypatch.setattr(_beneath, "supported", lambda: False)
     return str(request.param)
@@ -357,7 +361,7 @@ async def test_the_root_itself(jail: Path, mode: str) -> None:
     await path_io.mkdir(jail, exist_ok=True)
     with pytest.raises(FileExistsError):
         await path_io.mkdir(jail)
-    if mode == "openat2":
+    if mode.startswith("openat2"):
         for operation in (path_io.rmdir, path_io.unlink):
             with pytest.raises(OSError, match=os.strerror(errno.EBUSY)):
                 await operation(jail)
@@ -544,7 +548,7 @@ async def test_names_with_stats_links(jail: Path, mode: str) -> None:
     assert facts(entries["to_file"]) == facts((jail / "dir" / "inner").stat())
     assert facts(entries["dangling"]) == facts((jail / "dir" / "dangling").lstat())
     out = jail / "dir" / "out"
-    expected = out.lstat() if mode == "openat2" else out.stat()  # fallback: plain paths
+    expected = out.lstat() if mode.startswith("openat2") else out.stat()  # fallback: plain paths
     assert facts(entries["out"]) == facts(expected)
 
 

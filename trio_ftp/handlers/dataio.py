@@ -23,6 +23,7 @@ from ..validation import as_seconds
 
 __all__ = [
     "KERNEL_CHUNK",
+    "KERNEL_MINIMUM",
     "TransferProgress",
     "close_data",
     "kernel_copy",
@@ -37,6 +38,10 @@ T = TypeVar("T")
 
 #: Most bytes one worker-thread call of the kernel fast path moves (see ..fastpath).
 KERNEL_CHUNK = 64 * 1024 * 1024
+#: Downloads shorter than this take the Python path: copying them costs less than the
+#: worker-thread call that sendfile needs (and the local backend reads cached files
+#: without one).
+KERNEL_MINIMUM = 256 * 1024
 #: errno values that mean the data connection broke (a 426, as in the Python path).
 _BROKEN_CONNECTION = frozenset(
     {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}

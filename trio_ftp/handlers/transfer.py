@@ -29,6 +29,7 @@ from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fac
 from ..throttle import Throttle
 from .dataio import (
     KERNEL_CHUNK,
+    KERNEL_MINIMUM,
     TransferProgress,
     close_data,
     kernel_copy,
@@ -284,11 +285,13 @@ class TransferCommands(ServerBase):
             return True
 
         ascii_mode = connection.transfer_type == "A"
+        length = size - offset if limit is None else min(size - offset, limit)
+        small = length < KERNEL_MINIMUM
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             to_network = ToNetwork() if ascii_mode else None  # RFC 959 §3.1.1.1: CRLF on the wire
             async with connection.path_io.open(real, mode="rb") as file:
-                fd = None if ascii_mode else kernel_fd(connection, stream, file)
+                fd = None if ascii_mode or small else kernel_fd(connection, stream, file)
                 if fd is not None:
                     assert isinstance(stream, trio.SocketStream)
                     # Unthrottled chunks through the kernel; a limit switched on meanwhile

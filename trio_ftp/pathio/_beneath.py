@@ -14,6 +14,13 @@ old realpath check allowed them). On that ``EXDEV`` :meth:`Root.open` computes t
 path, checks it is inside the root, and resolves that again beneath the root, so the kernel
 still confines the final resolution.
 
+Cached lookups. With ``RESOLVE_CACHED`` (Linux 5.12) the kernel resolves a path only from
+its dentry cache and answers ``EAGAIN`` rather than read the disk; :class:`Root` takes a
+``cached`` flag that turns it on, and its opens then raise :class:`BlockingIOError` instead
+of waiting. The local backend uses that to serve cached paths on the event loop itself
+(no worker-thread call), and only where :func:`nonblocking_root` found a local file system,
+whose ``fstat`` of an open descriptor never waits for a server.
+
 Where ``openat2`` is missing (kernels before 5.6, seccomp filters answering ``ENOSYS`` or
 ``EPERM``, no ``/proc/self/fd``, other systems), :func:`supported` is False and the backend
 falls back to the realpath check in ``confine`` alone. Separate from ``_local`` because it
@@ -32,11 +39,28 @@ from typing import Any, NamedTuple
 
 from ..errors import PermissionDenied
 
-__all__ = ["Confined", "Root", "is_within", "openat2", "supported"]
+__all__ = [
+    "Confined",
+    "Root",
+    "is_within",
+    "nonblocking_root",
+    "openat2",
+    "supported",
+]
 
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
+RESOLVE_CACHED = 0x20
 _RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+_AT_FDCWD = -100
+
+#: ``statfs`` ``f_type`` of local file systems, whose inodes, once a path resolves from the
+#: dentry cache, are in memory: ext2/3/4, XFS, Btrfs, F2FS, tmpfs, ramfs, overlayfs, ZFS,
+#: bcachefs. Network and FUSE file systems are left out: their ``fstat`` may ask a server.
+_LOCAL_FILE_SYSTEMS = frozenset(
+    {0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x01021994, 0x858458F6, 0x794C7630}
+    | {0x2FC12FC1, 0xCA451A4E}
+)
 
 #: ``O_PATH`` (Linux only; 0 elsewhere, where this module is never used).
 O_PATH: int = getattr(os, "O_PATH", 0)
@@ -74,13 +98,15 @@ def _libc_syscall() -> Any | None:
     return function
 
 
-def openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
-    """``openat2(dir_fd, path, {flags | O_CLOEXEC, mode, RESOLVE_BENEATH | NO_MAGICLINKS})``.
+def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, *, resolve: int = _RESOLVE) -> int:
+    """``openat2(dir_fd, path, {flags | O_CLOEXEC, mode, resolve})``; ``resolve`` is
+    ``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`` unless given.
 
     Returns:
         The new file descriptor; the caller closes it.
 
     Raises:
+        BlockingIOError: with ``RESOLVE_CACHED``, the path is not all in the dentry cache.
         OSError: what the kernel answered (``EXDEV`` for a step out of ``dir_fd``).
         ValueError: ``path`` contains a NUL byte (C would silently cut it there).
     """
@@ -91,9 +117,10 @@ def openat2(dir_fd: int, path: str, flags: int, mode: int = 0) -> int:
     if b"\0" in encoded:
         raise ValueError("embedded null byte")
     # openat2 refuses a mode without O_CREAT (unlike openat, which ignores it).
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, _RESOLVE)
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
     code = errno.EAGAIN
-    for _ in range(_RETRIES):
+    # EAGAIN under RESOLVE_CACHED means "not cached": retrying would only ask again.
+    for _ in range(1 if resolve & RESOLVE_CACHED else _RETRIES):
         fd = function(
             ctypes.c_long(_OPENAT2),
             ctypes.c_long(dir_fd),
@@ -136,6 +163,40 @@ def supported() -> bool:
         os.close(root)
 
 
+@functools.cache
+def _cached_lookups_work() -> bool:
+    """Whether this kernel knows ``RESOLVE_CACHED`` (5.12; older ones answer EINVAL)."""
+    if not supported():
+        return False
+    try:
+        os.close(openat2(_AT_FDCWD, "/", O_PATH, resolve=RESOLVE_CACHED))
+    except OSError:
+        return False
+    return True
+
+
+def _statfs_type(path: str) -> int | None:
+    """``statfs(path).f_type`` (the first field of ``struct statfs`` on every Linux ABI),
+    or None when it cannot be read."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).statfs
+    except (OSError, AttributeError):
+        return None
+    buffer = ctypes.create_string_buffer(512)  # larger than struct statfs anywhere
+    if function(ctypes.c_char_p(os.fsencode(path)), buffer) != 0:
+        return None
+    return ctypes.c_ulong.from_buffer(buffer).value & 0xFFFFFFFF
+
+
+def nonblocking_root(path: str) -> bool:
+    """Whether paths beneath ``path`` may be resolved with cached lookups on the event
+    loop: openat2 confinement and ``RESOLVE_CACHED`` work, and ``path`` is on a local file
+    system. Blocking (``statfs``): call it from a worker thread."""
+    if not _cached_lookups_work():
+        return False
+    return _statfs_type(path) in _LOCAL_FILE_SYSTEMS
+
+
 def is_within(path: str, base: str) -> bool:
     """Whether the real path ``path`` is ``base`` or below it."""
     if path == base:
@@ -173,12 +234,18 @@ class Confined(NamedTuple):
 class Root:
     """An ``O_PATH`` descriptor of a user's root, to resolve paths beneath it.
 
-    A context manager: the descriptor lives only for one operation.
+    A context manager: the descriptor lives only for one operation. ``cached``: resolve the
+    root and every path beneath it from the dentry cache only; anything that would read the
+    disk (or take the slow ``EXDEV`` route below) raises :class:`BlockingIOError`.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, cached: bool = False) -> None:
         self.path = path
-        self.fd = os.open(path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.cached = cached
+        if cached:
+            self.fd = openat2(_AT_FDCWD, path, O_PATH | os.O_DIRECTORY, resolve=RESOLVE_CACHED)
+        else:
+            self.fd = os.open(path, O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def __enter__(self) -> Root:
         return self
@@ -193,11 +260,14 @@ class Root:
             trio_ftp.errors.PermissionDenied: the path leaves the root (now, at use time).
             OSError: any other failure of the open.
         """
+        resolve = _RESOLVE | RESOLVE_CACHED if self.cached else _RESOLVE
         try:
-            return openat2(self.fd, relative, flags, mode)
+            return openat2(self.fd, relative, flags, mode, resolve=resolve)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
+            if self.cached:  # realpath below may read the disk: leave it to a worker thread
+                raise BlockingIOError(errno.EAGAIN, "needs a real path", relative) from exc
         # An absolute symlink, or a ".." out of the root: allowed only when the real path is
         # inside, and then resolved again beneath the root so the kernel has the last word.
         base = os.path.realpath(self.path)
