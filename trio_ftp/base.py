@@ -496,6 +496,9 @@ class ServerBase(SpeedLimited):
         user = connection.pop("user")
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
+        if self.user_manager.timeout is None:
+            await self.user_manager.notify_logout(user)
+            return
         with trio.move_on_after(as_seconds(self.user_manager.timeout)) as scope:
             await self.user_manager.notify_logout(user)
         if scope.cancelled_caught:

@@ -62,9 +62,9 @@ class ConnectionConditions:
         @functools.wraps(f)
         async def wrapper(server: Server, connection: Connection, *args: Any, **kw: Any) -> Any:
             names = [name for name, _ in self.fields]
-            timeout = connection.wait_future_timeout if self.wait else 0
-            with trio.move_on_after(as_seconds(timeout)):
-                await connection.wait_for(*names)
+            if self.wait and not all(name in connection for name in names):
+                with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
+                    await connection.wait_for(*names)
             if not all(name in connection for name in names):
                 for name, reason in self.fields:
                     if name not in connection:

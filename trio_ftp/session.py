@@ -149,8 +149,24 @@ class Session:
         self.log.debug("<- %s %s", code, text)
         self._replies.append(encode_reply(code, text, self.server.encoding))
 
+    def _flushed_now(self) -> bool:
+        """Send the queued replies without yielding, if they can be: nobody is mid-write
+        (no other task can slip a reply in between) and the plain TCP socket takes them
+        whole. False when something is left for :meth:`flush`."""
+        if self._write_lock is not None or type(self.stream) is not trio.SocketStream:
+            return not self._replies and self._write_lock is None
+        if self._replies:
+            data = self._write_now(b"".join(self._replies))
+            self._replies.clear()
+            if data:
+                self._replies.append(data)
+                return False
+        return True
+
     async def flush(self) -> None:
         """Send every queued reply, in order. Timeouts: ``socket_timeout`` for the write."""
+        if self._flushed_now():
+            return
         # The lock exists only while someone is writing: idle sessions keep none.
         lock = self._write_lock
         if lock is None:
@@ -173,16 +189,21 @@ class Session:
         not fit is sent under ``socket_timeout``."""
         stream = self.stream
         if type(stream) is trio.SocketStream:
-            try:
-                data = data[os.write(stream.socket.fileno(), data) :]
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+            data = self._write_now(data)
             if not data:
                 return
         with trio.fail_after(as_seconds(self.server.socket_timeout)):
             await stream.send_all(data)
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the plain TCP control socket takes without waiting; the rest."""
+        assert type(self.stream) is trio.SocketStream
+        try:
+            return data[os.write(self.stream.socket.fileno(), data) :]
+        except BlockingIOError:
+            return data
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"control connection: {exc}") from exc
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -213,11 +234,12 @@ class Session:
                 transfer.done.set()
             # The transfer's last replies (226, or 426/226) go out whole even if the session
             # is being cancelled: a send cut halfway would leave the client a broken line.
-            with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_REPLY_TIMEOUT):
-                try:
-                    await self.flush()
-                except _STREAM_GONE:
-                    self.cancel()
+            try:
+                if not self._flushed_now():
+                    with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_REPLY_TIMEOUT):
+                        await self.flush()
+            except _STREAM_GONE:
+                self.cancel()
         finally:
             self.server.transfer_done()  # only now may a graceful close() go on
 
@@ -441,15 +463,24 @@ class Session:
     async def _teardown(self) -> None:
         if self.server.closing and not self._ended_normally:
             self.respond("421", "server shutting down, closing connection")
+        try:
+            flushed = self._flushed_now()
+        except (*_STREAM_GONE, OSError):
+            flushed = True  # nobody left to read it
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(_GOODBYE_TIMEOUT):
-                try:
-                    await self.flush()
-                except (*_STREAM_GONE, OSError):
-                    pass
-            await self.data.close()
-            with trio.move_on_after(_GOODBYE_TIMEOUT) as scope:
+            if flushed and type(self.stream) is trio.SocketStream:
+                # Nothing left to wait for: a plain socket closes at once, no timeouts needed.
+                await self.data.close()
                 await self.stream.aclose()
-            if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
-                await trio.aclose_forcefully(self.stream)
+            else:
+                with trio.move_on_after(_GOODBYE_TIMEOUT):
+                    try:
+                        await self.flush()
+                    except (*_STREAM_GONE, OSError):
+                        pass
+                await self.data.close()
+                with trio.move_on_after(_GOODBYE_TIMEOUT) as scope:
+                    await self.stream.aclose()
+                if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
+                    await trio.aclose_forcefully(self.stream)
             await self.server.session_ended(self.connection)
