@@ -313,7 +313,9 @@ class TransferCommands(ServerBase):
                             return
                 if progress.bytes or offset:
                     await file.seek(offset + progress.bytes)
-                size = self._block_size(connection.write_throttle)
+                # No bigger than the file (as it was at RETR) needs: a small file's read
+                # should not allocate a whole block.
+                size = min(self._block_size(connection.write_throttle), max(length, 65536))
                 while block := await file.read(next_size(size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:
