@@ -28,7 +28,7 @@ from benchmarks.machine import caption, describe, footnotes, headers
 from benchmarks.measure import Probe
 from benchmarks.report import Results, metrics, render_json, render_markdown, session_notes
 from benchmarks.runner import Runner, rows_for
-from benchmarks.servers import LIMIT, available_kinds
+from benchmarks.servers import FLOOR, LIMIT, available_kinds
 from benchmarks.settings import FULL, QUICK, Mode
 from benchmarks.tlscerts import make_tls_files
 
@@ -48,6 +48,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "vsftpd only if installed)",
     )
     parser.add_argument("--no-limit", action="store_true", help="skip the sendfile limit")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the trio floor (bare trio sessions)"
+    )
     parser.add_argument(
         "--session-clients", type=int, help="client processes sharing the concurrent sessions"
     )
@@ -76,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = _mode(args)
     names = args.servers.split(",") if args.servers else None
     kinds = available_kinds(names)
+    compares_trio_ftp = any(kind.name == "trio_ftp" for kind in kinds)
     if not args.no_limit:
         kinds = [*kinds, LIMIT]
+    if not args.no_floor and compares_trio_ftp:
+        kinds = [*kinds, FLOOR]
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     started = time.monotonic()

@@ -11,12 +11,12 @@ import ssl
 import subprocess
 from typing import Any
 
-from benchmarks.servers import LIMIT, ServerKind
+from benchmarks.servers import FLOOR, LIMIT, ServerKind
 from benchmarks.settings import Mode
 
 __all__ = ["caption", "describe", "footnotes", "headers"]
 
-_MARKS = {"aioftp": "¹", "vsftpd": "²", LIMIT.name: "³"}
+_MARKS = {"aioftp": "¹", "vsftpd": "²", LIMIT.name: "³", FLOOR.name: "⁴"}
 
 
 def _cpu_model() -> str:
@@ -88,6 +88,8 @@ def headers(kinds: list[ServerKind]) -> dict[str, str]:
     titles = {kind.name: kind.name + _MARKS.get(kind.name, "") for kind in kinds}
     if LIMIT in kinds:
         titles[LIMIT.name] = "loopback limit" + _MARKS[LIMIT.name]
+    if FLOOR in kinds:
+        titles[FLOOR.name] = "trio floor" + _MARKS[FLOOR.name]
     return titles
 
 
@@ -115,5 +117,11 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
         notes.append(
             "³ Not an FTP server: a bare `os.sendfile` sender read by the same client, the "
             "most this machine's loopback carries."
+        )
+    if FLOOR.name in names:
+        notes.append(
+            "⁴ Not an FTP server: a bare trio program (`benchmarks/serve.py`) that answers the "
+            "same session dialogue with canned replies and checks nothing, the most sessions "
+            "per second any trio server can reach on this machine with CPython."
         )
     return notes

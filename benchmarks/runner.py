@@ -13,7 +13,15 @@ from pathlib import Path
 from benchmarks.children import Children
 from benchmarks.measure import MeasurementError, Probe, Sample
 from benchmarks.report import Results
-from benchmarks.servers import LIMIT, RunningServer, ServerKind, log_tail, start_server
+from benchmarks.servers import (
+    FLOOR,
+    LIMIT,
+    REFERENCES,
+    RunningServer,
+    ServerKind,
+    log_tail,
+    start_server,
+)
 from benchmarks.settings import Mode
 
 __all__ = ["Row", "Runner", "rows_for"]
@@ -27,7 +35,7 @@ class Row:
     keys: tuple[str, ...]  # the metric keys it fills
     run: Callable[[RunningServer], Sample]
     tls: bool = False
-    applies: Callable[[ServerKind], bool] = lambda kind: kind is not LIMIT
+    applies: Callable[[ServerKind], bool] = lambda kind: kind not in REFERENCES
 
 
 def rows_for(mode: Mode, probe: Probe) -> list[Row]:
@@ -37,7 +45,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             "RETR",
             ("retr_mbps", "retr_cpu", "retr_client_cpu"),
             lambda s: probe.limit(s) if s.kind is LIMIT else probe.retr(s),
-            applies=lambda kind: True,
+            applies=lambda kind: kind is not FLOOR,
         ),
         Row("STOR", ("stor_mbps", "stor_cpu", "stor_client_cpu"), probe.stor),
         Row("LIST", ("list_ms",), lambda s: probe.listing(s, "LIST")),
@@ -45,7 +53,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             "MLSD",
             ("mlsd_ms",),
             lambda s: probe.listing(s, "MLSD"),
-            applies=lambda kind: kind is not LIMIT and kind.mlsd,
+            applies=lambda kind: kind not in REFERENCES and kind.mlsd,
         ),
         Row(
             "FTPS RETR",
@@ -68,6 +76,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
                 functools.partial(
                     _sessions, probe, level, mode.session_warmup, mode.session_seconds
                 ),
+                applies=lambda kind: kind is not LIMIT,  # the trio floor too
             )
         )
     rows.append(
@@ -126,7 +135,7 @@ class Runner:
             files = self.probe.tls if tls else None
             running = start_server(self.children, kind, self.probe.data, self.workdir, files)
             self.servers[key] = running
-            if kind is not LIMIT:
+            if kind is not LIMIT:  # the floor answers the warm-up's sessions too
                 self.probe.warm_up(running)
         return running
 
@@ -134,7 +143,7 @@ class Runner:
         """Start and warm up every instance before the first measurement. One that fails
         is tried again by each of its measurements, which then record the failure."""
         for kind in self.kinds:
-            for tls in (False, True) if kind is not LIMIT else (False,):
+            for tls in (False,) if kind in REFERENCES else (False, True):
                 try:
                     self.server(kind, tls)
                 except (MeasurementError, TimeoutError, OSError, RuntimeError) as exc:
@@ -147,10 +156,10 @@ class Runner:
             for row in rows:
                 for kind in self.kinds:
                     if not row.applies(kind):
-                        if kind is not LIMIT:
+                        if kind not in REFERENCES:  # their "—" needs no "n/a"
                             self.results.not_applicable(kind.name, row.keys)
                         continue
-                    self.measure(row, kind, f"[{index}/{rounds}] {row.name:<13} {kind.name:<9}")
+                    self.measure(row, kind, f"[{index}/{rounds}] {row.name:<13} {kind.name:<10}")
             _log(f"round {index}/{rounds} took {time.monotonic() - started:.1f} s")
 
     def measure(self, row: Row, kind: ServerKind, label: str) -> None:

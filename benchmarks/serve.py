@@ -1,5 +1,6 @@
 """Run one server in this process (the harness starts it as a child): trio_ftp, pyftpdlib,
-aioftp, or the bare ``os.sendfile`` sender that gives the loopback limit.
+aioftp, the bare ``os.sendfile`` sender that gives the loopback limit, or the bare trio
+program that gives the trio floor.
 
 Each binds 127.0.0.1 on a free port, prints the port on stdout once it accepts
 connections, and serves until it is killed. All use their defaults except where equal
@@ -116,11 +117,75 @@ def serve_sendfile_limit(args: argparse.Namespace) -> None:
                     pass
 
 
+def serve_trio_floor(args: argparse.Namespace) -> None:
+    """Not FTP: the thinnest trio program that speaks the benchmark's session dialogue
+    (greeting, USER, PASS, TYPE, PASV, RETR, QUIT) with canned replies. It checks nothing:
+    no login, no path confinement, no threads; RETR reads ``--root``/name with a blocking
+    ``open().read()``. Its sessions/s are the most any trio server can do here on CPython."""
+    import trio
+
+    root = Path(args.root)
+
+    async def session(stream: trio.SocketStream) -> None:
+        passive: trio.SocketListener | None = None
+        buffer = b""
+        try:
+            await stream.send_all(b"220 ready\r\n")
+            while True:
+                while b"\r\n" not in buffer:
+                    chunk = await stream.receive_some()
+                    if not chunk:
+                        return  # the client left mid-dialogue
+                    buffer += chunk
+                line, buffer = buffer.split(b"\r\n", 1)
+                verb, _, argument = line.partition(b" ")
+                verb = verb.upper()
+                reply = b"200 ok"
+                if verb == b"USER":
+                    reply = b"331 password"
+                elif verb == b"PASS":
+                    reply = b"230 logged in"
+                elif verb == b"PASV":
+                    if passive is not None:
+                        await passive.aclose()
+                    (passive,) = await trio.open_tcp_listeners(0, host=HOST)
+                    port = passive.socket.getsockname()[1]
+                    reply = b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
+                elif verb == b"RETR" and passive is not None:
+                    await stream.send_all(b"150 ok\r\n")
+                    async with passive:
+                        data = await passive.accept()
+                    passive = None
+                    path = root / argument.decode().lstrip("/")
+                    with open(path, "rb") as f:  # noqa: ASYNC230 (a floor: no thread)
+                        content = f.read()
+                    async with data:
+                        await data.send_all(content)
+                    reply = b"226 done"
+                elif verb == b"QUIT":
+                    await stream.send_all(b"221 bye\r\n")
+                    return  # serve_listeners closes the stream
+                await stream.send_all(reply + b"\r\n")
+        except (trio.BrokenResourceError, OSError):  # a client gone, a missing file
+            pass
+        finally:
+            if passive is not None:
+                await passive.aclose()
+
+    async def run() -> None:
+        listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=BACKLOG)
+        _announce(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(session, listeners)
+
+    trio.run(run)
+
+
 SERVERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "trio_ftp": serve_trio_ftp,
     "pyftpdlib": serve_pyftpdlib,
     "aioftp": serve_aioftp,
     "sendfile": serve_sendfile_limit,
+    "trio-floor": serve_trio_floor,
 }
 
 

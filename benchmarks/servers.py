@@ -23,8 +23,10 @@ from benchmarks.datafiles import DataSet
 from benchmarks.tlscerts import TLSFiles
 
 __all__ = [
+    "FLOOR",
     "KINDS",
     "LIMIT",
+    "REFERENCES",
     "RunningServer",
     "ServerKind",
     "available_kinds",
@@ -58,7 +60,11 @@ KINDS = (
     # It runs under benchmarks.reaper: the reaper and the listener when idle.
     ServerKind("vsftpd", login=("anonymous", "bench@"), mlsd=False, idle_processes=2),
 )
+# The reference columns, not FTP servers (benchmarks.serve): the loopback limit for RETR,
+# and the trio floor for the concurrent sessions. Both run plain only, never with TLS.
 LIMIT = ServerKind("sendfile")
+FLOOR = ServerKind("trio-floor", mlsd=False)
+REFERENCES = (LIMIT, FLOOR)
 
 
 @dataclass
@@ -99,6 +105,8 @@ def start_server(
     tls: TLSFiles | None = None,
 ) -> RunningServer:
     """Start ``kind`` serving ``data.root`` (FTPS if ``tls``) and wait until it is ready."""
+    if tls is not None and kind in REFERENCES:
+        raise ValueError(f"{kind.name} has no TLS")
     if kind.name == "vsftpd":
         return _start_vsftpd(children, kind, data, workdir, tls)
     argv = python_module("benchmarks.serve", kind.name, "--root", str(data.root))
