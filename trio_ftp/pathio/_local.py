@@ -67,6 +67,9 @@ class _ReadFile(io.FileIO):
     blocks); ``nowait``: its reads may be tried with ``RWF_NOWAIT`` on the event loop."""
 
     nowait = False
+    #: Reused by every RWF_NOWAIT read of this file: a fresh megabyte per read would be
+    #: zeroed (and often page-faulted) only to be overwritten.
+    buffer = bytearray()
 
 
 async def _in_thread(fn: Callable[[], T], *, read_only: bool) -> T:
@@ -201,10 +204,11 @@ def _open(
 def _read_nowait(file: _ReadFile, size: int) -> bytes:
     """Up to ``size`` bytes from the page cache at the file's position (advancing it);
     BlockingIOError when none of them is cached."""
-    buffer = bytearray(size)
-    count = os.preadv(file.fileno(), [buffer], -1, _RWF_NOWAIT)  # -1: at the file position
-    del buffer[count:]
-    return bytes(buffer)
+    if len(file.buffer) < size:
+        file.buffer = bytearray(size)
+    with memoryview(file.buffer) as view:
+        count = os.preadv(file.fileno(), [view[:size]], -1, _RWF_NOWAIT)  # -1: file position
+        return bytes(view[:count])
 
 
 def _close_nowait(file: _ReadFile) -> None:
