@@ -1,5 +1,6 @@
-"""Run every row against every server, interleaved (A B C A B C ...) so that a slow patch
-of the machine hurts every server alike, and collect the samples."""
+"""Run every row against every server, interleaved (A B C, then B C A, ...) so that a slow
+patch of the machine, or what the previous measurement left behind, hurts every server
+alike, and collect the samples."""
 
 from __future__ import annotations
 
@@ -153,8 +154,13 @@ class Runner:
         """``rounds`` times: every row, every server in turn."""
         for index in range(1, rounds + 1):
             started = time.monotonic()
+            # Each round starts the order one server later (A B C, B C A, C A B ...): what
+            # the previous row left behind (dirty pages, a busy cache) must not always
+            # fall on the same server.
+            shift = (index - 1) % len(self.kinds)
+            order = self.kinds[shift:] + self.kinds[:shift]
             for row in rows:
-                for kind in self.kinds:
+                for kind in order:
                     if not row.applies(kind):
                         if kind not in REFERENCES:  # their "—" needs no "n/a"
                             self.results.not_applicable(kind.name, row.keys)
