@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+import trio
 from conftest import in_thread, random_bytes
 
 from trio_ftp.errors import PermissionDenied
@@ -201,3 +202,55 @@ async def test_a_short_download_session_needs_no_worker_thread(
     del worker_thread_calls[:]
     assert await in_thread(session) == (4096, payload)
     assert pathio_calls(worker_thread_calls) == []
+
+
+async def test_cached_lookups_never_cross_a_mount(
+    tmp_path: Path, worker_thread_calls: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lookup tried on the loop forbids crossing a mount point (RESOLVE_NO_XDEV): an
+    NFS or FUSE mount below a local root is only ever used from a worker thread."""
+    path_io, root = await confined_root(tmp_path)
+    real_openat2 = _beneath.openat2
+    flags = []
+
+    def recording(dir_fd: int, path: str, *args: Any, resolve: int = 0, **kwargs: Any) -> int:
+        if dir_fd != _beneath._AT_FDCWD:  # beneath the root, not the root itself
+            flags.append(resolve)
+        return real_openat2(dir_fd, path, *args, resolve=resolve, **kwargs)
+
+    monkeypatch.setattr(_beneath, "openat2", recording)
+    await every_cached_call(path_io, root)
+    cached = [resolve for resolve in flags if resolve & _beneath.RESOLVE_CACHED]
+    assert cached
+    assert all(resolve & _beneath.RESOLVE_NO_XDEV for resolve in cached)
+
+
+async def test_a_mount_below_the_root_is_used_from_a_thread(
+    tmp_path: Path, worker_thread_calls: list[object]
+) -> None:
+    """With a real file system mounted inside the root (where this process may mount),
+    its files are stat'ed and read from worker threads, the root's own on the loop."""
+    path_io, root = await confined_root(tmp_path)
+    mount_point = root / "mnt"
+    mount_point.mkdir()
+    mounted = await trio.run_process(
+        ["mount", "-t", "tmpfs", "none", str(mount_point)],
+        check=False,
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount here (no privilege); the flag is checked by the test above")
+    try:
+        (mount_point / "inner").write_bytes(b"on another file system")
+        await every_cached_call(path_io, root)  # warm the dentry cache
+        del worker_thread_calls[:]
+        assert (await path_io.stat(root / "file")).st_size == 10
+        assert pathio_calls(worker_thread_calls) == []
+        assert (await path_io.stat(mount_point / "inner")).st_size == 22
+        async with path_io.open(mount_point / "inner") as file:
+            assert await file.read(100) == b"on another file system"
+        calls = pathio_calls(worker_thread_calls)
+        assert calls == ["_stat", "_open", "read", "close"], calls
+    finally:
+        await trio.run_process(["umount", str(mount_point)])

@@ -19,7 +19,9 @@ its dentry cache and answers ``EAGAIN`` rather than read the disk; :class:`Root`
 ``cached`` flag that turns it on, and its opens then raise :class:`BlockingIOError` instead
 of waiting. The local backend uses that to serve cached paths on the event loop itself
 (no worker-thread call), and only where :func:`nonblocking_root` found a local file system,
-whose ``fstat`` of an open descriptor never waits for a server.
+whose ``fstat`` of an open descriptor never waits for a server; cached opens also refuse to
+cross a mount point (``RESOLVE_NO_XDEV``), so a network mount below the root is used from a
+worker thread only.
 
 Where ``openat2`` is missing (kernels before 5.6, seccomp filters answering ``ENOSYS`` or
 ``EPERM``, no ``/proc/self/fd``, other systems), :func:`supported` is False and the backend
@@ -48,6 +50,7 @@ __all__ = [
     "supported",
 ]
 
+RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
 RESOLVE_CACHED = 0x20
@@ -260,7 +263,10 @@ class Root:
             trio_ftp.errors.PermissionDenied: the path leaves the root (now, at use time).
             OSError: any other failure of the open.
         """
-        resolve = _RESOLVE | RESOLVE_CACHED if self.cached else _RESOLVE
+        # Cached: never across a mount point either (EXDEV), so the path stays on the root's
+        # file system, the one nonblocking_root found local: an NFS or FUSE mount below the
+        # root is reached only from a worker thread.
+        resolve = _RESOLVE | RESOLVE_CACHED | RESOLVE_NO_XDEV if self.cached else _RESOLVE
         try:
             return openat2(self.fd, relative, flags, mode, resolve=resolve)
         except OSError as exc:

@@ -7,8 +7,10 @@ session makes several. So, beneath a root on a local file system (see
 ``_beneath.nonblocking_root``), the calls that can be asked not to wait are first tried on
 the event loop: lookups with ``RESOLVE_CACHED`` (stat, exists, is_dir, is_file, opening
 for reading), reads with ``RWF_NOWAIT`` (only from the page cache), seeks, and the close of
-a file opened for reading. Whatever the kernel would have to wait for (a lookup or a read
-that needs the disk) answers ``EAGAIN`` at once and goes to a worker thread as before.
+a file opened for reading, all only on the root's own file system (a cached lookup never
+crosses a mount point, so an NFS or FUSE mount below the root stays in threads). Whatever
+the kernel would have to wait for (a lookup or a read that needs the disk) answers
+``EAGAIN`` at once and goes to a worker thread as before.
 Writes, creations, renames and listings always go to a thread.
 
 Separate because it is the only backend that touches the real file system.
@@ -64,9 +66,11 @@ _ROOTS_REMEMBERED = 1024
 
 class _ReadFile(io.FileIO):
     """A file opened for reading beneath a root, unbuffered (the server reads large
-    blocks); ``nowait``: its reads may be tried with ``RWF_NOWAIT`` on the event loop."""
+    blocks); ``nowait``: it is on the root's (local) file system, so its reads may be tried
+    with ``RWF_NOWAIT`` on the event loop, and its close made there."""
 
     nowait = False
+    on_root_file_system = False
     #: Reused by every RWF_NOWAIT read of this file: a fresh megabyte per read would be
     #: zeroed (and often page-faulted) only to be overwritten.
     buffer = bytearray()
@@ -191,14 +195,20 @@ def _open(
         return file
     with _beneath.Root(where.root, cached=cached) as root:
         fd = root.open(where.relative, _OPEN_FLAGS[mode], 0o666)
-    try:
-        # refuses a directory opened "rb" (IsADirectoryError)
-        raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
-    except BaseException:
-        os.close(fd)  # FileIO owns the descriptor only once it is made
-        raise
+        try:
+            # Is the file on the root's own file system? A cached open cannot cross a mount
+            # point; one from a thread can, onto NFS or FUSE, whose files stay in threads.
+            same_fs = cached or os.fstat(fd).st_dev == os.fstat(root.fd).st_dev
+            # refuses a directory opened "rb" (IsADirectoryError)
+            raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
+        except BaseException:
+            os.close(fd)  # FileIO owns the descriptor only once it is made
+            raise
     raw.name = path  # as open(path) would name it (repr, errors)
-    return raw if isinstance(raw, _ReadFile) else _BUFFERED[mode](raw)
+    if isinstance(raw, _ReadFile):
+        raw.on_root_file_system = same_fs
+        return raw
+    return _BUFFERED[mode](raw)
 
 
 def _read_nowait(file: _ReadFile, size: int) -> bytes:
@@ -450,7 +460,11 @@ class PathIO(AbstractPathIO[Path]):
             where, functools.partial(_open, target, where, mode), read_only=False
         )
         if isinstance(file, _ReadFile) and where is not None:
-            file.nowait = bool(_RWF_NOWAIT) and _nonblocking_roots.get(where.root, False)
+            file.nowait = (
+                bool(_RWF_NOWAIT)
+                and file.on_root_file_system
+                and _nonblocking_roots.get(where.root, False)
+            )
         return file
 
     async def seek(
