@@ -18,7 +18,7 @@ from conftest import LOGIN, PASSWORD, MiB, TLSCerts, in_thread, random_bytes
 
 from trio_ftp import fastpath
 from trio_ftp.handlers import transfer
-from trio_ftp.handlers.dataio import KERNEL_MINIMUM
+from trio_ftp.handlers.dataio import KERNEL_MINIMUM, TLS_SLICE
 
 
 @pytest.fixture
@@ -168,6 +168,38 @@ async def test_tls_transfers_never_use_the_fast_path(start_server, root, tls, ke
     assert await in_thread(client) == payload
     assert (root / "up.bin").read_bytes() == payload
     assert kernel_calls == Counter()
+
+
+async def test_tls_downloads_reach_sslstream_in_slices(
+    start_server, root, tls, monkeypatch: pytest.MonkeyPatch
+):
+    """A 1 MiB block goes to SSLStream.send_all in TLS_SLICE pieces (cheaper to encrypt)
+    and the file arrives byte for byte."""
+    certs: TLSCerts = tls
+    payload = random_bytes(2 * MiB + 12345)
+    (root / "f.bin").write_bytes(payload)
+    sizes: list[int] = []
+    send_all = trio.SSLStream.send_all
+
+    async def recording(self: trio.SSLStream[Any], data: Any) -> None:
+        sizes.append(len(data))
+        await send_all(self, data)
+
+    monkeypatch.setattr(trio.SSLStream, "send_all", recording)
+    running = await start_server(tls_context=certs.server_context)
+
+    def client() -> bytes:
+        ftp = ftplib.FTP_TLS(context=certs.client_context, timeout=10)
+        with ftp:
+            ftp.connect(running.host, running.port)
+            ftp.login(LOGIN, PASSWORD)
+            ftp.prot_p()
+            return download(ftp, "f.bin")
+
+    assert await in_thread(client) == payload
+    data_sends = [size for size in sizes if size > 1000]  # not the control replies
+    assert sum(data_sends) == len(payload)
+    assert max(data_sends) == TLS_SLICE
 
 
 async def test_uploads_through_splice_are_byte_exact(start_server, root, kernel_calls):

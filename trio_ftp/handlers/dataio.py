@@ -24,6 +24,7 @@ from ..validation import as_seconds
 __all__ = [
     "KERNEL_CHUNK",
     "KERNEL_MINIMUM",
+    "TLS_SLICE",
     "TransferProgress",
     "close_data",
     "kernel_copy",
@@ -38,6 +39,11 @@ T = TypeVar("T")
 
 #: Most bytes one worker-thread call of the kernel fast path moves (see ..fastpath).
 KERNEL_CHUNK = 64 * 1024 * 1024
+#: The most plaintext handed to ``SSLStream.send_all`` at once. It encrypts a whole send
+#: into one ciphertext buffer before writing it; at 1 MiB that buffer is fresh memory every
+#: time. 256 KiB slices of a 1 MiB block cost about a fifth less CPU per GiB (measured on
+#: loopback; 64 and 128 KiB slices were slower again).
+TLS_SLICE = 256 * 1024
 #: Downloads shorter than this take the Python path: copying them costs less than the
 #: worker-thread call that sendfile needs (and the local backend reads cached files
 #: without one).
@@ -62,12 +68,20 @@ def socket_timeout(connection: Connection) -> float:
 async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes) -> None:
     """Send on a data connection, at the pace of every write speed limit that applies.
 
-    Timeouts: ``socket_timeout`` for the send itself (then ``426``); waiting for the
-    throttle is not counted, so a low limit never times a transfer out.
+    Timeouts: ``socket_timeout`` for the send itself (then ``426``), for each
+    :data:`TLS_SLICE` on TLS; waiting for the throttle is not counted, so a low limit never
+    times a transfer out.
     """
     await connection.write_throttle.acquire(len(data))
+    timeout = socket_timeout(connection)
     try:
-        with trio.fail_after(socket_timeout(connection)):
+        if isinstance(stream, trio.SSLStream) and len(data) > TLS_SLICE:
+            view = memoryview(data)
+            for start in range(0, len(data), TLS_SLICE):
+                with trio.fail_after(timeout):
+                    await stream.send_all(view[start : start + TLS_SLICE])
+            return
+        with trio.fail_after(timeout):
             await stream.send_all(data)
     except trio.TooSlowError:
         raise TransferAborted("data connection timed out; transfer aborted") from None
