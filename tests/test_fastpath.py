@@ -149,6 +149,15 @@ async def test_throttled_downloads_and_uploads_never_use_the_fast_path(
     assert kernel_calls == Counter()
 
 
+def protected(running: Any, certs: TLSCerts) -> ftplib.FTP_TLS:
+    """An FTPS client, logged in over explicit TLS with PROT P."""
+    ftp = ftplib.FTP_TLS(context=certs.client_context, timeout=10)
+    ftp.connect(running.host, running.port)
+    ftp.login(LOGIN, PASSWORD)
+    ftp.prot_p()
+    return ftp
+
+
 async def test_tls_transfers_never_use_the_fast_path(start_server, root, tls, kernel_calls):
     """Under PROT P the bytes must be encrypted, so sendfile/splice are not used."""
     certs: TLSCerts = tls
@@ -157,11 +166,7 @@ async def test_tls_transfers_never_use_the_fast_path(start_server, root, tls, ke
     running = await start_server(tls_context=certs.server_context)
 
     def client() -> bytes:
-        ftp = ftplib.FTP_TLS(context=certs.client_context, timeout=10)
-        with ftp:
-            ftp.connect(running.host, running.port)
-            ftp.login(LOGIN, PASSWORD)
-            ftp.prot_p()
+        with protected(running, certs) as ftp:
             ftp.storbinary("STOR up.bin", io.BytesIO(payload))
             return download(ftp, "f.bin")
 
@@ -189,11 +194,7 @@ async def test_tls_downloads_reach_sslstream_in_slices(
     running = await start_server(tls_context=certs.server_context)
 
     def client() -> bytes:
-        ftp = ftplib.FTP_TLS(context=certs.client_context, timeout=10)
-        with ftp:
-            ftp.connect(running.host, running.port)
-            ftp.login(LOGIN, PASSWORD)
-            ftp.prot_p()
+        with protected(running, certs) as ftp:
             return download(ftp, "f.bin")
 
     assert await in_thread(client) == payload
