@@ -121,7 +121,8 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
     if FLOOR.name in names:
         notes.append(
             "⁴ Not an FTP server: a bare trio program (`benchmarks/serve.py`) that answers the "
-            "same session dialogue with canned replies and checks nothing, the most sessions "
-            "per second any trio server can reach on this machine with CPython."
+            "same session dialogue (with TLS through `trio.SSLStream` in the FTPS row) with "
+            "canned replies and checks nothing: the most sessions per second, and the least "
+            "CPU per FTPS session, any trio server can reach on this machine with CPython."
         )
     return notes

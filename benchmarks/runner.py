@@ -67,6 +67,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             ("ftps_session_cpu_ms",),
             lambda s: probe.ftps_sessions(s, mode.tls_sessions),
             tls=True,
+            applies=lambda kind: kind is not LIMIT,  # the trio floor too
         ),
     ]
     for level in mode.session_levels:
@@ -144,7 +145,7 @@ class Runner:
         """Start and warm up every instance before the first measurement. One that fails
         is tried again by each of its measurements, which then record the failure."""
         for kind in self.kinds:
-            for tls in (False,) if kind in REFERENCES else (False, True):
+            for tls in (False,) if kind is LIMIT else (False, True):
                 try:
                     self.server(kind, tls)
                 except (MeasurementError, TimeoutError, OSError, RuntimeError) as exc:

@@ -119,14 +119,29 @@ def serve_sendfile_limit(args: argparse.Namespace) -> None:
 
 def serve_trio_floor(args: argparse.Namespace) -> None:
     """Not FTP: the thinnest trio program that speaks the benchmark's session dialogue
-    (greeting, USER, PASS, TYPE, PASV, RETR, QUIT) with canned replies. It checks nothing:
-    no login, no path confinement, no threads; RETR reads ``--root``/name with a blocking
-    ``open().read()``. Its sessions/s are the most any trio server can do here on CPython."""
+    (greeting, USER, PASS, TYPE, PASV, RETR, QUIT; with ``--tls`` also AUTH TLS, PBSZ, PROT
+    and TLS data connections) with canned replies. It checks nothing: no login, no path
+    confinement, no threads, no timeouts; RETR reads ``--root``/name with a blocking
+    ``open().read()``. Its sessions/s (and FTPS CPU per session) are the best any trio server
+    can do here on CPython. TLS is ``trio.SSLStream``, data connections resuming the control
+    connection's session without issuing tickets of their own, as trio_ftp does."""
     import trio
 
     root = Path(args.root)
+    context = _server_context(args.cert, args.key) if args.tls else None
 
-    async def session(stream: trio.SocketStream) -> None:
+    def protect(transport: trio.abc.Stream, tickets: bool) -> trio.SSLStream[trio.abc.Stream]:
+        assert context is not None
+        saved = context.num_tickets
+        if not tickets:
+            context.num_tickets = 0  # read when the connection object is made
+        try:
+            return trio.SSLStream(transport, context, server_side=True)
+        finally:
+            context.num_tickets = saved
+
+    async def session(control: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = control
         passive: trio.SocketListener | None = None
         buffer = b""
         try:
@@ -141,6 +156,11 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                 verb, _, argument = line.partition(b" ")
                 verb = verb.upper()
                 reply = b"200 ok"
+                if verb == b"AUTH" and context is not None:
+                    await stream.send_all(b"234 go ahead\r\n")
+                    stream = protect(control, tickets=True)
+                    await stream.do_handshake()
+                    continue
                 if verb == b"USER":
                     reply = b"331 password"
                 elif verb == b"PASS":
@@ -154,8 +174,10 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                 elif verb == b"RETR" and passive is not None:
                     await stream.send_all(b"150 ok\r\n")
                     async with passive:
-                        data = await passive.accept()
+                        data: trio.abc.Stream = await passive.accept()
                     passive = None
+                    if context is not None:  # PROT P (the benchmark always asks for it)
+                        data = protect(data, tickets=False)
                     path = root / argument.decode().lstrip("/")
                     with open(path, "rb") as f:  # noqa: ASYNC230 (a floor: no thread)
                         content = f.read()
@@ -164,13 +186,14 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                     reply = b"226 done"
                 elif verb == b"QUIT":
                     await stream.send_all(b"221 bye\r\n")
-                    return  # serve_listeners closes the stream
+                    return
                 await stream.send_all(reply + b"\r\n")
         except (trio.BrokenResourceError, OSError):  # a client gone, a missing file
             pass
         finally:
             if passive is not None:
                 await passive.aclose()
+            await trio.aclose_forcefully(stream)
 
     async def run() -> None:
         listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=BACKLOG)

@@ -105,7 +105,7 @@ def start_server(
     tls: TLSFiles | None = None,
 ) -> RunningServer:
     """Start ``kind`` serving ``data.root`` (FTPS if ``tls``) and wait until it is ready."""
-    if tls is not None and kind in REFERENCES:
+    if tls is not None and kind is LIMIT:
         raise ValueError(f"{kind.name} has no TLS")
     if kind.name == "vsftpd":
         return _start_vsftpd(children, kind, data, workdir, tls)
