@@ -2,11 +2,12 @@
 
 Theory of operation. :meth:`PathIO.confine` checks a path once, but the path is used
 later; a local user who swaps a directory for a symlink in between would escape a plain
-check. So every operation on a confined path resolves it again, in the same worker-thread
-call as the operation, relative to an ``O_PATH`` descriptor of the user's root with
-``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS``: the kernel refuses any step (``..``, a
-symlink, an absolute symlink) that would leave the root, at the moment of use. Operations
-on a name (unlink, rename, mkdir, rmdir) resolve the parent this way and then act with the
+check. So every operation on a confined path resolves it again, in the same call as the
+operation (in a worker thread, or on the event loop for cached lookups, below), relative
+to an ``O_PATH`` descriptor of the user's root with ``RESOLVE_BENEATH |
+RESOLVE_NO_MAGICLINKS``: the kernel refuses any step (``..``, a symlink, an absolute
+symlink) that would leave the root, at the moment of use. Operations on a name (unlink,
+rename, mkdir, rmdir) resolve the parent this way and then act with the
 ``dir_fd=`` forms on the final component, which is never followed.
 
 ``RESOLVE_BENEATH`` also refuses absolute symlinks that point back inside the root (the
