@@ -61,6 +61,7 @@ _AT_FDCWD = -100
 #: ``statfs`` ``f_type`` of local file systems, whose inodes, once a path resolves from the
 #: dentry cache, are in memory: ext2/3/4, XFS, Btrfs, F2FS, tmpfs, ramfs, overlayfs, ZFS,
 #: bcachefs. Network and FUSE file systems are left out: their ``fstat`` may ask a server.
+#: (overlayfs is in because container roots use it; one stacked on NFS would ask NFS.)
 _LOCAL_FILE_SYSTEMS = frozenset(
     {0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x01021994, 0x858458F6, 0x794C7630}
     | {0x2FC12FC1, 0xCA451A4E}
