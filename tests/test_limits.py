@@ -13,7 +13,7 @@ import trio.testing
 from conftest import LOGIN, PASSWORD, in_thread
 
 from trio_ftp import Connection, Server, User
-from trio_ftp.handlers.dataio import receive_data, send_data
+from trio_ftp.handlers.dataio import TransferProgress, receive_block, send_data
 
 BLOCK = 64 * 1024
 MB = 1_000_000
@@ -70,7 +70,7 @@ async def test_each_level_limits_downloads(autojump_clock, server_kwargs, user_k
 
 
 async def test_read_limit_applies_to_uploads(autojump_clock):
-    """read_speed_limit paces receive_data (uploads) to 1%."""
+    """read_speed_limit paces receive_block (uploads) to 1%."""
     server = Server(block_size=BLOCK, read_speed_limit=2 * MB)
     connection = connection_for(server, User("u", "p"))
     client, server_end = trio.testing.memory_stream_pair()
@@ -85,10 +85,33 @@ async def test_read_limit_applies_to_uploads(autojump_clock):
     received = 0
     async with trio.open_nursery() as nursery:
         nursery.start_soon(upload)
-        while data := await receive_data(connection, server_end, BLOCK):
+        while data := await receive_block(connection, server_end, BLOCK):
             received += len(data)
     assert received == total // BLOCK * BLOCK
     assert trio.current_time() - start == pytest.approx(received / (2 * MB), rel=0.01)
+
+
+async def test_receive_block_gathers_small_reads() -> None:
+    """Small reads (TLS records, on FTPS) come back as whole blocks, only the last one short,
+    and the transfer's progress counts every read as it arrives."""
+    connection = connection_for(Server(block_size=BLOCK), User("u", "p"))
+    client, server_end = trio.testing.memory_stream_pair()
+    piece = BLOCK // 4 + 1
+    progress = TransferProgress("STOR x")
+    sizes: list[int] = []
+
+    async def upload() -> None:
+        for _ in range(10):
+            await client.send_all(b"z" * piece)
+            await trio.lowlevel.checkpoint()  # one read each
+        await client.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upload)
+        while block := await receive_block(connection, server_end, BLOCK, progress):
+            sizes.append(len(block))
+    assert sizes == [BLOCK, BLOCK, 10 * piece - 2 * BLOCK]
+    assert progress.bytes == 10 * piece
 
 
 async def test_user_limit_is_shared_fairly(autojump_clock):

@@ -35,7 +35,7 @@ from .dataio import (
     kernel_copy,
     kernel_fd,
     next_size,
-    receive_data,
+    receive_block,
     send_data,
     socket_timeout,
 )
@@ -414,22 +414,18 @@ class TransferCommands(ServerBase):
                             return
                     if start is not None:  # the kernel wrote at explicit offsets
                         await file.seek(start + progress.bytes)
-                # Small network reads are gathered into block_size writes: one worker-thread
-                # call per block, not per TLS record.
-                pending = bytearray()
+                # Network reads (a TLS record each) are gathered into blocks: one write, one
+                # worker-thread call, per block.
                 size = self._block_size(connection.read_throttle)
-                while data := await receive_data(connection, stream, size):
-                    progress.bytes += len(data)
-                    if from_network is not None:
-                        data = from_network.convert(data)
-                    pending += data
-                    if len(pending) >= self.block_size:
-                        await file.write(bytes(pending))
-                        pending.clear()
+                while True:
+                    block = await receive_block(connection, stream, size, progress)
+                    data = block if from_network is None else from_network.convert(block)
+                    if data:
+                        await file.write(data)
+                    if len(block) < size:  # a short block: the upload ended
+                        break
                 if from_network is not None and (tail := from_network.flush()):
-                    pending += tail
-                if pending:
-                    await file.write(bytes(pending))
+                    await file.write(tail)
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             if not atomic:
