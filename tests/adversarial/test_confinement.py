@@ -11,10 +11,11 @@ then the outside tree is compared byte for byte with what it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -550,14 +551,25 @@ async def test_climbing_stops_at_the_root(
     assert SECRET not in b"".join(client.received)
 
 
+@contextlib.asynccontextmanager
+async def session_on_layout(
+    start_server: Callable[..., Awaitable[Running]], root: Path
+) -> AsyncIterator[Client]:
+    """:func:`make_layout` in ``root``, a server on it, and a logged-in :class:`Client`,
+    closed on the way out."""
+    make_layout(root)
+    client = await Client.open(await start_server())
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def test_symlinks_that_stay_inside_the_root_work(
     start_server: Callable[..., Awaitable[Running]], root: Path
 ) -> None:
     """A symlink pointing inside the root works: RETR serves its target's bytes, CWD enters."""
-    make_layout(root)
-    running = await start_server()
-    client = await Client.open(running)
-    try:
+    async with session_on_layout(start_server, root) as client:
         reply, data = await client.transfer(b"RETR link_in_file")
         assert reply.startswith(b"226"), reply
         assert data == DATA
@@ -573,26 +585,19 @@ async def test_symlinks_that_stay_inside_the_root_work(
         reply, data = await client.transfer(b"RETR data.bin")
         assert reply.startswith(b"226"), reply
         assert data == DATA
-    finally:
-        await client.aclose()
 
 
 async def test_a_refused_rename_leaves_nothing_pending(
     start_server: Callable[..., Awaitable[Running]], root: Path
 ) -> None:
     """A refused RNTO or RNFR ends the rename: a later RNTO renames nothing (503)."""
-    make_layout(root)
-    running = await start_server()
-    client = await Client.open(running)
-    try:
+    async with session_on_layout(start_server, root) as client:
         assert (await client.send(b"RNFR inside.txt")).startswith(b"350")
         assert code_of(await client.send(b"RNTO link_rel/stolen.txt")) == b"550"
         assert code_of(await client.send(b"RNTO stolen.txt")) == b"503"
         assert (await client.send(b"RNFR inside.txt")).startswith(b"350")
         assert code_of(await client.send(b"RNFR link_rel/secret.txt")) == b"550"
         assert code_of(await client.send(b"RNTO stolen.txt")) == b"503"
-    finally:
-        await client.aclose()
     assert (root / "inside.txt").read_bytes() == INSIDE
     assert not (root / "stolen.txt").exists()
     assert not (root.parent / "outside" / "stolen.txt").exists()
@@ -602,18 +607,13 @@ async def test_listings_show_nothing_of_the_outside(
     start_server: Callable[..., Awaitable[Running]], root: Path
 ) -> None:
     """Listing a directory with links pointing out works and shows nothing of their targets."""
-    make_layout(root)
-    running = await start_server()
-    client = await Client.open(running)
-    try:
+    async with session_on_layout(start_server, root) as client:
         reply, listing = await client.transfer(b"LIST")
         assert reply.startswith(b"226"), reply
         reply, facts = await client.transfer(b"MLSD")
         assert reply.startswith(b"226"), reply
         status = await client.send(b"STAT /")
         assert status.startswith(b"213-"), status
-    finally:
-        await client.aclose()
     for text in (listing, status):
         assert b"inside.txt" in text
         assert f" {SECRET_SIZE} ".encode() not in text, text

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import LOGIN, PASSWORD, in_thread, random_bytes
+from conftest import LOGIN, PASSWORD, Running, in_thread, random_bytes
 from wire import (
     Wire,
     back_to,
@@ -92,6 +92,27 @@ def transfers(host: str, port: int, upload: bytes) -> bytes:
     return b"".join(chunks)
 
 
+async def well_behaved_beside(
+    running: Running, upload: bytes
+) -> tuple[float, list[bytes], list[float]]:
+    """A well-behaved session's :func:`transfers`, with the server's CPU measured over
+    ``WINDOW`` seconds meanwhile: (CPU seconds, [what it downloaded], [how long it took])."""
+    started = cpu_seconds()
+    result: list[bytes] = []
+    took: list[float] = []
+
+    async def well_behaved() -> None:
+        begin = trio.current_time()
+        result.append(await in_thread(transfers, running.host, running.port, upload))
+        took.append(trio.current_time() - begin)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(well_behaved)
+        await trio.sleep(WINDOW)
+        spent = cpu_seconds() - started
+    return spent, result, took
+
+
 @pytest.mark.parametrize(
     "attack",
     [garbage, garbage_lines, half_handshake, http_request, silent_after_auth],
@@ -113,16 +134,7 @@ async def test_hostile_client_costs_no_cpu_and_hurts_no_one(start_server, root: 
     assert (await hostile.greeting()).startswith(b"220")
     await attack(hostile, tls)
 
-    started = cpu_seconds()
-    result: list[bytes] = []
-
-    async def well_behaved() -> None:
-        result.append(await in_thread(transfers, running.host, running.port, upload))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(well_behaved)
-        await trio.sleep(WINDOW)
-        spent = cpu_seconds() - started
+    spent, result, _ = await well_behaved_beside(running, upload)
     assert spent < CPU_BUDGET, f"{spent:.2f} s of CPU in {WINDOW} s"
     assert result == [download]
     assert (root / "up.bin").read_bytes() == upload
@@ -156,19 +168,7 @@ async def test_stalled_downloads_do_not_starve_others(start_server, root: Path):
             status = await wire.command("STAT")
             assert b"transfer in progress: RETR" in status, status
 
-        started = cpu_seconds()
-        result: list[bytes] = []
-        took: list[float] = []
-
-        async def well_behaved() -> None:
-            begin = trio.current_time()
-            result.append(await in_thread(transfers, running.host, running.port, upload))
-            took.append(trio.current_time() - begin)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(well_behaved)
-            await trio.sleep(WINDOW)
-            spent = cpu_seconds() - started
+        spent, result, took = await well_behaved_beside(running, upload)
         assert spent < CPU_BUDGET, f"{spent:.2f} s of CPU in {WINDOW} s"
         assert result == [download]
         assert took[0] < 5, f"the well-behaved transfers took {took[0]:.1f} s"

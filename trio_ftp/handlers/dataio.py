@@ -9,7 +9,7 @@ import errno
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -75,15 +75,14 @@ async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes
     """
     await connection.write_throttle.acquire(len(data))
     timeout = socket_timeout(connection)
+    pieces: Iterable[bytes | memoryview] = (data,)
+    if isinstance(stream, trio.SSLStream) and len(data) > TLS_SLICE:
+        view = memoryview(data)
+        pieces = (view[start : start + TLS_SLICE] for start in range(0, len(data), TLS_SLICE))
     try:
-        if isinstance(stream, trio.SSLStream) and len(data) > TLS_SLICE:
-            view = memoryview(data)
-            for start in range(0, len(data), TLS_SLICE):
-                with trio.fail_after(timeout):
-                    await stream.send_all(view[start : start + TLS_SLICE])
-            return
-        with trio.fail_after(timeout):
-            await stream.send_all(data)
+        for piece in pieces:
+            with trio.fail_after(timeout):
+                await stream.send_all(piece)
     except trio.TooSlowError:
         raise TransferAborted("data connection timed out; transfer aborted") from None
 

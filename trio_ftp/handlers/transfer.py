@@ -58,6 +58,8 @@ def _passive(handler: H) -> H:
 
 _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
+#: The smallest read of a download on the Python path (files shorter than a block).
+_MIN_READ = 64 * 1024
 #: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
@@ -315,7 +317,7 @@ class TransferCommands(ServerBase):
                     await file.seek(offset + progress.bytes)
                 # No bigger than the file (as it was at RETR) needs: a small file's read
                 # should not allocate a whole block.
-                size = min(self._block_size(connection.write_throttle), max(length, 65536))
+                size = min(self._block_size(connection.write_throttle), max(length, _MIN_READ))
                 while block := await file.read(next_size(size, limit, progress.bytes)):
                     progress.bytes += len(block)
                     if to_network is not None:

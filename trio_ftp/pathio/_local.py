@@ -196,9 +196,10 @@ def _open(
     with _beneath.Root(where.root, cached=cached) as root:
         fd = root.open(where.relative, _OPEN_FLAGS[mode], 0o666)
         try:
-            # Is the file on the root's own file system? A cached open cannot cross a mount
-            # point; one from a thread can, onto NFS or FUSE, whose files stay in threads.
-            same_fs = cached or os.fstat(fd).st_dev == os.fstat(root.fd).st_dev
+            # Is a file opened for reading on the root's own file system? A cached open
+            # cannot cross a mount point; one from a thread can, onto NFS or FUSE, whose
+            # files stay in threads.
+            same_fs = mode == "rb" and (cached or os.fstat(fd).st_dev == os.fstat(root.fd).st_dev)
             # refuses a directory opened "rb" (IsADirectoryError)
             raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
         except BaseException:
@@ -385,17 +386,15 @@ class PathIO(AbstractPathIO[Path]):
             _nonblocking_roots.clear()
         _nonblocking_roots[root] = nonblocking
 
-    @staticmethod
-    def _roots_key(base_path: Path) -> str:
-        """The root as ``_where`` names it in :class:`Confined`."""
-        return str(base_path if base_path.is_absolute() else base_path.absolute())
-
-    def _remember(self, base_path: Path) -> None:
+    def _remember(self, base_path: Path) -> str:
+        """Hold later paths under ``base_path`` beneath it; the root as :class:`Confined`
+        names it."""
         absolute = base_path if base_path.is_absolute() else base_path.absolute()
         entry = (absolute.parts, str(absolute))
         if entry not in self._roots:
             self._roots.append(entry)
             self._roots.sort(key=lambda item: len(item[0]), reverse=True)
+        return entry[1]
 
     async def exists(self, path: Path) -> bool:
         target, where = self._where(path)
@@ -551,8 +550,7 @@ class PathIO(AbstractPathIO[Path]):
             # Every operation resolves the path again beneath the root, in the kernel, at
             # the moment of use (a path leaving it raises PermissionDenied there): a check
             # here would cost a worker-thread call and prove nothing lasting.
-            self._remember(base_path)
-            await self._classify_root(self._roots_key(base_path))
+            await self._classify_root(self._remember(base_path))
             await trio.lowlevel.checkpoint()
             return joined
 
