@@ -22,9 +22,11 @@ from typing import Any
 
 import trio
 
+from .boundaries import UserCodeFailed, call_user_code, session_end_limit
 from .commands import CommandSpec, collect_commands
 from .connection import Connection
 from .datachannel import PortPool
+from .errors import FTPError
 from .events import EventBus, EventStream, ServerEvent
 from .login_failures import LoginFailures
 from .pathio import AbstractPathIO, PathIO
@@ -39,6 +41,8 @@ __all__ = ["ServerBase"]
 logger = logging.getLogger("trio_ftp.server")
 
 Handler = Callable[[Connection, str], Awaitable[Any]]
+#: ``passive_address`` as a callable: the address to announce for a connection, or None.
+PassiveAddressChooser = Callable[[Connection], str | Awaitable[str | None] | None]
 
 
 #: Bytes a speed limit lets through at once after a pause: small, so limited transfers
@@ -66,7 +70,16 @@ class ServerBase(SpeedLimited):
         idle_timeout: seconds a control connection may go without a complete command (not
             counting transfers); then ``421`` and close (300 by default; ``None``: never).
         wait_future_timeout: seconds a transfer waits for its data connection (then ``425``).
-        path_timeout: seconds each path-IO operation may take (then ``451``).
+        path_timeout: seconds each path-IO operation may take (then ``451``). With ``None``
+            a backend call that never returns holds its session only, until the client
+            leaves or :meth:`close` ends it.
+        callback_timeout: seconds a call into user code that has no timeout of its own may
+            take: an overridden :meth:`greeting` (then ``421`` and the session ends), a
+            ``passive_address`` callable (``451``), the user manager's calls when its
+            ``timeout`` is ``None`` (its own timeout wins when set). 30 by default;
+            ``None``: no limit. A call made while a session ends (``notify_logout``, the
+            close of a file) has at most ``trio_ftp.boundaries.SESSION_END_TIMEOUT``
+            (5 s) whatever its timeout, so :meth:`close` always returns.
         path_io_factory: the path-IO backend class (:class:`PathIO`, :class:`MemoryPathIO`...).
         maximum_connections: control connections served at once; the next gets ``421``.
         read_speed_limit, write_speed_limit: bytes per second for the whole server, uploads
@@ -79,8 +92,10 @@ class ServerBase(SpeedLimited):
             only); give one or the other.
         passive_address: the IPv4 address announced in ``227`` (for NAT): a string, or a
             callable ``(connection) -> str | None`` choosing per connection (``None``: the
-            default). The default, and ``0.0.0.0``, mean the control connection's local
-            address.
+            default), or an async one (awaited within ``callback_timeout``). A plain
+            callable runs on the event loop: it must not block. The default, and
+            ``0.0.0.0``, mean the control connection's local address; a callable that
+            raises or times out gets ``451``.
         data_ports: the ports passive listeners may use; ``None`` lets the kernel choose.
         active_mode: honour ``PORT``/``EPRT`` (the server connects to the client); when
             False they are answered ``504``.
@@ -124,6 +139,11 @@ class ServerBase(SpeedLimited):
 
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
+
+    User code (the user manager, the path-IO backend and its factory, ``greeting``,
+    ``passive_address``, custom commands and ``SITE`` handlers) is a boundary: an
+    :class:`Exception` raised there ends at most the session that made the call, with a
+    reply and one logged traceback, never ``serve()``; see :mod:`trio_ftp.boundaries`.
     """
 
     def __init__(
@@ -135,6 +155,7 @@ class ServerBase(SpeedLimited):
         idle_timeout: float | None = 300.0,
         wait_future_timeout: float | None = 1,
         path_timeout: float | None = None,
+        callback_timeout: float | None = 30.0,
         path_io_factory: type[AbstractPathIO[Any]] = PathIO,
         maximum_connections: int | None = None,
         read_speed_limit: float | None = None,
@@ -143,7 +164,7 @@ class ServerBase(SpeedLimited):
         write_speed_limit_per_connection: float | None = None,
         ipv4_pasv_forced_response_address: str | None = None,
         data_ports: Iterable[int] | None = None,
-        passive_address: str | Callable[[Connection], str | None] | None = None,
+        passive_address: str | PassiveAddressChooser | None = None,
         active_mode: bool = True,
         permit_foreign_addresses: bool = False,
         permit_privileged_ports: bool = False,
@@ -199,6 +220,7 @@ class ServerBase(SpeedLimited):
             "wait_future_timeout", wait_future_timeout, allow_zero=True
         )
         self.path_timeout = check_timeout("path_timeout", path_timeout)
+        self.callback_timeout = check_timeout("callback_timeout", callback_timeout)
         self.path_io_factory = path_io_factory
         self._path_io_state: object | None = None
         if passive_address is None:
@@ -343,7 +365,10 @@ class ServerBase(SpeedLimited):
         ``grace`` is cancelled (``426``). Every session is closed with ``421``.
 
         Timeouts: ``grace`` bounds the wait for transfers; the teardown of each session is
-        itself bounded (about a second).
+        itself bounded: a second or two for the goodbye, and at most
+        ``boundaries.SESSION_END_TIMEOUT`` (5 s) for each call into user code made while
+        it ends (the close of a file a transfer left open, ``notify_logout``), even when
+        that code never returns.
         """
         self._closing = True
         if self._serve_scope is None:
@@ -407,9 +432,11 @@ class ServerBase(SpeedLimited):
             logger.debug("connection dropped before its session began: %r", exc)
             await trio.aclose_forcefully(stream)
             return
-        await (
-            session.run()
-        )  # awaited here, not via serve_connection: one frame less per idle session
+        try:
+            # Awaited here, not via serve_connection: one frame less per idle session.
+            await session.run()
+        except Exception:  # pragma: no cover - Session.run catches; last line of defence
+            logger.exception("session %d failed", session.id)
 
     async def serve_connection(
         self,
@@ -423,9 +450,14 @@ class ServerBase(SpeedLimited):
         For a ``trio.SocketStream`` the addresses come from the socket; for any other stream
         (``trio.testing.memory_stream_pair``, a stream from your own listener) pass ``peer``
         and ``local``: PASV listens on ``local``'s host and accepts data connections from
-        ``peer``'s host only. Never raises for anything the client does.
+        ``peer``'s host only. Never raises for anything the client or user code does
+        (``trio.Cancelled`` and ``KeyboardInterrupt`` go through).
         """
-        await Session(self, stream, peer=peer, local=local).run()
+        session = Session(self, stream, peer=peer, local=local)
+        try:
+            await session.run()
+        except Exception:  # pragma: no cover - Session.run catches; last line of defence
+            logger.exception("session %d failed", session.id)
 
     # hooks the session calls -----------------------------------------------------------------
     def take_range(self, connection: Connection) -> tuple[int, int | None]:
@@ -450,6 +482,21 @@ class ServerBase(SpeedLimited):
             self._path_io_state = path_io.state
         return path_io
 
+    async def greet(self, connection: Connection) -> bool:
+        """Run :meth:`greeting` (which a subclass may override) as a boundary: within
+        ``callback_timeout``; if it raises or times out, ``421`` and the session ends."""
+        try:
+            return await call_user_code(
+                lambda: self.greeting(connection),
+                what="greeting",
+                seconds=self.callback_timeout,
+                log=connection.log,
+                failed=UserCodeFailed("421", "service not available, closing connection"),
+            )
+        except UserCodeFailed as exc:
+            connection.response(exc.code, exc.text)
+            return False
+
     async def greeting(self, connection: Connection) -> bool:
         """Send ``220``, or ``421`` when the server or this client's address is full (then
         the session ends). The slots taken here are given back by :meth:`session_ended`."""
@@ -473,9 +520,9 @@ class ServerBase(SpeedLimited):
         connection.response("220", self.welcome_message)
         return True
 
-    async def session_ended(self, connection: Connection) -> None:
-        """Release what the session held (connection slots, user slot), whatever ended it.
-        Runs shielded."""
+    def release_slots(self, connection: Connection) -> None:
+        """Give back the connection slots :meth:`greeting` took; again does nothing. The
+        session calls it last, whatever user code did while the session ended."""
         if connection.acquired:
             connection.acquired = False
             self.available_connections.release()
@@ -485,10 +532,27 @@ class ServerBase(SpeedLimited):
                 self._connections_per_ip[host] = remaining
             else:
                 del self._connections_per_ip[host]
-        await self.forget_user(connection)
 
-    async def forget_user(self, connection: Connection) -> None:
-        """Tell the user manager the session no longer uses its user (logout, re-USER)."""
+    async def session_ended(self, connection: Connection) -> None:
+        """Release what the session held (connection slots, user slot), whatever ended it.
+        Runs shielded, within ``boundaries.SESSION_END_TIMEOUT`` or so."""
+        self.release_slots(connection)
+        await self.forget_user(connection, ending=True)
+
+    @property
+    def user_manager_timeout(self) -> float | None:
+        """Seconds a user-manager call may take: its own ``timeout``, else
+        ``callback_timeout``."""
+        own: float | None = self.user_manager.timeout
+        return own if own is not None else self.callback_timeout
+
+    async def forget_user(self, connection: Connection, *, ending: bool = False) -> None:
+        """Tell the user manager the session no longer uses its user (logout, re-USER).
+
+        Never raises for the user manager: ``notify_logout`` raising or overrunning its
+        time (:attr:`user_manager_timeout`; while the session ends, ``ending``, at most
+        ``boundaries.SESSION_END_TIMEOUT``) is logged, and the logout stands.
+        """
         logged = connection.get("logged")
         if logged:
             self.publish(connection, "logout")
@@ -496,13 +560,20 @@ class ServerBase(SpeedLimited):
         user = connection.pop("user")
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
-        if self.user_manager.timeout is None:
-            await self.user_manager.notify_logout(user)
-            return
-        with trio.move_on_after(as_seconds(self.user_manager.timeout)) as scope:
-            await self.user_manager.notify_logout(user)
-        if scope.cancelled_caught:
-            logger.warning("user manager timed out in notify_logout(%r)", user.login)
+        timeout = self.user_manager_timeout
+        what = f"user manager notify_logout({user.login!r})"
+        try:
+            await call_user_code(
+                lambda: self.user_manager.notify_logout(user),
+                what=what,
+                seconds=session_end_limit(timeout) if ending else timeout,
+                log=connection.log,
+                failed=UserCodeFailed("451", "user database error"),
+            )
+        except UserCodeFailed:
+            pass  # logged where it happened
+        except FTPError as exc:  # a reply has no meaning here
+            connection.log.warning("%s raised %r", what, exc)
 
     async def get_paths(
         self, connection: Connection, path: str | PurePosixPath

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import boundaries
 from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_http_request
 from .connection import Connection
 from .datachannel import DataChannels
@@ -139,9 +140,16 @@ class Session:
         # Server-level limits until a login adds the user's (handlers/auth.py).
         read, write = server.throttles.for_connection(None)
         self.connection.read_throttle, self.connection.write_throttle = read, write
-        self.connection.path_io = GuardedPathIO(
-            server.new_path_io(self.connection), server.path_timeout
-        )
+        # The backend is user code (path_io_factory): if it raises, run() answers 421 and
+        # ends this session only. A factory is synchronous: it must not block.
+        self._backend_failed = False
+        try:
+            backend = server.new_path_io(self.connection)
+        except Exception:
+            self.log.exception("path_io_factory raised")
+            self._backend_failed = True
+        else:
+            self.connection.path_io = GuardedPathIO(backend, server.path_timeout)
 
     # replies -------------------------------------------------------------------------------
     def respond(self, code: str, text: str | list[str] = "") -> None:
@@ -270,7 +278,10 @@ class Session:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
-                    await self._serve()
+                    if self._backend_failed:
+                        self.respond("421", "service not available, closing connection")
+                    else:
+                        await self._serve()
                     self._ended_normally = True
                 except _STREAM_GONE as exc:
                     self.log.info("control connection lost: %s", type(exc).__name__)
@@ -334,7 +345,7 @@ class Session:
         if self.server.ssl is not None:
             await self.start_tls()
             self.connection.prot = "P"  # implicit FTPS: data is protected from the start
-        if not await self.server.greeting(self.connection):
+        if not await self.server.greet(self.connection):
             await self.flush()
             return
         await self.flush()
@@ -483,4 +494,20 @@ class Session:
                     await self.stream.aclose()
                 if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
                     await trio.aclose_forcefully(self.stream)
-            await self.server.session_ended(self.connection)
+            try:
+                await self._session_ended()
+            finally:
+                self.server.release_slots(self.connection)  # never waits on user code
+
+    async def _session_ended(self) -> None:
+        """``server.session_ended`` (which subclasses may extend) as a boundary: its calls
+        into user code are bounded by ``SESSION_END_TIMEOUT`` each (``forget_user``); this
+        bounds the whole a second later, and nothing it raises leaves the session."""
+        limit = boundaries.SESSION_END_TIMEOUT + _GOODBYE_TIMEOUT
+        with trio.move_on_after(limit) as scope:
+            try:
+                await self.server.session_ended(self.connection)
+            except Exception:
+                self.log.exception("session_ended raised")
+        if scope.cancelled_caught:
+            self.log.warning("session_ended did not return within %g s", limit)

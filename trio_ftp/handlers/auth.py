@@ -2,39 +2,47 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 import trio
 
 from ..base import ServerBase
+from ..boundaries import UserCodeFailed, call_user_code
 from ..commands import command
 from ..connection import Connection
 from ..errors import ReplyError
 from ..users import GetUserResponse, User
-from ..validation import as_seconds
 
 __all__ = ["AuthCommands"]
+
+T = TypeVar("T")
 
 
 class AuthCommands(ServerBase):
     """Login and logout."""
 
-    @contextlib.contextmanager
-    def _user_manager_deadline(self) -> Iterator[None]:
-        """Bound a user-manager call by its ``timeout``; a slow manager answers 421 and closes.
+    async def _ask_user_manager(
+        self, connection: Connection, what: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """A user-manager call as a boundary: if it raises, ``451`` (logged with its
+        traceback) and the session goes on, not logged in; if it overruns its time, ``421``
+        and the session is closed (a user database that does not answer).
 
-        Timeouts: ``user_manager.timeout`` (``None``: no limit).
+        Timeouts: :attr:`user_manager_timeout` (the manager's own, else
+        ``callback_timeout``).
         """
-        timeout = self.user_manager.timeout
-        if timeout is None:  # no limit: no cancel scope to pay for
-            yield
-            return
-        with trio.move_on_after(as_seconds(timeout)) as scope:
-            yield
-        if scope.cancelled_caught:
-            raise ReplyError("421", "user database not responding, closing connection", fatal=True)
+        return await call_user_code(
+            call,
+            what=f"user manager {what}",
+            seconds=self.user_manager_timeout,
+            log=connection.log,
+            failed=UserCodeFailed("451", "user database error, try again later"),
+            timed_out=UserCodeFailed(
+                "421", "user database not responding, closing connection", fatal=True
+            ),
+        )
 
     def _refuse_clear_login(self, connection: Connection) -> bool:
         """With ``tls_control_required``, no login (and no password) over a clear connection."""
@@ -44,8 +52,11 @@ class AuthCommands(ServerBase):
         return False
 
     async def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
-        with self._user_manager_deadline():
-            allowed = await self.user_manager.notify_login(user)
+        allowed = await self._ask_user_manager(
+            connection,
+            f"notify_login({user.login!r})",
+            lambda: self.user_manager.notify_login(user),
+        )
         if not allowed:
             name = user.login or "anonymous"
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
@@ -63,8 +74,9 @@ class AuthCommands(ServerBase):
             return True
         await self.forget_user(connection)
         connection.login_name = rest
-        with self._user_manager_deadline():
-            state, user, info = await self.user_manager.get_user(rest)
+        state, user, info = await self._ask_user_manager(
+            connection, f"get_user({rest!r})", lambda: self.user_manager.get_user(rest)
+        )
         if state is GetUserResponse.ERROR and user is not None:
             raise ReplyError("421", f"{info}, closing connection", fatal=True)
         if user is not None:
@@ -95,8 +107,16 @@ class AuthCommands(ServerBase):
             await trio.sleep_until(answer_at)
             raise ReplyError("421", "too many failed logins from your address", fatal=True)
         user = connection.get("user")
-        with self._user_manager_deadline():
-            ok = user is not None and await self.user_manager.authenticate(user, rest)
+        try:
+            ok = user is not None and await self._ask_user_manager(
+                connection,
+                f"authenticate({user.login!r})",
+                lambda: self.user_manager.authenticate(user, rest),
+            )
+        except UserCodeFailed as exc:
+            if not exc.fatal:  # answered when a failure would be: nothing to time
+                await trio.sleep_until(answer_at)
+            raise
         if ok:
             await self._logged_in(connection, user, "login successful")
             return True

@@ -8,11 +8,13 @@ connection's local address. Each command replaces whatever channel was set up be
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import re
 from typing import TYPE_CHECKING
 
 from ..base import ServerBase
+from ..boundaries import UserCodeFailed, call_user_code
 from ..commands import command
 from ..conditions import ConnectionConditions
 from ..connection import Connection
@@ -91,6 +93,14 @@ def parse_eprt_argument(argument: str) -> tuple[str, int]:
     return str(address), int(port_text)
 
 
+def _announced(chosen: str | None, local: str) -> str:
+    """``chosen`` checked as an IPv4 address; ``local`` for None or ``0.0.0.0``."""
+    if chosen is None:
+        return local
+    address = ipaddress.IPv4Address(chosen)
+    return local if address.is_unspecified else str(address)
+
+
 def _ipv4_of(host: str) -> str | None:
     address = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):
@@ -113,20 +123,33 @@ class DataChannelCommands(ServerBase):
             connection.response("425", "can't open passive connection")
         return None
 
-    def pasv_address(self, connection: Connection, local: str) -> str:
+    async def pasv_address(self, connection: Connection, local: str) -> str:
         """The IPv4 address a ``227`` announces: ``passive_address`` (a string, or what the
         callable returns for ``connection``), else ``local``; never ``0.0.0.0``.
 
+        The callable is user code: if it raises, returns something that is not an IPv4
+        address, or (async) overruns ``callback_timeout``, the answer is ``451``.
+
         Raises:
-            ValueError: the callable returned something that is not an IPv4 address.
+            UserCodeFailed: ``451``, already logged.
         """
-        chosen = self.passive_address
-        if callable(chosen):
-            chosen = chosen(connection)
-        if chosen is None:
-            return local
-        address = ipaddress.IPv4Address(chosen)
-        return local if address.is_unspecified else str(address)
+        chooser = self.passive_address
+        if not callable(chooser):
+            return _announced(chooser, local)
+
+        async def choose() -> str:
+            chosen = chooser(connection)
+            if inspect.isawaitable(chosen):
+                chosen = await chosen
+            return _announced(chosen, local)
+
+        return await call_user_code(
+            choose,
+            what="passive_address callable",
+            seconds=self.callback_timeout,
+            log=connection.log,
+            failed=UserCodeFailed("451", "can't choose the passive address, try EPSV"),
+        )
 
     @command("PASV", help="PASV: open a passive data port (IPv4)", feat=None)
     @_login
@@ -138,7 +161,7 @@ class DataChannelCommands(ServerBase):
         if local is None:
             connection.response("425", "PASV is IPv4 only on this connection; use EPSV")
             return True
-        announced = self.pasv_address(connection, local)
+        announced = await self.pasv_address(connection, local)
         listener = await self._open_passive(connection)
         if listener is not None:
             connection.response("227", format_pasv_reply(announced, listener.port))

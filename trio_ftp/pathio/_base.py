@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import abc
 import builtins
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import PurePath, PurePosixPath
 from typing import Any, ClassVar, Generic, TypeVar
 
 import trio
+
+from ..boundaries import finish_despite_cancellation
+
+logger = logging.getLogger("trio_ftp.pathio")
 
 PathType = TypeVar("PathType", bound=PurePath)
 
@@ -107,14 +112,19 @@ class AsyncFile:
         """Close the file; calling it again does nothing.
 
         The close is shielded from outer cancellation so an aborted transfer never leaks
-        the underlying file.
+        the underlying file; but once cancelled, it is given at most
+        :data:`~trio_ftp.boundaries.SESSION_END_TIMEOUT` seconds (a backend whose close
+        never returns cannot hold ``Server.close()``).
         """
         if self._closed:
             return
         self._closed = True
         if self._opened:
-            with trio.CancelScope(shield=True):
-                await self.path_io.close(self._file)
+            await finish_despite_cancellation(
+                lambda: self.path_io.close(self._file),
+                what=f"closing {str(self.path)!r}",
+                log=getattr(self.path_io.connection, "log", None) or logger,
+            )
 
     def iter_by_block(self, count: int = DEFAULT_BLOCK_SIZE) -> AsyncIterator[bytes]:
         """Iterate over the rest of the file, ``count`` bytes at a time, until EOF."""
