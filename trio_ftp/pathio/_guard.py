@@ -7,6 +7,7 @@ whatever the backend.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import stat as stat_module
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,8 @@ from ..errors import FTPError, PathIOError
 from ._base import AbstractPathIO, AsyncFile, PathType
 
 T = TypeVar("T")
+
+logger = logging.getLogger("trio_ftp.pathio")
 P = ParamSpec("P")
 
 
@@ -33,7 +36,9 @@ class GuardedPathIO(AbstractPathIO[PathType]):
       a :class:`TimeoutError`;
     * an :class:`OSError`, or any other :class:`Exception` that is not a
       :class:`~trio_ftp.errors.FTPError`, becomes :class:`~trio_ftp.errors.PathIOError`
-      with the exception as ``reason`` (its errno decides the reply code);
+      with the exception as ``reason`` (its errno decides the reply code); one that is
+      neither an ``OSError`` nor ``NotImplementedError`` (an optional method) is a bug in
+      the backend, and its traceback is logged;
     * :class:`~trio_ftp.errors.FTPError` (e.g. ``PermissionDenied`` from :meth:`confine`),
       ``trio.Cancelled`` and other ``BaseException`` pass through unchanged.
 
@@ -45,6 +50,9 @@ class GuardedPathIO(AbstractPathIO[PathType]):
     def __init__(self, inner: AbstractPathIO[PathType], timeout: float | None = None) -> None:
         super().__init__(timeout=timeout, connection=inner.connection)
         self.inner = inner
+        self._log: logging.Logger | logging.LoggerAdapter[Any] = (
+            getattr(inner.connection, "log", None) or logger
+        )
         # Stat results (or the "no such path" error) of this command, when the backend's
         # exists/is_dir/is_file agree with stat: the checks a command makes on one path
         # (exists, then is_file, then stat) cost one worker-thread call, not three.
@@ -94,6 +102,10 @@ class GuardedPathIO(AbstractPathIO[PathType]):
         except (FTPError, StopAsyncIteration):
             raise
         except Exception as exc:
+            if not isinstance(exc, (OSError, NotImplementedError)):
+                # Not a file-system answer but a bug in the backend: its one traceback.
+                name = getattr(fn, "__name__", "operation")
+                self._log.exception("path IO %s raised", name)
             raise PathIOError(reason=exc) from exc
 
     async def exists(self, path: PathType) -> bool:
