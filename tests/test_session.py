@@ -166,9 +166,9 @@ async def test_undecodable_bytes_get_501(nursery):
 
 
 async def test_telnet_interrupt_before_abor(nursery):
-    """lftp's IAC IP IAC DM before ABOR is stripped; ABOR with nothing running is 225."""
+    """lftp's IAC IP IAC DM before ABOR is stripped; ABOR with nothing running is 226."""
     client = await logged_in(nursery, memory_server())
-    assert await client.code(b"\xff\xf4\xff\xf2ABOR\r\n") == "225"
+    assert await client.code(b"\xff\xf4\xff\xf2ABOR\r\n") == "226"
 
 
 async def test_idle_timeout_sends_421(nursery, autojump_clock):
