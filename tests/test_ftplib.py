@@ -1215,6 +1215,9 @@ async def test_invalid_utf8_answered_501(start_server):
 
     def client() -> list[bytes]:
         with raw_session(running) as sock:
+            sock.sendall(f"USER {LOGIN}\r\nPASS {PASSWORD}\r\n".encode())
+            assert read_reply_line(sock).startswith(b"331")
+            assert read_reply_line(sock).startswith(b"230")
             sock.sendall(b"CWD \xc3\x28\xfe\r\nNOOP\r\n")
             return [read_reply_line(sock), read_reply_line(sock)]
 

@@ -530,7 +530,7 @@ class Session:
             self.respond("502", f"command {command.verb!r} not implemented")
             return True
         if not (spec is not None and spec.before_login) and not self.connection.get("logged"):
-            self.respond("530", "not logged in: log in with USER and PASS first")
+            self.respond("530", "bad sequence of commands (not logged in)")  # as _login says
             return True
         if spec is not None and spec.needs_argument and not command.arg.strip():
             self.respond("501", f"syntax error: {command.verb} needs an argument")
