@@ -745,6 +745,16 @@ async def test_queued_commands_run_after_the_transfer(nursery, autojump_clock):
     assert [(await client.reply())[0] for _ in range(2)] == ["257", "257"]
 
 
+async def test_quit_behind_a_transfer_waits_for_it(nursery, autojump_clock):
+    """QUIT sent during a transfer: the transfer ends first (226), then 221 and the close
+    (RFC 959 §4.1.1)."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 100\r\nQUIT\r\n")
+    assert [(await client.reply())[0] for _ in range(3)] == ["150", "226", "221"]
+    assert await client.closed()
+    assert trio.current_time() == pytest.approx(100)
+
+
 async def test_idle_clock_stops_while_commands_are_queued(nursery, autojump_clock):
     """No idle timeout during a transfer, nor while the commands queued behind it run; it
     counts again from the last of them."""

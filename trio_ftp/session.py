@@ -415,7 +415,9 @@ class Session:
                         await self._refuse_overflow()
                         return
                     continue
-            if not await self._run_command(command):
+            keep_going = await self._dispatch(command)
+            await self.flush()
+            if not keep_going:
                 return
 
     @property
@@ -449,24 +451,22 @@ class Session:
         self.respond(code, text)
         await self.flush()
 
-    async def _run_command(self, command: Command) -> bool:
-        """Dispatch ``command`` and send its replies; False ends the session."""
-        keep_going = await self._dispatch(command)
-        await self.flush()
-        return keep_going
-
     async def _run_queued(self, item: Command | ProtocolError) -> bool:
+        """Answer one queued item and send the replies; False ends the session."""
         if isinstance(item, ProtocolError):  # never fatal: those end the session at once
             self.respond(item.code, item.text)
-            await self.flush()
-            return True
-        return await self._run_command(item)
+            keep_going = True
+        else:
+            keep_going = await self._dispatch(item)
+        await self.flush()
+        return keep_going
 
     async def _next_command_or_wake(self) -> Command | Literal[False] | None:
         """:meth:`_next_command` while commands are queued: False as soon as the running
         transfer ends (``_run_transfer`` cancels the scope), so the queue runs without
         waiting for the client to send something. A read cancelled while waiting loses
-        nothing: the bytes stay in the socket."""
+        nothing: the bytes stay in the socket (or, on TLS, in the ``SSLStream``, which may
+        be cancelled in a read outside a handshake)."""
         with trio.CancelScope() as self._wake:
             try:
                 return await self._next_command()

@@ -155,3 +155,27 @@ async def test_stat_reports_kernel_path_bytes_mid_transfer(start_server, root, w
     assert (await wire.reply()).startswith(b"226")
     await data.aclose()
     await quit_and_close(wire)
+
+
+async def test_commands_queued_behind_auth_are_discarded(start_server, root, tls, caplog):
+    """AUTH TLS and DELE sent in clear behind a RETR: after the transfer AUTH is answered,
+    and the DELE, plaintext sent before the handshake, never runs (RFC 4217 §9), whether it
+    sat in the decoder's buffer or in the queue."""
+    big_file(root)
+    (root / "victim.txt").write_bytes(b"keep me")
+    running = await start_server(tls_context=tls.server_context)
+    wire = await logged_in(running.host, running.port, kind="I")
+    data = await stalled_download(wire)
+    await wire.send("AUTH TLS\r\nDELE victim.txt\r\n")
+    assert (await wire.command("NOOP")).startswith(b"200")  # both are queued
+    assert len(await receive_all(data)) == SIZE
+    await data.aclose()
+    assert await replies(wire, 2) == [b"226", b"234"]
+    stream = trio.SSLStream(wire.stream, tls.client_context, server_hostname="127.0.0.1")
+    with trio.fail_after(10):
+        await stream.do_handshake()
+    wire.stream = stream  # type: ignore[assignment]
+    assert (await wire.command("NOOP")).startswith(b"200")
+    assert (root / "victim.txt").read_bytes() == b"keep me"
+    assert any("discarded 1 commands" in record.getMessage() for record in caplog.records)
+    await quit_and_close(wire)
