@@ -214,7 +214,9 @@ def test_path_permissions_needs_a_permission():
 
 
 async def test_subclass_overrides_builtin_and_adds_command(nursery):
-    """A subclass overrides SYST by method name and adds SITE with @command."""
+    """A subclass overrides SYST by method name and adds SITE with @command; a verb added
+    either way, or straight into commands_mapping, needs a login (530 before it) unless
+    registered with before_login=True."""
 
     class Custom(Server):
         async def syst(self, connection, rest):
@@ -236,6 +238,10 @@ async def test_subclass_overrides_builtin_and_adds_command(nursery):
     client = await start_memory_session(nursery, server)
     await client.reply()
     assert await client.command("SYST") == ("215", ["custom system"])
+    assert await client.code("SITE hello") == "530"
+    assert await client.code("MOTD") == "530"
+    assert await client.code("USER u") == "331"
+    assert await client.code("PASS p") == "230"
     assert await client.command("SITE hello") == ("200", ["site hello"])
     assert await client.command("MOTD") == ("200", ["message of the day"])
 

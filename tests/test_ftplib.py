@@ -778,14 +778,14 @@ async def test_abort_in_band(start_server, root):
 
 
 async def test_abort_without_transfer(start_server):
-    """ABOR with no transfer running answers 225."""
+    """ABOR with no transfer running answers 226 (RFC 959 §4.1.3; aioftp's abort() wants it)."""
     running = await start_server()
 
     def client() -> str:
         with running.ftp() as ftp:
             return ftp.sendcmd("ABOR")
 
-    assert code(await in_thread(client)) == "225"
+    assert code(await in_thread(client)) == "226"
 
 
 async def test_noop_answered_during_transfer(start_server, root):
@@ -1215,6 +1215,9 @@ async def test_invalid_utf8_answered_501(start_server):
 
     def client() -> list[bytes]:
         with raw_session(running) as sock:
+            sock.sendall(f"USER {LOGIN}\r\nPASS {PASSWORD}\r\n".encode())
+            assert read_reply_line(sock).startswith(b"331")
+            assert read_reply_line(sock).startswith(b"230")
             sock.sendall(b"CWD \xc3\x28\xfe\r\nNOOP\r\n")
             return [read_reply_line(sock), read_reply_line(sock)]
 

@@ -21,6 +21,8 @@ from trio_ftp import (
     User,
     command,
 )
+from trio_ftp.conditions import worker
+from trio_ftp.session import MAX_QUEUED_COMMANDS
 
 
 def memory_server(**kwargs):
@@ -166,9 +168,9 @@ async def test_undecodable_bytes_get_501(nursery):
 
 
 async def test_telnet_interrupt_before_abor(nursery):
-    """lftp's IAC IP IAC DM before ABOR is stripped; ABOR with nothing running is 225."""
+    """lftp's IAC IP IAC DM before ABOR is stripped; ABOR with nothing running is 226."""
     client = await logged_in(nursery, memory_server())
-    assert await client.code(b"\xff\xf4\xff\xf2ABOR\r\n") == "225"
+    assert await client.code(b"\xff\xf4\xff\xf2ABOR\r\n") == "226"
 
 
 async def test_idle_timeout_sends_421(nursery, autojump_clock):
@@ -640,3 +642,192 @@ async def test_disconnect_with_a_passive_listener_is_not_an_idle_timeout(nursery
         while server.connections:  # noqa: ASYNC110 (the session ends in another task)
             await trio.sleep(0.01)
     assert not any("idle timeout" in record.getMessage() for record in caplog.records)
+
+
+# before login ----------------------------------------------------------------------------------
+#: The only verbs a client may send before logging in: logging in (RFC 959 §4.1.1), leaving,
+#: protecting the control connection first (RFC 4217), and asking what the server is; SITE
+#: leaves it to each subcommand (SITE HELP is open, SITE CHMOD gets 530: test_site_hash.py).
+BEFORE_LOGIN = frozenset(
+    {"USER", "PASS", "ACCT", "QUIT", "AUTH", "PBSZ", "PROT", "CCC", "SITE"}
+    | {"FEAT", "SYST", "HELP", "NOOP", "OPTS", "STAT"}
+)
+BUILT_IN_VERBS = sorted(verb.upper() for verb in memory_server().commands_mapping)
+
+
+def test_before_login_flags_are_exactly_the_allowlist():
+    """The command table marks exactly BEFORE_LOGIN as usable before a login."""
+    specs = memory_server().command_specs
+    assert {verb for verb, spec in specs.items() if spec.before_login} == BEFORE_LOGIN
+
+
+@pytest.mark.parametrize("verb", sorted(set(BUILT_IN_VERBS) - BEFORE_LOGIN))
+async def test_every_other_verb_gets_530_before_login(nursery, verb):
+    """Every built-in verb outside the allowlist (ABOR, TYPE, REIN, SITE... included) gets
+    530 before login, with or without an argument, and the session goes on."""
+    client = await start_memory_session(nursery, memory_server())
+    await client.reply()
+    assert await client.code(verb) == "530"
+    assert await client.code(f"{verb} x") == "530"
+    assert await client.code("NOOP") == "200"
+
+
+async def test_custom_verbs_need_login_unless_flagged(nursery):
+    """A custom @command verb, and a verb put straight into commands_mapping, get 530 before
+    login; one registered with before_login=True runs; after login all of them run."""
+
+    class Custom(Server):
+        @command("XPRIV")
+        async def xpriv(self, connection, rest):
+            connection.response("200", "private")
+            return True
+
+        @command("XPUB", before_login=True)
+        async def xpub(self, connection, rest):
+            connection.response("200", "public")
+            return True
+
+    async def raw(connection, rest):
+        connection.response("200", "raw")
+        return True
+
+    server = Custom([User("user", "pw")], path_io_factory=MemoryPathIO)
+    server.commands_mapping["xraw"] = raw
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    assert [await client.code(verb) for verb in ("XPRIV", "XRAW", "XPUB")] == ["530", "530", "200"]
+    assert await client.code("USER user") == "331"
+    assert await client.code("PASS pw") == "230"
+    assert [await client.code(verb) for verb in ("XPRIV", "XRAW", "XPUB")] == ["200"] * 3
+
+
+async def test_abor_without_transfer_closes_the_data_channel(nursery):
+    """ABOR with a PASV listener open but no transfer: 226, and the listener is gone (the
+    next transfer needs a new PASV: 425 without one)."""
+    client = await logged_in(nursery, memory_server())
+    assert await client.code("MKD d") == "257"
+    assert await client.code("PASV") == "227"
+    assert await client.command("ABOR") == ("226", ["nothing to abort"])
+    assert await client.code("LIST d") == "425"
+
+
+# commands queued behind a transfer (a transfer with no data connection) ------------------------
+class _Waiting(Server):
+    """``XWAIT <seconds>``: a transfer that only waits, then answers 226 (ABOR: 426, 226)."""
+
+    @command("XWAIT")
+    async def xwait(self, connection, rest):
+        @worker
+        async def wait(server, connection):
+            await trio.sleep(float(rest))
+            connection.response("226", "waited")
+
+        connection.response("150", "waiting")
+        connection.start_transfer(wait, self, connection)
+        return True
+
+
+def waiting_server(**kwargs):
+    return _Waiting([User("user", "pw")], path_io_factory=MemoryPathIO, **kwargs)
+
+
+async def test_queued_commands_run_after_the_transfer(nursery, autojump_clock):
+    """PWD and MKD sent behind a transfer are answered after its 226, in order; NOOP and
+    STAT sent behind them are answered at once."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 100\r\nPWD\r\nMKD d\r\nNOOP\r\nSTAT\r\n")
+    assert (await client.reply())[0] == "150"
+    assert (await client.reply())[0] == "200"
+    assert (await client.reply())[0] == "211"
+    assert trio.current_time() < 1
+    assert await client.reply() == ("226", ["waited"])
+    assert trio.current_time() == pytest.approx(100)
+    assert [(await client.reply())[0] for _ in range(2)] == ["257", "257"]
+
+
+async def test_quit_behind_a_transfer_waits_for_it(nursery, autojump_clock):
+    """QUIT sent during a transfer: the transfer ends first (226), then 221 and the close
+    (RFC 959 §4.1.1)."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 100\r\nQUIT\r\n")
+    assert [(await client.reply())[0] for _ in range(3)] == ["150", "226", "221"]
+    assert await client.closed()
+    assert trio.current_time() == pytest.approx(100)
+
+
+async def test_idle_clock_stops_while_commands_are_queued(nursery, autojump_clock):
+    """No idle timeout during a transfer, nor while the commands queued behind it run; it
+    counts again from the last of them."""
+
+    class SlowPwd(_Waiting):
+        @command("PWD")
+        async def pwd(self, connection, rest):
+            await trio.sleep(50)
+            connection.response("257", '"/"')
+            return True
+
+    server = SlowPwd([User("user", "pw")], path_io_factory=MemoryPathIO, idle_timeout=30)
+    client = await logged_in(nursery, server)
+    await client.send(b"XWAIT 100\r\nPWD\r\nPWD\r\n")
+    assert [(await client.reply())[0] for _ in range(4)] == ["150", "226", "257", "257"]
+    done = trio.current_time()
+    assert done == pytest.approx(200)
+    assert (await client.reply())[0] == "421"
+    assert trio.current_time() - done == pytest.approx(30)
+
+
+async def test_eof_behind_queued_commands_runs_them(nursery, autojump_clock):
+    """A client that sends commands behind a transfer and then closes its side still has
+    them run (as without pipelining): the transfer ends, they are answered, the session ends."""
+    server = waiting_server()
+    client = await logged_in(nursery, server)
+    await client.send(b"XWAIT 10\r\nMKD d\r\nCWD d\r\nPWD\r\n")
+    await client.stream.send_eof()
+    codes = [(await client.reply())[0] for _ in range(5)]
+    assert codes == ["150", "226", "257", "250", "257"]
+    assert await client.closed()
+    assert trio.current_time() == pytest.approx(10)
+
+
+async def test_eof_with_nothing_queued_cancels_the_transfer(nursery, autojump_clock):
+    """EOF during a transfer with nothing queued ends the session at once (the transfer is
+    cancelled with it), as before pipelining."""
+    server = waiting_server()
+    client = await logged_in(nursery, server)
+    assert await client.code("XWAIT 100") == "150"
+    await client.stream.send_eof()
+    assert [(await client.reply())[0] for _ in range(2)] == ["426", "226"]
+    assert await client.closed()
+    assert trio.current_time() < 1
+
+
+async def test_abor_overtakes_queued_commands(nursery, autojump_clock):
+    """ABOR behind queued commands aborts the transfer at once (426, 226); the commands
+    queued before it then run in order."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 100\r\nPWD\r\nSYST\r\nABOR\r\n")
+    codes = [(await client.reply())[0] for _ in range(5)]
+    assert codes == ["150", "426", "226", "257", "215"]
+    assert trio.current_time() < 1
+
+
+async def test_too_many_queued_commands_get_421(nursery, autojump_clock):
+    """MAX_QUEUED_COMMANDS behind a transfer are fine; one more aborts the transfer (426,
+    226), answers 421 and closes, without running the queued ones."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 10\r\n" + b"PWD\r\n" * MAX_QUEUED_COMMANDS)
+    codes = [(await client.reply())[0] for _ in range(MAX_QUEUED_COMMANDS + 2)]
+    assert codes == ["150", "226"] + ["257"] * MAX_QUEUED_COMMANDS
+    await client.send(b"XWAIT 10\r\n" + b"PWD\r\n" * (MAX_QUEUED_COMMANDS + 1))
+    assert [(await client.reply())[0] for _ in range(4)] == ["150", "426", "226", "421"]
+    assert await client.closed()
+    assert trio.current_time() == pytest.approx(10)
+
+
+async def test_decoding_errors_behind_a_transfer_keep_their_turn(nursery, autojump_clock):
+    """A line that does not decode, sent behind a transfer and a queued command, is
+    answered 501 in its turn, after them."""
+    client = await logged_in(nursery, waiting_server())
+    await client.send(b"XWAIT 10\r\nPWD\r\nBAD\0LINE\r\nSYST\r\n")
+    codes = [(await client.reply())[0] for _ in range(5)]
+    assert codes == ["150", "226", "257", "501", "215"]

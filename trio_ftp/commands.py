@@ -31,6 +31,8 @@ class CommandSpec:
             commands wait for the running transfer and are answered in order after it.
         needs_argument: the verb is meaningless without an argument: an empty one gets
             ``501`` before the handler runs (RFC 959 §5.3.2 syntax).
+        before_login: the verb may run before a login (USER, PASS, AUTH, FEAT...); every
+            other verb gets ``530`` until the client is logged in.
     """
 
     verb: str
@@ -38,6 +40,7 @@ class CommandSpec:
     feat: str | None = None
     immediate: bool = False
     needs_argument: bool = False
+    before_login: bool = False
 
 
 def command(
@@ -46,15 +49,23 @@ def command(
     feat: str | None = None,
     immediate: bool = False,
     needs_argument: bool = False,
+    before_login: bool = False,
 ) -> Callable[[F], F]:
     """Register the decorated ``Server`` method as the handler of ``verbs``.
 
     Put it on top of the decorator stack (it only records metadata on the final function).
+    The session answers ``530`` to the verb until the client has logged in, unless
+    ``before_login=True`` (then the handler runs for anyone and must check for itself
+    what needs a login). A verb put straight into ``commands_mapping``, with no
+    ``@command``, is refused before login too. See :class:`CommandSpec` for the other
+    arguments.
     """
 
     def decorate(method: F) -> F:
         specs = [
-            CommandSpec(v.upper(), help, feat if i == 0 else None, immediate, needs_argument)
+            CommandSpec(
+                v.upper(), help, feat if i == 0 else None, immediate, needs_argument, before_login
+            )
             for i, v in enumerate(verbs)
         ]
         setattr(method, _SPEC_ATTRIBUTE, (*getattr(method, _SPEC_ATTRIBUTE, ()), *specs))

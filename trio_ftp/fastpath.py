@@ -7,7 +7,9 @@ sessions. One worker-thread call moves up to ``count`` bytes, waiting for the so
 ``poll``; it notices a trio cancellation (``ABOR``, session end) within
 :data:`POLL_INTERVAL` through :func:`trio.from_thread.check_cancelled`, and gives up after
 ``socket_timeout`` seconds without progress (the data connection stall timeout, counted
-across calls by a :class:`StallClock`).
+across calls by a :class:`StallClock`). Every system call that moves bytes adds them to the
+transfer's counter at once, from the worker thread, so ``STAT`` sees a kernel-path transfer
+advance as it goes, not once per call.
 
 The transfer handlers (through ``handlers/dataio.py``) decide when the fast path applies
 and call these in chunks, so a speed limit switched on during a transfer takes effect at
@@ -23,10 +25,18 @@ import select
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import trio
 
-__all__ = ["POLL_INTERVAL", "StallClock", "StallTimeout", "receive_into_file", "send_file"]
+__all__ = [
+    "POLL_INTERVAL",
+    "ByteCounter",
+    "StallClock",
+    "StallTimeout",
+    "receive_into_file",
+    "send_file",
+]
 
 #: Seconds between checks for cancellation while the socket is not ready.
 POLL_INTERVAL = 0.05
@@ -48,13 +58,25 @@ class StallTimeout(Exception):
     """The peer made no progress for ``timeout`` seconds."""
 
 
+class ByteCounter(Protocol):
+    """Where a transfer counts the bytes it moved (``TransferProgress``, what ``STAT`` shows)."""
+
+    bytes: int
+
+
 class StallClock:
     """When a transfer last made progress: one per transfer, shared by its calls, so the
-    stall timeout counts across them (each call lasts at most :data:`CALL_BUDGET`)."""
+    stall timeout counts across them (each call lasts at most :data:`CALL_BUDGET`).
 
-    def __init__(self, timeout: float) -> None:
+    ``counter.bytes`` grows by every byte moved, as soon as its system call returns (from
+    the worker thread: only that thread writes the counter while a call runs; the event
+    loop only reads it).
+    """
+
+    def __init__(self, timeout: float, counter: ByteCounter) -> None:
         self.timeout = timeout
         self.last_progress = time.monotonic()
+        self.counter = counter
 
 
 class _Waiter:
@@ -69,6 +91,9 @@ class _Waiter:
 
     def progressed(self) -> None:
         self._clock.last_progress = time.monotonic()
+
+    def count(self, moved: int) -> None:
+        self._clock.counter.bytes += moved
 
     @property
     def over_budget(self) -> bool:
@@ -120,6 +145,7 @@ def send_file(
         if n == 0:
             return sent, True
         sent += n
+        waiter.count(n)
         waiter.progressed()
         if waiter.over_budget:
             break
@@ -174,6 +200,7 @@ def _splice_into(
             while n:  # drain the pipe into the file before reading more
                 written = _SPLICE(read_end, file_fd, n, offset_dst=offset + received)
                 received += written
+                waiter.count(written)
                 n -= written
             if waiter.over_budget:
                 break
@@ -204,6 +231,7 @@ def _copy_into(
             else:
                 written = os.pwrite(file_fd, chunk, offset + received)
             received += written
+            waiter.count(written)
             chunk = chunk[written:]
         if waiter.over_budget:
             break

@@ -12,9 +12,13 @@ that stops reading costs only its own session.
 A transfer (RETR, STOR, LIST...) is started by its handler with
 ``connection.start_transfer(fn, ...)``: it runs as a child task of the session nursery inside
 its own cancel scope, while the loop keeps reading. While it runs, *immediate* commands (ABOR,
-NOOP, STAT) are answered at once; any other command waits for the transfer to end and is
-answered in order after it (RFC 959 §5.4 sequencing). ABOR cancels the transfer scope; the
-``worker`` decorator turns that cancellation into ``426`` then ``226``.
+NOOP, STAT) are answered at once, even behind commands already waiting; any other command
+waits in a queue (at most :data:`MAX_QUEUED_COMMANDS`; one more gets ``421`` and the session
+ends) and the queue is run in order once the transfer ends (RFC 959 §5.4 sequencing). A
+queued command that starts another transfer holds the rest of the queue back in turn. The
+transfer's end wakes the loop out of its read through a cancel scope that exists only while
+commands are queued, so an idle session pays for none of this. ABOR cancels the transfer
+scope; the ``worker`` decorator turns that cancellation into ``426`` then ``226``.
 
 Data channels (PASV/EPSV listeners and accepted data connections) are children of the same
 nursery (see :mod:`trio_ftp.datachannel`). When the loop ends (QUIT, EOF, idle timeout, fatal
@@ -25,6 +29,7 @@ outlives the session.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -35,7 +40,7 @@ import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 
@@ -61,6 +66,12 @@ _GOODBYE_TIMEOUT = 1.0
 #: Bound on sending a finished transfer's replies, which is shielded from cancellation.
 _FINAL_REPLY_TIMEOUT = 10.0
 _session_ids = itertools.count(1)
+
+#: Most ordinary commands that may wait behind a running transfer (RFC 959 §5.4 allows a
+#: client to send them without waiting for replies). One more gets ``421`` and the session
+#: ends: no real client pipelines that deep. The codec bounds every line to
+#: ``MAX_LINE_LENGTH`` (4 KiB), so a queue holds at most 128 KiB of command text.
+MAX_QUEUED_COMMANDS = 32
 
 #: Errors that mean "the control connection is gone or unusable": end the session quietly.
 _STREAM_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
@@ -111,6 +122,11 @@ class Session:
         self._write_lock: trio.Lock | None = None
         self._writers = 0
         self.transfer: _Transfer | None = None
+        # What the client sent behind the running transfer, in order (None when empty: an
+        # idle session holds no queue); a decoding error waits there for its turn too.
+        self._queued: collections.deque[Command | ProtocolError] | None = None
+        # Cancelled when the transfer ends, to wake the loop out of its read (see _serve).
+        self._wake: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._ended_normally = False
         self._waiting_for_command = False
@@ -240,6 +256,8 @@ class Session:
                 self.transfer = None
                 self._reset_idle_clock()
                 transfer.done.set()
+                if self._wake is not None:  # the queued commands' turn has come
+                    self._wake.cancel()
             # The transfer's last replies (226, or 426/226) go out whole even if the session
             # is being cancelled: a send cut halfway would leave the client a broken line.
             try:
@@ -321,6 +339,9 @@ class Session:
         if self.decoder.buffered:
             self.log.warning("discarded %d bytes sent before TLS", self.decoder.buffered)
         self.decoder = CommandDecoder(self.server.encoding)
+        if self._queued is not None:  # commands queued behind AUTH came in clear too
+            self.log.warning("discarded %d commands sent before TLS", len(self._queued))
+            self._queued = None
         stream = wrap_server_side(self.stream, context)
         self.stream = stream
         try:
@@ -350,26 +371,120 @@ class Session:
             return
         await self.flush()
         first = True
+        client_gone = False
         while True:
-            try:
-                command = await self._next_command()
-            except ProtocolError as exc:
-                self.respond(exc.code, exc.text)
-                await self.flush()
-                if exc.fatal:
-                    self.log.warning("closing: %s", exc.text)
+            queued = self._queued
+            if queued is not None and self.transfer is None:
+                # The transfer ended: what waited for it runs now, in order, without reading.
+                item = queued.popleft()
+                if not queued:
+                    self._queued = None
+                if not await self._run_queued(item):
                     return
                 continue
+            if client_gone:
+                # EOF behind queued commands: they still run (as they would have without
+                # pipelining), after the transfer; then the session ends.
+                if self.transfer is None:
+                    return
+                await self.transfer.done.wait()
+                continue
+            try:
+                if queued is None:
+                    command = await self._next_command()
+                else:
+                    woken = await self._next_command_or_wake()
+                    if woken is False:
+                        continue
+                    command = woken
+            except ProtocolError as exc:
+                if exc.fatal:
+                    self.log.warning("closing: %s", exc.text)
+                    await self._close_with(exc.code, exc.text)
+                    return
+                if self._busy:  # answered in its turn, like the command it was meant to be
+                    if not self._enqueue(exc):
+                        await self._refuse_overflow()
+                        return
+                    continue
+                self.respond(exc.code, exc.text)
+                await self.flush()
+                continue
             if command is None:
-                return
+                if self._queued is None:
+                    return  # the client left; a running transfer is cancelled with the session
+                client_gone = True
+                continue
             if first and is_http_request(command):
                 self.log.warning("closing: HTTP request on the FTP port")
                 return
             first = False
-            if not await self._dispatch(command):
-                await self.flush()
-                return
+            if self._busy:
+                spec = self.server.command_specs.get(command.verb)
+                if spec is None or not spec.immediate:
+                    if not self._enqueue(command):
+                        await self._refuse_overflow()
+                        return
+                    continue
+            keep_going = await self._dispatch(command)
             await self.flush()
+            if not keep_going:
+                return
+
+    @property
+    def _busy(self) -> bool:
+        """A transfer runs or commands wait for one: ordinary commands queue up."""
+        return self.transfer is not None or self._queued is not None
+
+    def _enqueue(self, item: Command | ProtocolError) -> bool:
+        """Hold ``item`` until the running transfer ends; False if the queue is full."""
+        queued = self._queued
+        if queued is None:
+            queued = self._queued = collections.deque()
+        elif len(queued) >= MAX_QUEUED_COMMANDS:
+            return False
+        queued.append(item)
+        return True
+
+    async def _refuse_overflow(self) -> None:
+        self.log.warning(
+            "closing: more than %d commands queued behind a transfer", MAX_QUEUED_COMMANDS
+        )
+        await self._close_with(
+            "421", f"too many commands sent ahead (limit {MAX_QUEUED_COMMANDS}), closing connection"
+        )
+
+    async def _close_with(self, code: str, text: str) -> None:
+        """Last words before the session ends: the running transfer is aborted first (its
+        ``426``/``226`` go out before this reply), queued commands are dropped."""
+        self._queued = None
+        await self.abort_transfer()
+        self.respond(code, text)
+        await self.flush()
+
+    async def _run_queued(self, item: Command | ProtocolError) -> bool:
+        """Answer one queued item and send the replies; False ends the session."""
+        if isinstance(item, ProtocolError):  # never fatal: those end the session at once
+            self.respond(item.code, item.text)
+            keep_going = True
+        else:
+            keep_going = await self._dispatch(item)
+        await self.flush()
+        return keep_going
+
+    async def _next_command_or_wake(self) -> Command | Literal[False] | None:
+        """:meth:`_next_command` while commands are queued: False as soon as the running
+        transfer ends (``_run_transfer`` cancels the scope), so the queue runs without
+        waiting for the client to send something. A read cancelled while waiting loses
+        nothing: the bytes stay in the socket (or, on TLS, in the ``SSLStream``, which may
+        be cancelled in a read outside a handshake)."""
+        with trio.CancelScope() as self._wake:
+            try:
+                return await self._next_command()
+            finally:
+                self._wake = None
+        self._waiting_for_command = False
+        return False
 
     async def _next_command(self) -> Command | None:
         """The next command, or None at EOF.
@@ -406,25 +521,27 @@ class Session:
 
     def _reset_idle_clock(self) -> None:
         """Idle time counts from now while the loop waits for a command; not at all while a
-        transfer runs (a long download is not idleness) or a command is being handled."""
+        transfer runs (a long download is not idleness), commands wait for one, or a
+        command is being handled."""
         if self._nursery is None:
             return
-        if self.transfer is not None or not self._waiting_for_command:
+        if self.transfer is not None or self._queued is not None or not self._waiting_for_command:
             self._nursery.cancel_scope.deadline = math.inf
         else:
             deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
             self._nursery.cancel_scope.deadline = deadline
 
     async def _dispatch(self, command: Command) -> bool:
-        """Run one command's handler; False ends the session."""
+        """Run one command's handler; False ends the session. Before login only the verbs
+        marked ``before_login`` run; any other known verb gets ``530``."""
         verb = command.verb.lower()
         handler = self.server.commands_mapping.get(verb)
         spec = self.server.command_specs.get(command.verb)
-        if self.transfer is not None and not (spec is not None and spec.immediate):
-            await self.transfer.done.wait()
-            await self.flush()
         if handler is None:
             self.respond("502", f"command {command.verb!r} not implemented")
+            return True
+        if not (spec is not None and spec.before_login) and not self.connection.get("logged"):
+            self.respond("530", "bad sequence of commands (not logged in)")  # as _login says
             return True
         if spec is not None and spec.needs_argument and not command.arg.strip():
             self.respond("501", f"syntax error: {command.verb} needs an argument")

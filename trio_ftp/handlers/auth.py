@@ -68,7 +68,7 @@ class AuthCommands(ServerBase):
         self.publish(connection, "login")
         connection.response("230", reply)
 
-    @command("USER", help="USER <name>: say who you are", needs_argument=True)
+    @command("USER", help="USER <name>: say who you are", needs_argument=True, before_login=True)
     async def user(self, connection: Connection, rest: str) -> bool:
         if self._refuse_clear_login(connection):
             return True
@@ -89,7 +89,7 @@ class AuthCommands(ServerBase):
             connection.response("331", "password required")
         return True
 
-    @command("PASS", help="PASS <password>: prove it")
+    @command("PASS", help="PASS <password>: prove it", before_login=True)
     async def pass_(self, connection: Connection, rest: str) -> bool:
         if self._refuse_clear_login(connection):
             return True
@@ -132,7 +132,7 @@ class AuthCommands(ServerBase):
         connection.response("530", "login incorrect")
         return True
 
-    @command("ACCT", help="ACCT <account>: accounts are not used here")
+    @command("ACCT", help="ACCT <account>: accounts are not used here", before_login=True)
     async def acct(self, connection: Connection, rest: str) -> bool:
         if connection.get("logged"):
             connection.response("202", "ACCT not needed, already logged in")
@@ -158,7 +158,7 @@ class AuthCommands(ServerBase):
         connection.response("220", "session reset, send USER")
         return True
 
-    @command("QUIT", help="QUIT: end the session")
+    @command("QUIT", help="QUIT: end the session", before_login=True)
     async def quit(self, connection: Connection, rest: str) -> bool:
         connection.response("221", "goodbye")
         return False

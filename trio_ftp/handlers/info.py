@@ -13,12 +13,12 @@ __all__ = ["InfoCommands"]
 class InfoCommands(ServerBase):
     """Introspection and keep-alive."""
 
-    @command("SYST", help="SYST: system type")
+    @command("SYST", help="SYST: system type", before_login=True)
     async def syst(self, connection: Connection, rest: str) -> bool:
         connection.response("215", self.system_type)
         return True
 
-    @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True)
+    @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True, before_login=True)
     async def noop(self, connection: Connection, rest: str) -> bool:
         connection.response("200", "ok")
         return True
@@ -39,12 +39,17 @@ class InfoCommands(ServerBase):
 
         return sorted(lines)
 
-    @command("FEAT", help="FEAT: list extensions")
+    @command("FEAT", help="FEAT: list extensions", before_login=True)
     async def feat(self, connection: Connection, rest: str) -> bool:
         connection.response("211", ["Features:", *self.feature_lines(connection), "End"])
         return True
 
-    @command("OPTS", help="OPTS <command> <options>: set a command's options", needs_argument=True)
+    @command(
+        "OPTS",
+        help="OPTS <command> <options>: set a command's options",
+        needs_argument=True,
+        before_login=True,
+    )
     async def opts(self, connection: Connection, rest: str) -> bool:
         """RFC 2389 §4: ``OPTS <verb> <options>``, dispatched to an ``opts_<verb>`` method."""
         name, _, value = rest.strip().partition(" ")
@@ -90,7 +95,7 @@ class InfoCommands(ServerBase):
             connection.response("504", f"structure {rest!r} not supported (only F, file)")
         return True
 
-    @command("HELP", help="HELP [<command>]: this text")
+    @command("HELP", help="HELP [<command>]: this text", before_login=True)
     async def help(self, connection: Connection, rest: str) -> bool:
         verb = rest.strip().upper()
         if verb:

@@ -111,6 +111,7 @@ class SiteCommands(ServerBase):
         "SITE",
         help="SITE <command> [<arguments>]: site-specific commands (SITE HELP lists them)",
         needs_argument=True,
+        before_login=True,  # each subcommand decides (site_command's login_required)
     )
     async def site(self, connection: Connection, rest: str) -> bool:
         name, _, arguments = rest.lstrip(" ").partition(" ")

@@ -24,7 +24,12 @@ class TLSCommands(ServerBase):
     def session_feature_lines(self, connection: Connection) -> list[str]:
         return [*super().session_feature_lines(connection), *tls_features(self)]
 
-    @command("AUTH", help="AUTH TLS: protect the control connection", needs_argument=True)
+    @command(
+        "AUTH",
+        help="AUTH TLS: protect the control connection",
+        needs_argument=True,
+        before_login=True,
+    )
     async def auth(self, connection: Connection, rest: str) -> bool:
         session = connection.session
         if session.tls_context is None:
@@ -42,7 +47,12 @@ class TLSCommands(ServerBase):
             connection.prot = "C"
         return True
 
-    @command("PBSZ", help="PBSZ 0: protection buffer size (always 0 for TLS)", needs_argument=True)
+    @command(
+        "PBSZ",
+        help="PBSZ 0: protection buffer size (always 0 for TLS)",
+        needs_argument=True,
+        before_login=True,
+    )
     async def pbsz(self, connection: Connection, rest: str) -> bool:
         if not connection.tls:
             connection.response("503", "bad sequence of commands (use AUTH TLS first)")
@@ -52,7 +62,12 @@ class TLSCommands(ServerBase):
         connection.response("200", "PBSZ=0")
         return True
 
-    @command("PROT", help="PROT C|P: clear or private data connections", needs_argument=True)
+    @command(
+        "PROT",
+        help="PROT C|P: clear or private data connections",
+        needs_argument=True,
+        before_login=True,
+    )
     async def prot(self, connection: Connection, rest: str) -> bool:
         level = rest.strip().upper()
         if not connection.tls:
@@ -70,7 +85,7 @@ class TLSCommands(ServerBase):
             connection.response("200", f"protection level set to {level}")
         return True
 
-    @command("CCC", help="CCC: clear the control connection (if allowed)")
+    @command("CCC", help="CCC: clear the control connection (if allowed)", before_login=True)
     async def ccc(self, connection: Connection, rest: str) -> bool:
         if not connection.tls:
             connection.response("533", "the control connection is not protected")

@@ -155,6 +155,9 @@ class TransferCommands(ServerBase):
 
     @command("ABOR", help="ABOR: abort the running transfer", immediate=True)
     async def abor(self, connection: Connection, rest: str) -> bool:
+        """RFC 959 §4.1.3: a running transfer ends with ``426`` then ``226``; with nothing
+        to abort, ``226`` alone (aioftp's ``Client.abort()`` accepts nothing else). Either
+        way the data channel (a PASV listener, a connection not yet used) is closed."""
         session = connection.session
         if session.transfer is not None:
             had_worker = "worker_active" in connection
@@ -162,7 +165,7 @@ class TransferCommands(ServerBase):
             if not had_worker:
                 connection.response("226", "abort successful")
         else:
-            connection.response("225", "no transfer to abort")
+            connection.response("226", "nothing to abort")
         await session.data.close()
         return True
 
@@ -238,6 +241,7 @@ class TransferCommands(ServerBase):
         "STAT",
         help="STAT [<path>]: session status, or a listing on this connection",
         immediate=True,
+        before_login=True,
     )
     async def stat(self, connection: Connection, rest: str) -> bool:
         """RFC 959 §4.1.3: without argument, the session's status (also mid-transfer);
@@ -298,10 +302,10 @@ class TransferCommands(ServerBase):
                     assert isinstance(stream, trio.SocketStream)
                     # Unthrottled chunks through the kernel; a limit switched on meanwhile
                     # sends the rest through the throttled path below.
-                    clock = StallClock(socket_timeout(connection))
+                    clock = StallClock(socket_timeout(connection), progress)
                     while connection.write_throttle.current_rate() is None:
                         wanted = next_size(KERNEL_CHUNK, limit, progress.bytes)
-                        sent, ended = await kernel_copy(
+                        _, ended = await kernel_copy(  # progress counts as it goes
                             connection,
                             clock,
                             send_file,
@@ -310,7 +314,6 @@ class TransferCommands(ServerBase):
                             offset + progress.bytes,
                             wanted,
                         )
-                        progress.bytes += sent
                         if ended or progress.bytes == limit:  # the file's end, or RANG's
                             return
                 if progress.bytes or offset:
@@ -400,9 +403,9 @@ class TransferCommands(ServerBase):
                 if fd is not None:
                     assert isinstance(stream, trio.SocketStream)
                     start = None if mode == "ab" else offset  # None: the kernel appends
-                    clock = StallClock(socket_timeout(connection))
+                    clock = StallClock(socket_timeout(connection), progress)
                     while connection.read_throttle.current_rate() is None:
-                        received, ended = await kernel_copy(
+                        _, ended = await kernel_copy(  # progress counts as it goes
                             connection,
                             clock,
                             receive_into_file,
@@ -411,7 +414,6 @@ class TransferCommands(ServerBase):
                             None if start is None else start + progress.bytes,
                             KERNEL_CHUNK,
                         )
-                        progress.bytes += received
                         if ended:
                             return
                     if start is not None:  # the kernel wrote at explicit offsets
