@@ -307,6 +307,7 @@ async def test_hash_honours_rest_once(nursery: Any) -> None:
     """REST n makes HASH hash the tail from n (reported n-<last>); the next HASH starts at 0."""
     client = await connect(nursery, make_server())
     offset = MiB + 7
+    assert await client.code("TYPE I") == "200"  # REST is refused in TYPE A
     assert await client.code(f"REST {offset}") == "350"
     code, lines = await client.command("HASH big.bin")
     assert code == "213"
@@ -320,6 +321,7 @@ async def test_hash_rest_at_the_end_and_past_it(nursery: Any) -> None:
     """REST at the size hashes nothing; past the end is 554 and the offset is consumed."""
     client = await connect(nursery, make_server())
     size = len(b"hello world")
+    assert await client.code("TYPE I") == "200"  # REST is refused in TYPE A
     assert await client.code(f"REST {size}") == "350"
     empty = hashlib.sha256(b"").hexdigest()
     assert await client.command("HASH f.txt") == ("213", [f"SHA-256 {size}-{size} {empty} f.txt"])
@@ -390,6 +392,7 @@ async def test_site_chmod_and_hash_on_disk(start_server: Any, tmp_path: Any) -> 
     def client() -> list[str]:
         replies = []
         with running.ftp() as ftp:
+            ftp.voidcmd("TYPE I")  # REST is refused in TYPE A
             for line in ("HASH big.bin", "REST 1000", "OPTS HASH MD5", "HASH big.bin"):
                 replies.append(ftp.sendcmd(line))
             replies.append(ftp.sendcmd("SITE CHMOD 0640 f.txt"))

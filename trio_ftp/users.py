@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import hmac
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -248,7 +249,13 @@ class MemoryUserManager(AbstractUserManager):
         return GetUserResponse.PASSWORD_REQUIRED, user, "password required"
 
     async def authenticate(self, user: User, password: str) -> bool:
-        return user.login is None or user.password is None or user.password == password
+        if user.login is None or user.password is None:
+            return True
+        # Constant time, on bytes: compare_digest refuses non-ASCII str.
+        return hmac.compare_digest(
+            user.password.encode("utf-8", "surrogateescape"),
+            password.encode("utf-8", "surrogateescape"),
+        )
 
     async def notify_login(self, user: User) -> bool:
         slots = self.available_connections.get(user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+
 from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
@@ -35,9 +37,16 @@ class InfoCommands(ServerBase):
         lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
             lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
-        lines.update({"UTF8", "TVFS"})
+        lines.add("TVFS")
+        if self.speaks_utf8:
+            lines.add("UTF8")  # RFC 2640: only when paths really are UTF-8
 
         return sorted(lines)
+
+    @property
+    def speaks_utf8(self) -> bool:
+        """The server's encoding is UTF-8: only then may FEAT announce ``UTF8``."""
+        return codecs.lookup(self.encoding).name == "utf-8"
 
     @command("FEAT", help="FEAT: list extensions", before_login=True)
     async def feat(self, connection: Connection, rest: str) -> bool:
@@ -61,8 +70,12 @@ class InfoCommands(ServerBase):
         return True
 
     async def opts_utf8(self, connection: Connection, value: str) -> None:
-        """``OPTS UTF8 ON``: we always speak UTF-8 (draft-ietf-ftpext-utf-8-option)."""
-        if value.upper() in ("ON", ""):
+        """``OPTS UTF8 ON`` (draft-ietf-ftpext-utf-8-option): accepted only when the
+        server's encoding is UTF-8, which is then always on; refused (``504``) otherwise,
+        so a client never believes its UTF-8 names are understood when they are not."""
+        if not self.speaks_utf8:
+            connection.response("504", f"UTF8 not available: this server speaks {self.encoding}")
+        elif value.upper() in ("ON", ""):
             connection.response("200", "UTF8 mode is always on")
         else:
             connection.response("504", "UTF8 can't be turned off")
@@ -97,13 +110,19 @@ class InfoCommands(ServerBase):
 
     @command("HELP", help="HELP [<command>]: this text", before_login=True)
     async def help(self, connection: Connection, rest: str) -> bool:
-        verb = rest.strip().upper()
+        verb, _, sub = rest.strip().partition(" ")
+        verb = verb.upper()
         if verb:
-            spec = self.command_specs.get(verb)
-            if spec is None or verb.lower() not in self.commands_mapping:
-                connection.response("502", f"unknown command {verb!r}")
+            if verb.lower() not in self.commands_mapping:
+                connection.response("502", f"unknown command {verb[:40]!r}")
+            elif verb == "SITE" and sub.strip():
+                # HELP SITE CHMOD: the SITE subcommand's own line, as SITE HELP CHMOD.
+                await self.commands_mapping["site"](connection, f"HELP {sub.strip()}")
             else:
-                connection.response("214", spec.help or verb)
+                spec = self.command_specs.get(verb)
+                # A verb put straight into commands_mapping has no spec: a generic line.
+                text = spec.help if spec is not None and spec.help else f"{verb}: no help text"
+                connection.response("214", text)
             return True
         verbs = sorted(v.upper() for v in self.commands_mapping)
         rows = [" ".join(f"{v:<5}" for v in verbs[i : i + 8]) for i in range(0, len(verbs), 8)]

@@ -97,6 +97,14 @@ async def _chmod_if_supported(connection: Connection, real: Any, mode: int) -> N
             raise
 
 
+def _refuse_ascii_offset(connection: Connection, offset: int) -> None:
+    """A REST/RANG offset counts bytes of the file; in TYPE A the stream differs from the
+    file (CRLF), so resuming would corrupt it: ``504`` before any ``150`` (TYPE A may have
+    been set after the REST)."""
+    if offset and connection.transfer_type == "A":
+        raise ReplyError("504", "restart offsets are not supported in ASCII mode (TYPE A)")
+
+
 class TransferCommands(ServerBase):
     """Transfers and their parameters."""
 
@@ -119,8 +127,14 @@ class TransferCommands(ServerBase):
     )
     @_login
     async def rest(self, connection: Connection, rest: str) -> bool:
+        """A nonzero offset is refused in TYPE A (``504``, as pyftpdlib does): it would
+        seek the file, not the converted stream the client counted, and corrupt a resumed
+        download. ``REST 0`` stays allowed (clients send it to probe for REST)."""
         if not rest.isdigit():
             connection.response("501", "REST needs a non-negative integer offset")
+            return True
+        if int(rest) and connection.transfer_type == "A":
+            connection.response("504", "REST not supported in ASCII mode (TYPE A): use TYPE I")
             return True
         connection.restart_offset = int(rest)
         connection.pop("restart_end")  # REST replaces a RANG
@@ -177,10 +191,12 @@ class TransferCommands(ServerBase):
         return min(self.block_size, THROTTLE_BURST)
 
     def _take_offset(self, connection: Connection) -> int:
-        """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503)."""
+        """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503),
+        an offset in TYPE A too (504)."""
         offset, limit = self.take_range(connection)
         if limit is not None:
             raise ReplyError("503", "RANG applies to RETR and HASH only")
+        _refuse_ascii_offset(connection, offset)
         return offset
 
     def _start(
@@ -285,6 +301,7 @@ class TransferCommands(ServerBase):
     async def retr(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
         offset, limit = self.take_range(connection)  # REST, or RANG start..end
+        _refuse_ascii_offset(connection, offset)
         size = (await connection.path_io.stat(real)).st_size
         if offset > size:
             connection.response("554", f"restart offset {offset} is past the end ({size})")
