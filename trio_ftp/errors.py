@@ -8,6 +8,7 @@ Names follow aioftp where it has them (``PathIOError``, ``NoAvailablePort``,
 from __future__ import annotations
 
 import errno
+import os
 
 import trio
 
@@ -119,7 +120,8 @@ class PathIOError(FTPError):
 
     ``reason`` is the original exception (aioftp keeps ``sys.exc_info()`` there; we keep the
     exception itself). ``code``/``text`` are derived from its errno: ``550`` for "no such
-    file"-like errors, ``452`` for a full disk, ``451`` for anything else.
+    file"-like errors and any other permanent errno, ``452`` for a full disk, ``451`` for
+    transient errnos (EAGAIN, EIO, ...), timeouts and exceptions that are not OS errors.
     """
 
     def __init__(self, reason: BaseException | None = None, text: str | None = None) -> None:
@@ -130,22 +132,47 @@ class PathIOError(FTPError):
         super().__init__(f"{self.code} {self.text}")
 
 
+#: errno values worth trying again later: the only OS errors answered ``451`` (RFC 959:
+#: "requested action aborted: local error in processing"). Any other errno not in
+#: ``_ERRNO_REPLIES`` is a permanent refusal, ``550`` (``553`` where the verb's RFC 959
+#: reply list has no 550, see :data:`_NO_550`).
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ETIMEDOUT, errno.EIO}
+    | {errno.ENOMEM, errno.ENOBUFS, errno.ENFILE, errno.EMFILE, errno.ESTALE}
+)
+#: Verbs whose RFC 959 §5.4 reply list has 553 (name not allowed) but no 550.
+_NO_550 = frozenset({"STOR", "STOU", "APPE", "RNTO"})
+
+
 def _classify(reason: BaseException | None) -> tuple[str, str]:
     if isinstance(reason, OSError) and reason.errno in _ERRNO_REPLIES:
         return _ERRNO_REPLIES[reason.errno]
     if isinstance(reason, TimeoutError):
         return "451", "file system operation timed out"
+    if isinstance(reason, OSError) and reason.errno is not None:
+        if reason.errno in _TRANSIENT_ERRNOS:
+            return "451", f"local error in processing ({os.strerror(reason.errno).lower()})"
+        return "550", f"requested action not taken ({os.strerror(reason.errno).lower()})"
     return "451", "local error in processing"
 
 
-def reply_for(exc: BaseException) -> tuple[str, str]:
-    """Return the ``(code, text)`` reply an exception raised by a handler becomes."""
+def reply_for(exc: BaseException, verb: str | None = None) -> tuple[str, str]:
+    """Return the ``(code, text)`` reply an exception raised by a handler becomes.
+
+    ``verb`` (the command being answered) picks the code from that command's RFC 959
+    reply list: a file-system refusal is ``550``, or ``553`` for a verb that has no 550
+    (STOR, STOU, APPE, RNTO). A reply a handler chose (:class:`ReplyError`) is kept.
+    """
     if isinstance(exc, ReplyError):
         return exc.code, exc.text
     if isinstance(exc, PathIOError):
-        return exc.code, exc.text
-    if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+        code, text = exc.code, exc.text
+    elif isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
         return "426", "data connection lost; transfer aborted"
-    if isinstance(exc, OSError):
-        return _classify(exc)
-    return "451", "local error in processing"
+    elif isinstance(exc, OSError):
+        code, text = _classify(exc)
+    else:
+        return "451", "local error in processing"
+    if code == "550" and verb is not None and verb.upper() in _NO_550:
+        code = "553"
+    return code, text

@@ -85,6 +85,7 @@ class _SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 @dataclass
 class _Transfer:
+    verb: str = ""  # the command that started it: its errors get that command's codes
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -122,6 +123,7 @@ class Session:
         self._write_lock: trio.Lock | None = None
         self._writers = 0
         self.transfer: _Transfer | None = None
+        self._verb = ""  # the verb being handled (see start_transfer)
         # What the client sent behind the running transfer, in order (None when empty: an
         # idle session holds no queue); a decoding error waits there for its turn too.
         self._queued: collections.deque[Command | ProtocolError] | None = None
@@ -236,7 +238,7 @@ class Session:
             raise ReplyError("503", "a transfer is already in progress")
         if self.server.closing:
             raise ReplyError("421", "server shutting down, closing connection", fatal=True)
-        transfer = _Transfer()
+        transfer = _Transfer(self._verb)
         self.transfer = transfer
         self.server.transfer_began()
         self._reset_idle_clock()
@@ -251,7 +253,7 @@ class Session:
                     try:
                         await fn(*args)
                     except Exception as exc:
-                        self._respond_error(exc)
+                        self._respond_error(exc, transfer.verb)
             finally:
                 self.transfer = None
                 self._reset_idle_clock()
@@ -555,12 +557,13 @@ class Session:
         # between) can never let a later RNTO move some other file.
         if verb != "rnto":
             self.connection.pop("rename_from")
+        self._verb = command.verb  # a transfer it starts answers errors as this verb
         try:
             result = await handler(self.connection, command.arg)
         except TLSHandshakeFailed:
             raise  # the control stream is unusable: end the session
         except Exception as exc:
-            self._respond_error(exc)
+            self._respond_error(exc, command.verb)
             return not (isinstance(exc, ReplyError) and exc.fatal)
         finally:
             self.connection.pop("path_cache")
@@ -580,8 +583,8 @@ class Session:
         except FTPError:
             return False
 
-    def _respond_error(self, exc: BaseException) -> None:
-        code, text = reply_for(exc)
+    def _respond_error(self, exc: BaseException, verb: str | None = None) -> None:
+        code, text = reply_for(exc, verb)
         if isinstance(exc, (FTPError, *_STREAM_GONE)):
             self.log.info("%s %s (%s)", code, text, type(exc).__name__)
         else:
