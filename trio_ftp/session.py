@@ -37,7 +37,7 @@ import math
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +49,7 @@ from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_htt
 from .connection import Connection
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
+from .logsafe import SessionLog
 from .pathio import GuardedPathIO
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 from .validation import as_seconds
@@ -75,12 +76,6 @@ MAX_QUEUED_COMMANDS = 32
 
 #: Errors that mean "the control connection is gone or unusable": end the session quietly.
 _STREAM_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
-
-
-class _SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        extra = self.extra or {}
-        return f"[{extra.get('session')} {extra.get('peer')}] {msg}", kwargs
 
 
 @dataclass
@@ -115,7 +110,7 @@ class Session:
             raise ValueError("peer and local addresses are needed for a non-socket stream")
         self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
         self.local_host, self.local_port = str(local[0]), int(local[1])
-        self.log = _SessionLog(
+        self.log = SessionLog(
             logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
         )
         self.decoder = CommandDecoder(server.encoding)

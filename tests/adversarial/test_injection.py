@@ -317,3 +317,51 @@ async def test_commands_sent_in_clear_with_auth_tls_are_never_run(
     finally:
         await trio.aclose_forcefully(secure)
     assert victim_intact(victim)
+
+
+# log injection --------------------------------------------------------------------------------
+#: Characters a client can put in a name that must never reach a log line raw: a terminal
+#: escape, tab, DEL, C1 NEL (a line break to some readers), the Unicode line separator.
+HOSTILE = "evil\x1b[31m\t\x7f\x85\u2028 login failed for root from 1.2.3.4 \\x1b"
+
+
+async def test_client_strings_reach_the_log_escaped(start_server, root: Path, caplog) -> None:
+    """Names and logins holding control characters, sent through every command that logs
+    them, appear in the log only escaped: every formatted line is printable, one line."""
+    caplog.set_level("DEBUG", logger="trio_ftp")
+    (root / f"{HOSTILE}.txt").write_bytes(b"payload")
+    running = await start_server()
+    wire = await Wire.connect(running.host, running.port)
+    await wire.greeting()
+    assert (await wire.login(HOSTILE, "wrong")).startswith(b"530")
+    assert (await wire.login(LOGIN, PASSWORD)).startswith(b"230")
+    assert (await wire.command("TYPE I")).startswith(b"200")
+    final, data = await transfer(wire, f"RETR {HOSTILE}.txt")
+    assert final.startswith(b"226")
+    assert data == b"payload"
+    final, _ = await transfer(wire, f"STOR {HOSTILE}.up", upload=b"up")
+    assert final.startswith(b"226")
+    for line in (
+        f"MKD {HOSTILE}.d",
+        f"CWD {HOSTILE}.d",
+        "CDUP",
+        f"RNFR {HOSTILE}.up",
+        f"RNTO {HOSTILE}.moved",
+        f"SITE CHMOD 600 {HOSTILE}.moved",
+        f"DELE {HOSTILE}.moved",
+        f"RMD {HOSTILE}.d",
+        f"SIZE {HOSTILE}.missing",
+        f"SITE {HOSTILE}",
+        f"{HOSTILE}",
+    ):
+        reply = await wire.command(line)
+        assert reply[:1] in b"2345", (line, reply)
+    await wire.command("QUIT")
+    await wire.aclose()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages
+    dirty = [message for message in messages if not message.isprintable()]
+    assert not dirty, dirty
+    assert any("evil\\x1b[31m\\x09\\x7f\\x85\\u2028" in message for message in messages)
+    # The backslash the client sent is doubled: "\\x1b" in the log is never a real escape.
+    assert any("\\\\x1b" in message for message in messages)
