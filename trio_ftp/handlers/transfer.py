@@ -359,6 +359,11 @@ class TransferCommands(ServerBase):
         if not await connection.path_io.is_dir(real.parent):
             connection.response("553", "no such directory")  # before 150, not after it
             return True
+        if await connection.path_io.exists(real) and not await connection.path_io.is_file(real):
+            # A FIFO, device or socket is never written or replaced (atomic uploads rename
+            # over the target); the open refuses it too, should one be swapped in later.
+            connection.response("550", "not a regular file")
+            return True
         if offset:
             if not await connection.path_io.exists(real):
                 connection.response("554", "can't resume: the file does not exist")

@@ -186,21 +186,61 @@ def _refuse_escaping_name(where: Confined) -> None:
         os.close(root.open(where.relative, O_PATH))  # FileNotFoundError: a new name
 
 
+NOT_A_REGULAR_FILE = "not a regular file"
+
+
+def _regular_only(fd: int) -> None:
+    """Refuse (close ``fd`` and raise PermissionDenied, ``550``) anything but a regular
+    file; make a regular file's descriptor blocking again.
+
+    Every open passes ``O_NONBLOCK``, so opening a FIFO, a device or a socket never
+    waits (for a peer, a carrier...): neither the event loop (cached opens) nor a worker
+    thread can be held by one. The ``fstat`` then turns it away before any byte moves.
+    """
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat_module.S_ISDIR(kind):  # as open() says it, for every backend alike
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat_module.S_ISREG(kind):
+            raise PermissionDenied(NOT_A_REGULAR_FILE)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_fd(open_call: Callable[[int], int], mode: str) -> int:
+    """``open_call(flags)`` with ``O_NONBLOCK``, for regular files only (see
+    :func:`_regular_only`); a FIFO or socket with no peer (``ENXIO``) is refused too."""
+    try:
+        fd = open_call(_OPEN_FLAGS[mode] | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise PermissionDenied(NOT_A_REGULAR_FILE) from None
+        raise
+    _regular_only(fd)
+    return fd
+
+
 def _open(
     path: str, where: Confined | None, mode: str, cached: bool = False
 ) -> io.BufferedIOBase | _ReadFile:
     if where is None:
-        file = open(path, mode)  # noqa: SIM115 (closed by PathIO.close)
-        assert isinstance(file, io.BufferedIOBase)
-        return file
+        fd = _open_fd(lambda flags: os.open(path, flags | os.O_CLOEXEC, 0o666), mode)
+        try:
+            raw: io.FileIO = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        raw.name = path
+        return raw if isinstance(raw, _ReadFile) else _BUFFERED[mode](raw)
     with _beneath.Root(where.root, cached=cached) as root:
-        fd = root.open(where.relative, _OPEN_FLAGS[mode], 0o666)
+        fd = _open_fd(lambda flags: root.open(where.relative, flags, 0o666), mode)
         try:
             # Is a file opened for reading on the root's own file system? A cached open
             # cannot cross a mount point; one from a thread can, onto NFS or FUSE, whose
             # files stay in threads.
             same_fs = mode == "rb" and (cached or os.fstat(fd).st_dev == os.fstat(root.fd).st_dev)
-            # refuses a directory opened "rb" (IsADirectoryError)
             raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
         except BaseException:
             os.close(fd)  # FileIO owns the descriptor only once it is made
