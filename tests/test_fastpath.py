@@ -314,3 +314,75 @@ async def test_speed_limit_switched_on_mid_download_takes_over(
     assert bytes(received) == payload
     assert kernel_calls["send_file"] >= 1
     assert throttled_sends >= 1
+
+
+# kernel copies refused by the file system --------------------------------------------------
+def refusing(real: Callable[..., int], errno_: int, after: int) -> Callable[..., int]:
+    """``real``, until ``after`` calls have moved bytes; then OSError(``errno_``) for ever,
+    as a file system without sendfile/splice support answers."""
+    calls = 0
+
+    def call(*args: Any, **kwargs: Any) -> int:
+        nonlocal calls
+        if calls >= after:
+            raise OSError(errno_, "refused")
+        calls += 1
+        return real(*args, **kwargs)
+
+    return call
+
+
+@pytest.mark.parametrize("errno_", sorted(fastpath.UNSUPPORTED_ERRNOS))
+@pytest.mark.parametrize("after", [0, 3], ids=["at-once", "after-some-bytes"])
+async def test_sendfile_refused_falls_back_to_python(
+    start_server, root, monkeypatch, errno_: int, after: int
+):
+    """sendfile refused (at the first call, or after some bytes moved): the download goes
+    on through the Python path from the exact byte, 226, byte-exact; REST too."""
+    payload = random_bytes(6 * MiB, seed=71)
+    (root / "big.bin").write_bytes(payload)
+    monkeypatch.setattr(fastpath.os, "sendfile", refusing(fastpath.os.sendfile, errno_, after))
+    running = await start_server()
+
+    def client() -> tuple[bytes, bytes]:
+        with running.ftp() as ftp:
+            return download(ftp, "big.bin"), download(ftp, "big.bin", rest=12345)
+
+    whole, tail = await in_thread(client)
+    assert whole == payload
+    assert tail == payload[12345:]
+
+
+@pytest.mark.parametrize("errno_", [fastpath.errno.EINVAL, fastpath.errno.EOPNOTSUPP])
+@pytest.mark.parametrize("side", ["file", "socket"])
+@pytest.mark.parametrize("after", [0, 3], ids=["at-once", "after-some-bytes"])
+async def test_splice_refused_falls_back_to_copying(
+    start_server, root, monkeypatch, kernel_calls, errno_: int, side: str, after: int
+):
+    """splice refused on the file side (bytes already in the pipe are written, not lost)
+    or on the socket side: the upload completes byte-exact through recv + pwrite."""
+    if fastpath._SPLICE is None:
+        pytest.fail("this kernel has no splice: the test needs Linux")
+    payload = random_bytes(6 * MiB + 5, seed=72)
+    real = fastpath._SPLICE
+    calls = 0
+
+    def splice(source: int, target: int, count: int, **kwargs: Any) -> int:
+        nonlocal calls
+        to_file = "offset_dst" in kwargs
+        if (side == "file") == to_file:
+            if calls >= after:
+                raise OSError(errno_, "refused")
+            calls += 1
+        return real(source, target, count, **kwargs)
+
+    monkeypatch.setattr(fastpath, "_SPLICE", splice)
+    running = await start_server()
+
+    def client() -> None:
+        with running.ftp() as ftp:
+            ftp.storbinary("STOR up.bin", io.BytesIO(payload), blocksize=1 << 20)
+
+    await in_thread(client)
+    assert (root / "up.bin").read_bytes() == payload
+    assert kernel_calls["receive_into_file"] >= 1

@@ -19,6 +19,7 @@ the next chunk.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -31,7 +32,9 @@ import trio
 
 __all__ = [
     "POLL_INTERVAL",
+    "UNSUPPORTED_ERRNOS",
     "ByteCounter",
+    "KernelCopyUnsupported",
     "StallClock",
     "StallTimeout",
     "receive_into_file",
@@ -58,6 +61,23 @@ class StallTimeout(Exception):
     """The peer made no progress for ``timeout`` seconds."""
 
 
+#: errno values by which ``sendfile``/``splice`` say "not with this file or socket" (some
+#: FUSE, 9p and network file systems, special sockets): the transfer goes on by copying
+#: through user space from the exact byte where the kernel copy stopped.
+UNSUPPORTED_ERRNOS = frozenset(
+    {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ESPIPE}
+)
+
+
+class KernelCopyUnsupported(Exception):
+    """``sendfile`` refused this file or socket (an errno of :data:`UNSUPPORTED_ERRNOS`);
+    the bytes moved before are counted, the caller sends the rest another way."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"kernel copy unsupported here: {error}")
+        self.errno = error.errno
+
+
 class ByteCounter(Protocol):
     """Where a transfer counts the bytes it moved (``TransferProgress``, what ``STAT`` shows)."""
 
@@ -77,6 +97,8 @@ class StallClock:
         self.timeout = timeout
         self.last_progress = time.monotonic()
         self.counter = counter
+        #: False once splice was refused by this transfer's file or socket.
+        self.splice_works = True
 
 
 class _Waiter:
@@ -139,7 +161,13 @@ def send_file(
     waiter = _Waiter(sock_fd, select.POLLOUT, clock)
     sent = 0
     while sent < count:
-        n = _when_ready(waiter, partial(os.sendfile, sock_fd, file_fd, offset + sent, count - sent))
+        move = partial(os.sendfile, sock_fd, file_fd, offset + sent, count - sent)
+        try:
+            n = _when_ready(waiter, move)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED_ERRNOS:
+                raise KernelCopyUnsupported(exc) from exc
+            raise
         if n is None:
             break
         if n == 0:
@@ -171,14 +199,22 @@ def receive_into_file(
         trio.Cancelled: the transfer was cancelled (raised in this thread).
     """
     waiter = _Waiter(sock_fd, select.POLLIN, clock)
-    if _SPLICE is not None and offset is not None:
-        return _splice_into(waiter, sock_fd, file_fd, offset, count)
+    if _SPLICE is not None and offset is not None and clock.splice_works:
+        received, ended, refused = _splice_into(waiter, sock_fd, file_fd, offset, count)
+        if not refused:
+            return received, ended
+        clock.splice_works = False  # for the rest of this transfer: recv and pwrite
+        more, ended = _copy_into(waiter, sock_fd, file_fd, offset + received, count - received)
+        return received + more, ended
     return _copy_into(waiter, sock_fd, file_fd, offset, count)
 
 
 def _splice_into(
     waiter: _Waiter, sock_fd: int, file_fd: int, offset: int, count: int
-) -> tuple[int, bool]:
+) -> tuple[int, bool, bool]:
+    """``(received, ended, refused)``; ``refused``: splice is unsupported here (an errno of
+    :data:`UNSUPPORTED_ERRNOS`), every byte taken from the socket is in the file, the
+    caller goes on without splice."""
     assert _SPLICE is not None
     read_end, write_end = os.pipe()
     try:
@@ -188,26 +224,51 @@ def _splice_into(
         received = 0
         while received < count:
             wanted = min(_PIPE_SIZE, count - received)
-            n = _when_ready(
-                waiter,
-                partial(_SPLICE, sock_fd, write_end, wanted, flags=_SPLICE_MOVE | _SPLICE_NONBLOCK),
-            )
+            flags = _SPLICE_MOVE | _SPLICE_NONBLOCK
+            move = partial(_SPLICE, sock_fd, write_end, wanted, flags=flags)
+            try:
+                n = _when_ready(waiter, move)
+            except OSError as exc:
+                if exc.errno in UNSUPPORTED_ERRNOS:
+                    return received, False, True  # nothing was taken from the socket
+                raise
             if n is None:
                 break
             if n == 0:
-                return received, True
+                return received, True, False
             waiter.progressed()
             while n:  # drain the pipe into the file before reading more
-                written = _SPLICE(read_end, file_fd, n, offset_dst=offset + received)
+                try:
+                    written = _SPLICE(read_end, file_fd, n, offset_dst=offset + received)
+                except OSError as exc:
+                    if exc.errno not in UNSUPPORTED_ERRNOS:
+                        raise
+                    # The file system takes no splice: what sits in the pipe was already
+                    # taken from the socket, so it goes to the file through user space.
+                    _drain_pipe(read_end, file_fd, n, offset + received, waiter)
+                    return received + n, False, True
                 received += written
                 waiter.count(written)
                 n -= written
             if waiter.over_budget:
                 break
-        return received, False
+        return received, False, False
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def _drain_pipe(read_end: int, file_fd: int, count: int, offset: int, waiter: _Waiter) -> None:
+    """Move ``count`` bytes waiting in the pipe into the file at ``offset`` with ``read``
+    and ``pwrite`` (the pipe is blocking and holds them all)."""
+    while count:
+        chunk = os.read(read_end, count)
+        while chunk:
+            written = os.pwrite(file_fd, chunk, offset)
+            offset += written
+            count -= written
+            waiter.count(written)
+            chunk = chunk[written:]
 
 
 def _copy_into(

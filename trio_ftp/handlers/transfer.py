@@ -24,7 +24,7 @@ from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
 from ..errors import FTPError, PathIOError, ReplyError
-from ..fastpath import StallClock, receive_into_file, send_file
+from ..fastpath import KernelCopyUnsupported, StallClock, receive_into_file, send_file
 from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
 from ..throttle import Throttle
 from .dataio import (
@@ -320,19 +320,24 @@ class TransferCommands(ServerBase):
                     # Unthrottled chunks through the kernel; a limit switched on meanwhile
                     # sends the rest through the throttled path below.
                     clock = StallClock(socket_timeout(connection), progress)
-                    while connection.write_throttle.current_rate() is None:
-                        wanted = next_size(KERNEL_CHUNK, limit, progress.bytes)
-                        _, ended = await kernel_copy(  # progress counts as it goes
-                            connection,
-                            clock,
-                            send_file,
-                            stream.socket.fileno(),
-                            fd,
-                            offset + progress.bytes,
-                            wanted,
-                        )
-                        if ended or progress.bytes == limit:  # the file's end, or RANG's
-                            return
+                    try:
+                        while connection.write_throttle.current_rate() is None:
+                            wanted = next_size(KERNEL_CHUNK, limit, progress.bytes)
+                            _, ended = await kernel_copy(  # progress counts as it goes
+                                connection,
+                                clock,
+                                send_file,
+                                stream.socket.fileno(),
+                                fd,
+                                offset + progress.bytes,
+                                wanted,
+                            )
+                            if ended or progress.bytes == limit:  # the file's end, or RANG's
+                                return
+                    except KernelCopyUnsupported as exc:
+                        # Some FUSE, 9p and network file systems: the rest goes through
+                        # the Python path below, from the byte sendfile stopped at.
+                        connection.log.info("%s; sending through Python", exc)
                 if progress.bytes or offset:
                     await file.seek(offset + progress.bytes)
                 # No bigger than the file (as it was at RETR) needs: a small file's read
