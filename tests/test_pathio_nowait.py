@@ -254,3 +254,37 @@ async def test_a_mount_below_the_root_is_used_from_a_thread(
         assert calls == ["_stat", "_open", "read", "close"], calls
     finally:
         await trio.run_process(["umount", str(mount_point)])
+
+
+class ThreadsOnly(PathIO):
+    event_loop_calls = False
+
+
+@pytest.mark.parametrize(
+    "make", [ThreadsOnly, lambda: PathIO(event_loop_calls=False)], ids=["subclass", "keyword"]
+)
+async def test_event_loop_calls_can_be_switched_off(
+    tmp_path: Path, worker_thread_calls: list[object], make: Any
+) -> None:
+    """With the switch off, every call goes to a worker thread, even fully cached ones,
+    and the root's file system is never even classified."""
+    root = tmp_path / "root"
+    (root / "dir").mkdir(parents=True)
+    (root / "file").write_bytes(b"0123456789")
+    path_io = make()
+    await path_io.confine(root, PurePosixPath("."))
+    await every_cached_call(path_io, root)  # warm every cache
+    del worker_thread_calls[:]
+    assert await every_cached_call(path_io, root) == EXPECTED
+    names = pathio_calls(worker_thread_calls)
+    assert "nonblocking_root" not in names
+    assert names.count("_probe") == 3
+    assert {"_stat", "_open", "read", "seek", "close"} <= set(names)
+
+
+def test_only_known_safe_file_systems_run_calls_on_the_loop() -> None:
+    """ext2/3/4, XFS, Btrfs, tmpfs; never overlayfs, NFS, FUSE, 9p, SMB."""
+    safe = {0xEF53, 0x58465342, 0x9123683E, 0x01021994}
+    never = {0x794C7630, 0x6969, 0x65735546, 0x01021997, 0xFF534D42, 0xFE534D42}
+    assert safe == _beneath._LOCAL_FILE_SYSTEMS
+    assert not never & _beneath._LOCAL_FILE_SYSTEMS

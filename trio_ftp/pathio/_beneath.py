@@ -58,14 +58,12 @@ RESOLVE_CACHED = 0x20
 _RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
 _AT_FDCWD = -100
 
-#: ``statfs`` ``f_type`` of local file systems, whose inodes, once a path resolves from the
-#: dentry cache, are in memory: ext2/3/4, XFS, Btrfs, F2FS, tmpfs, ramfs, overlayfs, ZFS,
-#: bcachefs. Network and FUSE file systems are left out: their ``fstat`` may ask a server.
-#: (overlayfs is in because container roots use it; one stacked on NFS would ask NFS.)
-_LOCAL_FILE_SYSTEMS = frozenset(
-    {0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x01021994, 0x858458F6, 0x794C7630}
-    | {0x2FC12FC1, 0xCA451A4E}
-)
+#: ``statfs`` ``f_type`` of the file systems where a call may run on the event loop: ext2/3/4,
+#: XFS, Btrfs and tmpfs, local file systems whose inodes, once a path resolves from the
+#: dentry cache, are in memory, so a cached lookup or ``fstat`` never waits. Nothing else:
+#: not NFS, SMB, FUSE or 9p (their ``fstat`` may ask a server), and not overlayfs (its lower
+#: layer may be any of those), F2FS, ZFS or others nobody here has checked.
+_LOCAL_FILE_SYSTEMS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994})
 
 #: ``O_PATH`` (Linux only; 0 elsewhere, where this module is never used).
 O_PATH: int = getattr(os, "O_PATH", 0)

@@ -376,14 +376,22 @@ class PathIO(AbstractPathIO[Path]):
     """
 
     consistent_stat = True
+    #: Try cached calls on the event loop (see the module docstring) where the root's file
+    #: system is known safe for it; False (a subclass attribute, or the keyword) sends
+    #: every file-system call to a worker thread.
+    event_loop_calls = True
 
     def __init__(
         self,
         timeout: float | None = None,
         connection: object | None = None,
         state: object | None = None,
+        *,
+        event_loop_calls: bool | None = None,
     ) -> None:
         super().__init__(timeout=timeout, connection=connection, state=state)
+        if event_loop_calls is not None:
+            self.event_loop_calls = event_loop_calls
         # (parts, path) of each root confine() checked against, longest first
         self._roots: builtins.list[tuple[tuple[str, ...], str]] = []
 
@@ -406,13 +414,18 @@ class PathIO(AbstractPathIO[Path]):
         """``call(True)`` (cached lookups only) on the event loop when ``where`` is beneath
         a root on a local file system; if that would wait, or elsewhere, ``call(False)`` in
         a worker thread."""
-        if where is not None and _nonblocking_roots.get(where.root, False):
+        if where is not None and self._on_loop(where.root):
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 return call(True)
             except BlockingIOError:
                 pass
         return await _in_thread(functools.partial(call, False), read_only=read_only)
+
+    def _on_loop(self, root: str) -> bool:
+        """The one policy: calls beneath ``root`` may be tried on the event loop only when
+        this backend allows it and ``root`` is on a file system known safe for it."""
+        return self.event_loop_calls and _nonblocking_roots.get(root, False)
 
     async def _classify_root(self, root: str) -> None:
         """Find out once per root whether cached calls may run on the loop (see
@@ -502,7 +515,7 @@ class PathIO(AbstractPathIO[Path]):
             file.nowait = (
                 bool(_RWF_NOWAIT)
                 and file.on_root_file_system
-                and _nonblocking_roots.get(where.root, False)
+                and self._on_loop(where.root)
             )
         return file
 
@@ -590,7 +603,9 @@ class PathIO(AbstractPathIO[Path]):
             # Every operation resolves the path again beneath the root, in the kernel, at
             # the moment of use (a path leaving it raises PermissionDenied there): a check
             # here would cost a worker-thread call and prove nothing lasting.
-            await self._classify_root(self._remember(base_path))
+            root = self._remember(base_path)
+            if self.event_loop_calls:
+                await self._classify_root(root)
             await trio.lowlevel.checkpoint()
             return joined
 
