@@ -8,6 +8,7 @@ import errno
 import functools
 import io
 import os
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -127,7 +128,7 @@ async def test_reads_not_in_the_page_cache_go_to_a_thread(
         while block := await file.read(65536):
             received += block
     assert received == payload
-    reads = pathio_calls(worker_thread_calls).count("read")
+    reads = pathio_calls(worker_thread_calls).count("_thread_read")
     # the first read in a thread, one short read on the loop, then threads to the end
     after_the_loop_read = len(payload) - 65536 - 1000
     assert reads == 1 + -(-after_the_loop_read // 65536) + 1
@@ -154,7 +155,7 @@ async def test_other_file_systems_use_threads(
     assert await every_cached_call(path_io, root) == EXPECTED
     names = pathio_calls(worker_thread_calls)
     lookups = ["nonblocking_root", "_stat", "_probe", "_probe", "_probe", "_open"]
-    assert names == [*lookups, "read", "seek", "read", "read", "close"]
+    assert names == [*lookups, "_thread_read", "seek", "_thread_read", "_thread_read", "close"]
 
 
 async def test_confinement_holds_on_the_loop(tmp_path: Path) -> None:
@@ -251,7 +252,7 @@ async def test_a_mount_below_the_root_is_used_from_a_thread(
         async with path_io.open(mount_point / "inner") as file:
             assert await file.read(100) == b"on another file system"
         calls = pathio_calls(worker_thread_calls)
-        assert calls == ["_stat", "_open", "read", "close"], calls
+        assert calls == ["_stat", "_open", "_thread_read", "close"], calls
     finally:
         await trio.run_process(["umount", str(mount_point)])
 
@@ -279,7 +280,7 @@ async def test_event_loop_calls_can_be_switched_off(
     names = pathio_calls(worker_thread_calls)
     assert "nonblocking_root" not in names
     assert names.count("_probe") == 3
-    assert {"_stat", "_open", "read", "seek", "close"} <= set(names)
+    assert {"_stat", "_open", "_thread_read", "seek", "close"} <= set(names)
 
 
 def test_only_known_safe_file_systems_run_calls_on_the_loop() -> None:
@@ -288,3 +289,57 @@ def test_only_known_safe_file_systems_run_calls_on_the_loop() -> None:
     never = {0x794C7630, 0x6969, 0x65735546, 0x01021997, 0xFF534D42, 0xFE534D42}
     assert safe == _beneath._LOCAL_FILE_SYSTEMS
     assert not never & _beneath._LOCAL_FILE_SYSTEMS
+
+
+async def test_a_cancelled_read_keeps_its_descriptor_until_the_thread_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read abandoned by a cancelled caller while its thread is still in read(): close()
+    leaves the descriptor open (no other open can get its number and be read by the
+    stuck thread); the thread closes it when its read returns."""
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    entered, release = threading.Event(), threading.Event()
+    real_read = _local._ReadFile.read
+
+    def stuck_read(self: _local._ReadFile, size: int = -1) -> bytes:
+        entered.set()
+        assert release.wait(10)
+        return real_read(self, size)
+
+    monkeypatch.setattr(_local._ReadFile, "read", stuck_read)
+    path_io = PathIO(event_loop_calls=False)
+    file = await path_io.open(tmp_path / "f")
+    fd = path_io.native_fd(file)
+    assert fd is not None
+    with trio.move_on_after(10) as scope:
+        async with trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                await file.read(10)
+
+            nursery.start_soon(read)
+            await trio.to_thread.run_sync(entered.wait, 10)
+            nursery.cancel_scope.cancel()  # the read is abandoned, its thread still reads
+    assert not scope.cancelled_caught
+    await file.close()
+    os.fstat(fd)  # still ours: not closed under the thread
+    release.set()
+    with trio.fail_after(10):
+        while True:  # the thread closes it as its read returns
+            try:
+                os.fstat(fd)
+            except OSError:
+                break
+            await trio.sleep(0.01)
+
+
+async def test_a_close_before_the_thread_reads_means_no_read(tmp_path: Path) -> None:
+    """A thread that starts after the close began reads nothing (the number may already
+    belong to another file)."""
+    (tmp_path / "f").write_bytes(b"data")
+    path_io = PathIO(event_loop_calls=False)
+    file = await path_io.open(tmp_path / "f")
+    inner = file._file
+    assert isinstance(inner, _local._ReadFile)
+    await file.close()
+    assert _local._thread_read(inner, 4) == b""

@@ -25,6 +25,7 @@ import functools
 import io
 import os
 import stat as stat_module
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
@@ -74,6 +75,52 @@ class _ReadFile(io.FileIO):
     #: Reused by every RWF_NOWAIT read of this file: a fresh megabyte per read would be
     #: zeroed (and often page-faulted) only to be overwritten.
     buffer = bytearray()
+    #: A worker thread is reading (maybe abandoned by a cancelled caller, still in the
+    #: kernel): closing now would free the descriptor number under it, and the next open
+    #: could reuse it, so the thread would read another file. ``close_pending``: the thread
+    #: closes the file when its read returns. Both under ``guard``.
+    reading = False
+    close_pending = False
+    closing = False
+    guard = threading.Lock()  # replaced by one per file in _open
+
+    def begin_read(self) -> bool:
+        """In the thread, before reading: False if a close already began (nothing to
+        read for: the caller was cancelled)."""
+        with self.guard:
+            if self.closing:
+                return False
+            self.reading = True
+            return True
+
+    def end_read(self) -> None:
+        """The thread's read returned: close now if a close came meanwhile."""
+        with self.guard:
+            self.reading = False
+            close_now = self.close_pending
+        if close_now:
+            self.close()
+
+    def close_unless_reading(self) -> bool:
+        """Hand the close to the reading thread if there is one (True: nothing left to
+        do here)."""
+        with self.guard:
+            if self.reading:
+                self.close_pending = True
+                return True
+            self.closing = True  # a thread starting now will not read
+        return False
+
+
+def _thread_read(file: _ReadFile, size: int) -> bytes:
+    """A worker thread's read of ``file``, which it may close afterwards (see
+    :attr:`_ReadFile.reading`)."""
+    if not file.begin_read():
+        return b""
+    try:
+        return file.read(size) or b""
+    finally:
+        file.end_read()
 
 
 async def _in_thread(fn: Callable[[], T], *, read_only: bool) -> T:
@@ -233,7 +280,10 @@ def _open(
             os.close(fd)
             raise
         raw.name = path
-        return raw if isinstance(raw, _ReadFile) else _BUFFERED[mode](raw)
+        if isinstance(raw, _ReadFile):
+            raw.guard = threading.Lock()
+            return raw
+        return _BUFFERED[mode](raw)
     with _beneath.Root(where.root, cached=cached) as root:
         fd = _open_fd(lambda flags: root.open(where.relative, flags, 0o666), mode)
         try:
@@ -247,6 +297,7 @@ def _open(
             raise
     raw.name = path  # as open(path) would name it (repr, errors)
     if isinstance(raw, _ReadFile):
+        raw.guard = threading.Lock()
         raw.on_root_file_system = same_fs
         return raw
     return _BUFFERED[mode](raw)
@@ -513,9 +564,7 @@ class PathIO(AbstractPathIO[Path]):
         )
         if isinstance(file, _ReadFile) and where is not None:
             file.nowait = (
-                bool(_RWF_NOWAIT)
-                and file.on_root_file_system
-                and self._on_loop(where.root)
+                bool(_RWF_NOWAIT) and file.on_root_file_system and self._on_loop(where.root)
             )
         return file
 
@@ -541,18 +590,30 @@ class PathIO(AbstractPathIO[Path]):
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
                 file.nowait = False  # this file system has no RWF_NOWAIT
-        data = await _in_thread(functools.partial(file.read, block_size), read_only=True)
-        return data if data is not None else b""
+        if not isinstance(file, _ReadFile):  # not abandoned: nothing tracks its descriptor
+            data = await _in_thread(functools.partial(file.read, block_size), read_only=False)
+            return data if data is not None else b""
+        # Abandoned on cancel (a read stuck on a slow disk must not hold the session), so
+        # the file knows a thread still uses its descriptor: close() leaves it to that thread.
+        read = functools.partial(_thread_read, file, block_size)
+        return await _in_thread(read, read_only=True)
 
     async def close(self, file: io.BufferedIOBase | _ReadFile) -> None:
-        if isinstance(file, _ReadFile) and file.nowait:
-            try:
-                _close_nowait(file)
-                await trio.lowlevel.checkpoint()  # close is shielded: no cancellation here
+        """Close the file; abandoned on cancel (the thread still closes it). A file a
+        worker thread is still reading is closed by that thread when its read returns,
+        never under it."""
+        if isinstance(file, _ReadFile):
+            if file.close_unless_reading():
+                await trio.lowlevel.checkpoint()
                 return
-            except BlockingIOError:
-                pass
-        await _in_thread(file.close, read_only=False)
+            if file.nowait:
+                try:
+                    _close_nowait(file)
+                    await trio.lowlevel.checkpoint()  # close is shielded: no cancellation here
+                    return
+                except BlockingIOError:
+                    pass
+        await _in_thread(file.close, read_only=True)
 
     def native_fd(self, file: AsyncFile) -> int | None:
         """The descriptor of an open local file (for ``os.sendfile``/``os.splice``).
