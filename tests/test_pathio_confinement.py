@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from trio_ftp.errors import PathIOError, PermissionDenied
-from trio_ftp.pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO, _beneath, _local
+from trio_ftp.pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO, _beneath, _onloop
 
 needs_openat2 = pytest.mark.skipif(
     not _beneath.supported(), reason="openat2 confinement is not available here"
@@ -48,12 +48,12 @@ def jail(tmp_path: Path) -> Path:
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run with openat2 confinement (cached calls tried on the event loop first, see
     ``_local``), with openat2 in worker threads only, and in the realpath-only fallback."""
-    monkeypatch.setattr(_local, "_nonblocking_roots", {})
+    monkeypatch.setattr(_onloop, "_classified", {})
     if request.param.startswith("openat2"):
         if not _beneath.supported():
             pytest.skip("openat2 confinement is not available here")
         if request.param == "openat2-threads":
-            monkeypatch.setattr(_beneath, "nonblocking_root", lambda path: False)
+            monkeypatch.setattr(_onloop, "classify_root", lambda path: False)
     else:
         monkeypatch.setattr(_beneath, "supported", lambda: False)
     return str(request.param)

@@ -17,17 +17,17 @@ import trio
 from conftest import in_thread, random_bytes
 
 from trio_ftp.errors import PermissionDenied
-from trio_ftp.pathio import PathIO, _beneath, _local
+from trio_ftp.pathio import PathIO, _beneath, _local, _onloop
 
 pytestmark = pytest.mark.skipif(
-    not _beneath.nonblocking_root("/"), reason="no RESOLVE_CACHED or no local file system"
+    not _onloop.classify_root("/"), reason="no RESOLVE_CACHED or no local file system"
 )
 
 
 @pytest.fixture(autouse=True)
 def fresh_roots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test classifies its roots again."""
-    monkeypatch.setattr(_local, "_nonblocking_roots", {})
+    monkeypatch.setattr(_onloop, "_classified", {})
 
 
 def pathio_calls(calls: list[object]) -> list[str]:
@@ -75,7 +75,7 @@ async def test_cached_calls_need_no_worker_thread(
     """Beneath a local root, with everything cached, only the one-time check of the root
     goes to a thread; writes still do."""
     path_io, root = await confined_root(tmp_path)
-    assert pathio_calls(worker_thread_calls) == ["nonblocking_root"]
+    assert pathio_calls(worker_thread_calls) == ["classify_root"]
     await every_cached_call(path_io, root)  # a name never looked up is not cached yet
     del worker_thread_calls[:]
     assert await every_cached_call(path_io, root) == EXPECTED
@@ -121,8 +121,8 @@ async def test_reads_not_in_the_page_cache_go_to_a_thread(
             raise answer
         return real_read(file, 1000)  # a short read, as RWF_NOWAIT gives for a partial hit
 
-    real_read = _local._read_nowait
-    monkeypatch.setattr(_local, "_read_nowait", partly_cached)
+    real_read = _onloop.read_nowait
+    monkeypatch.setattr(_onloop, "read_nowait", partly_cached)
     received = bytearray()
     async with path_io.open(root / "big") as file:
         while block := await file.read(65536):
@@ -150,11 +150,11 @@ async def test_other_file_systems_use_threads(
     tmp_path: Path, worker_thread_calls: list[object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A root on NFS (or any file system not known to be local) never runs on the loop."""
-    monkeypatch.setattr(_beneath, "_statfs_type", lambda path: 0x6969)  # NFS_SUPER_MAGIC
+    monkeypatch.setattr(_beneath, "statfs_type", lambda path: 0x6969)  # NFS_SUPER_MAGIC
     path_io, root = await confined_root(tmp_path)
     assert await every_cached_call(path_io, root) == EXPECTED
     names = pathio_calls(worker_thread_calls)
-    lookups = ["nonblocking_root", "_stat", "_probe", "_probe", "_probe", "_open"]
+    lookups = ["classify_root", "_stat", "_probe", "_probe", "_probe", "_open"]
     assert names == [*lookups, "_thread_read", "seek", "_thread_read", "_thread_read", "close"]
 
 
@@ -174,10 +174,11 @@ async def test_confinement_holds_on_the_loop(tmp_path: Path) -> None:
 
 
 def test_the_root_check_knows_local_file_systems(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ext4 and tmpfs count as local; FUSE and an unreadable statfs do not."""
-    for magic, local in ((0xEF53, True), (0x01021994, True), (0x65735546, False), (None, False)):
-        monkeypatch.setattr(_beneath, "_statfs_type", lambda path, magic=magic: magic)
-        assert _beneath.nonblocking_root("/") is local
+    """ext4 and tmpfs count as safe; FUSE, overlayfs and an unreadable statfs do not."""
+    cases = [(0xEF53, True), (0x01021994, True), (0x65735546, False), (0x794C7630, False)]
+    for magic, local in [*cases, (None, False)]:
+        monkeypatch.setattr(_beneath, "statfs_type", lambda path, magic=magic: magic)
+        assert _onloop.classify_root("/") is local
 
 
 async def test_a_short_download_session_needs_no_worker_thread(
@@ -278,7 +279,7 @@ async def test_event_loop_calls_can_be_switched_off(
     del worker_thread_calls[:]
     assert await every_cached_call(path_io, root) == EXPECTED
     names = pathio_calls(worker_thread_calls)
-    assert "nonblocking_root" not in names
+    assert "classify_root" not in names
     assert names.count("_probe") == 3
     assert {"_stat", "_open", "_thread_read", "seek", "close"} <= set(names)
 
@@ -287,8 +288,8 @@ def test_only_known_safe_file_systems_run_calls_on_the_loop() -> None:
     """ext2/3/4, XFS, Btrfs, tmpfs; never overlayfs, NFS, FUSE, 9p, SMB."""
     safe = {0xEF53, 0x58465342, 0x9123683E, 0x01021994}
     never = {0x794C7630, 0x6969, 0x65735546, 0x01021997, 0xFF534D42, 0xFE534D42}
-    assert safe == _beneath._LOCAL_FILE_SYSTEMS
-    assert not never & _beneath._LOCAL_FILE_SYSTEMS
+    assert safe == _onloop.SAFE_FILE_SYSTEMS
+    assert not never & _onloop.SAFE_FILE_SYSTEMS
 
 
 async def test_a_cancelled_read_keeps_its_descriptor_until_the_thread_returns(

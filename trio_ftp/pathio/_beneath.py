@@ -19,7 +19,7 @@ Cached lookups. With ``RESOLVE_CACHED`` (Linux 5.12) the kernel resolves a path 
 its dentry cache and answers ``EAGAIN`` rather than read the disk; :class:`Root` takes a
 ``cached`` flag that turns it on, and its opens then raise :class:`BlockingIOError` instead
 of waiting. The local backend uses that to serve cached paths on the event loop itself
-(no worker-thread call), and only where :func:`nonblocking_root` found a local file system,
+(no worker-thread call), and only where ``_onloop.classify_root`` found a safe local file system,
 whose ``fstat`` of an open descriptor never waits for a server; cached opens also refuse to
 cross a mount point (``RESOLVE_NO_XDEV``), so a network mount below the root is used from a
 worker thread only.
@@ -45,9 +45,10 @@ from ..errors import PermissionDenied
 __all__ = [
     "Confined",
     "Root",
+    "cached_lookups_work",
     "is_within",
-    "nonblocking_root",
     "openat2",
+    "statfs_type",
     "supported",
 ]
 
@@ -57,13 +58,6 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_CACHED = 0x20
 _RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
 _AT_FDCWD = -100
-
-#: ``statfs`` ``f_type`` of the file systems where a call may run on the event loop: ext2/3/4,
-#: XFS, Btrfs and tmpfs, local file systems whose inodes, once a path resolves from the
-#: dentry cache, are in memory, so a cached lookup or ``fstat`` never waits. Nothing else:
-#: not NFS, SMB, FUSE or 9p (their ``fstat`` may ask a server), and not overlayfs (its lower
-#: layer may be any of those), F2FS, ZFS or others nobody here has checked.
-_LOCAL_FILE_SYSTEMS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0x01021994})
 
 #: ``O_PATH`` (Linux only; 0 elsewhere, where this module is never used).
 O_PATH: int = getattr(os, "O_PATH", 0)
@@ -167,7 +161,7 @@ def supported() -> bool:
 
 
 @functools.cache
-def _cached_lookups_work() -> bool:
+def cached_lookups_work() -> bool:
     """Whether this kernel knows ``RESOLVE_CACHED`` (5.12; older ones answer EINVAL)."""
     if not supported():
         return False
@@ -178,7 +172,7 @@ def _cached_lookups_work() -> bool:
     return True
 
 
-def _statfs_type(path: str) -> int | None:
+def statfs_type(path: str) -> int | None:
     """``statfs(path).f_type`` (the first field of ``struct statfs`` on every Linux ABI),
     or None when it cannot be read."""
     try:
@@ -189,15 +183,6 @@ def _statfs_type(path: str) -> int | None:
     if function(ctypes.c_char_p(os.fsencode(path)), buffer) != 0:
         return None
     return ctypes.c_ulong.from_buffer(buffer).value & 0xFFFFFFFF
-
-
-def nonblocking_root(path: str) -> bool:
-    """Whether paths beneath ``path`` may be resolved with cached lookups on the event
-    loop: openat2 confinement and ``RESOLVE_CACHED`` work, and ``path`` is on a local file
-    system. Blocking (``statfs``): call it from a worker thread."""
-    if not _cached_lookups_work():
-        return False
-    return _statfs_type(path) in _LOCAL_FILE_SYSTEMS
 
 
 def is_within(path: str, base: str) -> bool:
@@ -264,7 +249,7 @@ class Root:
             OSError: any other failure of the open.
         """
         # Cached: never across a mount point either (EXDEV), so the path stays on the root's
-        # file system, the one nonblocking_root found local: an NFS or FUSE mount below the
+        # file system, the one _onloop.classify_root found safe: an NFS or FUSE mount below the
         # root is reached only from a worker thread.
         resolve = _RESOLVE | RESOLVE_CACHED | RESOLVE_NO_XDEV if self.cached else _RESOLVE
         try:

@@ -1,17 +1,19 @@
 """The local-disk backend, :class:`PathIO`: blocking calls run in trio worker threads,
 unless the kernel can answer them without waiting.
 
-A worker-thread call costs far more than a cached ``stat`` (on a 2-core VM about 160 us
-of CPU against 5 us, more under load, where the threads fight for the GIL), and a short
-session makes several. So, beneath a root on a local file system (see
-``_beneath.nonblocking_root``), the calls that can be asked not to wait are first tried on
-the event loop: lookups with ``RESOLVE_CACHED`` (stat, exists, is_dir, is_file, opening
-for reading), reads with ``RWF_NOWAIT`` (only from the page cache), seeks, and the close of
-a file opened for reading, all only on the root's own file system (a cached lookup never
-crosses a mount point, so an NFS or FUSE mount below the root stays in threads). Whatever
-the kernel would have to wait for (a lookup or a read that needs the disk) answers
-``EAGAIN`` at once and goes to a worker thread as before.
-Writes, creations, renames and listings always go to a thread.
+Which calls may be tried on the event loop, and where, is decided in one place,
+:mod:`._onloop` (cached lookups, page-cache reads, seeks and closes of files opened for
+reading, only on ext2/3/4, XFS, Btrfs and tmpfs, switched off by ``event_loop_calls``).
+Writes, creations, renames, removals and listings always go to a thread. Every open uses
+``O_NONBLOCK`` and refuses anything but a regular file, so a FIFO, socket or device never
+holds the loop or a thread.
+
+``path_timeout`` (through :class:`~trio_ftp.pathio.GuardedPathIO`) bounds how long a
+session waits for each call: then ``451`` and the session goes on. It cannot stop a
+worker thread stuck in the kernel (a read or write on a hung NFS mount): a read is
+abandoned (its thread finishes alone and keeps its descriptor until then); a write,
+seek, creation or rename is not abandoned, since reporting failure for an operation that
+still completes would lie, so its wait is not cut short.
 
 Separate because it is the only backend that touches the real file system.
 """
@@ -33,7 +35,7 @@ from typing import Any, TypeVar
 import trio
 
 from ..errors import PermissionDenied
-from . import _beneath
+from . import _beneath, _onloop
 from ._base import AbstractPathIO, AsyncFile, _check_mode, _check_relative, _Lister
 from ._beneath import O_PATH, Confined, is_within
 
@@ -57,12 +59,6 @@ _BUFFERED: dict[str, Callable[[io.FileIO], io.BufferedIOBase]] = {
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 Entries = builtins.list[tuple[str, os.stat_result]]
-
-_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
-#: Roots checked by ``_beneath.nonblocking_root`` (True: try cached calls on the loop); a
-#: cap keeps a user manager with endless roots from growing it without bound.
-_nonblocking_roots: dict[str, bool] = {}
-_ROOTS_REMEMBERED = 1024
 
 
 class _ReadFile(io.FileIO):
@@ -303,24 +299,6 @@ def _open(
     return _BUFFERED[mode](raw)
 
 
-def _read_nowait(file: _ReadFile, size: int) -> bytes:
-    """Up to ``size`` bytes from the page cache at the file's position (advancing it);
-    BlockingIOError when none of them is cached."""
-    if len(file.buffer) < size:
-        file.buffer = bytearray(size)
-    with memoryview(file.buffer) as view:
-        count = os.preadv(file.fileno(), [view[:size]], -1, _RWF_NOWAIT)  # -1: file position
-        return bytes(view[:count])
-
-
-def _close_nowait(file: _ReadFile) -> None:
-    """Close a file opened for reading on the loop, unless it is the last link to a removed
-    file (then the close frees its blocks, which may take long): BlockingIOError."""
-    if os.fstat(file.fileno()).st_nlink == 0:
-        raise BlockingIOError(errno.EAGAIN, "last reference to a removed file")
-    file.close()
-
-
 def _chmod(path: str, where: Confined | None, mode: int) -> None:
     if where is None:
         os.chmod(path, mode)
@@ -476,19 +454,15 @@ class PathIO(AbstractPathIO[Path]):
     def _on_loop(self, root: str) -> bool:
         """The one policy: calls beneath ``root`` may be tried on the event loop only when
         this backend allows it and ``root`` is on a file system known safe for it."""
-        return self.event_loop_calls and _nonblocking_roots.get(root, False)
+        return _onloop.allowed(self.event_loop_calls, root)
 
     async def _classify_root(self, root: str) -> None:
         """Find out once per root whether cached calls may run on the loop (see
-        ``_beneath.nonblocking_root``); the check itself may wait, so it runs in a thread."""
-        if root in _nonblocking_roots:
+        ``_onloop.classify_root``); the check itself may wait, so it runs in a thread."""
+        if _onloop.known(root):
             return
-        nonblocking = await _in_thread(
-            functools.partial(_beneath.nonblocking_root, root), read_only=True
-        )
-        if len(_nonblocking_roots) >= _ROOTS_REMEMBERED:
-            _nonblocking_roots.clear()
-        _nonblocking_roots[root] = nonblocking
+        safe = await _in_thread(functools.partial(_onloop.classify_root, root), read_only=True)
+        _onloop.remember(root, safe)
 
     def _remember(self, base_path: Path) -> str:
         """Hold later paths under ``base_path`` beneath it; the root as :class:`Confined`
@@ -564,7 +538,7 @@ class PathIO(AbstractPathIO[Path]):
         )
         if isinstance(file, _ReadFile) and where is not None:
             file.nowait = (
-                bool(_RWF_NOWAIT) and file.on_root_file_system and self._on_loop(where.root)
+                bool(_onloop.RWF_NOWAIT) and file.on_root_file_system and self._on_loop(where.root)
             )
         return file
 
@@ -583,7 +557,7 @@ class PathIO(AbstractPathIO[Path]):
         if isinstance(file, _ReadFile) and file.nowait and block_size > 0:
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                return _read_nowait(file, block_size)
+                return _onloop.read_nowait(file, block_size)
             except BlockingIOError:
                 pass  # not in the page cache: read from the disk in a thread
             except OSError as exc:
@@ -608,7 +582,7 @@ class PathIO(AbstractPathIO[Path]):
                 return
             if file.nowait:
                 try:
-                    _close_nowait(file)
+                    _onloop.close_nowait(file)
                     await trio.lowlevel.checkpoint()  # close is shielded: no cancellation here
                     return
                 except BlockingIOError:
