@@ -141,6 +141,27 @@ async def test_site_chmod_sets_mode(nursery: Any) -> None:
     assert await mode_of(server, "/f.txt") == 0o004
 
 
+@pytest.mark.parametrize("mode", ["4755", "2755", "1777", "7000"])
+async def test_site_chmod_refuses_special_bits(nursery: Any, mode: str) -> None:
+    """Setuid, setgid or sticky in SITE CHMOD: 550 with a reason, the mode unchanged."""
+    server = make_server()
+    client = await connect(nursery, server)
+    before = await mode_of(server, "/f.txt")
+    code, lines = await client.command(f"SITE CHMOD {mode} f.txt")
+    assert (code, "setuid" in lines[0]) == ("550", True)
+    assert await mode_of(server, "/f.txt") == before
+
+
+async def test_site_chmod_special_bits_when_permitted(nursery: Any) -> None:
+    """Server(permit_special_mode_bits=True) lets SITE CHMOD set 0o7000 bits."""
+    server = Server(
+        [User("user", "pw")], path_io_factory=seeded(FILES), permit_special_mode_bits=True
+    )
+    client = await connect(nursery, server)
+    assert await client.command("SITE CHMOD 4755 f.txt") == ("200", ["mode set to 4755"])
+    assert await mode_of(server, "/f.txt") == 0o4755
+
+
 @pytest.mark.parametrize(
     "arguments", ["8 f.txt", "0x1 f.txt", "12345 f.txt", "rwx f.txt", "-1 f.txt", "644", ""]
 )
