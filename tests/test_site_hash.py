@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+import trio
 from conftest import in_thread
 from memory_client import MemoryClient, start_memory_session
 
@@ -28,6 +29,7 @@ from trio_ftp import (
     User,
     site_command,
 )
+from trio_ftp.handlers.hash import HASH_THREADS
 
 MiB = 1024 * 1024
 FEAT_DEFAULT = "HASH SHA-256*;SHA-1;MD5;CRC32"
@@ -375,25 +377,33 @@ async def test_hash_needs_login_and_read_permission(nursery: Any) -> None:
     assert await client.code("HASH y") == "213"
 
 
-async def test_hash_runs_in_worker_threads(
-    worker_thread_calls: list[object], tmp_path: Any
-) -> None:
-    """A PathIO file is read and hashed in one worker-thread call (besides its open and
-    close); memory files one call per 1 MiB."""
-    calls = worker_thread_calls
+async def test_hash_runs_in_worker_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Every 1 MiB block is hashed in a worker thread under the server's hash_threads
+    limiter (never trio's default one), for a PathIO file and for a memory one."""
+    hashed: list[object] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "update":
+            hashed.append(kwargs.get("limiter"))
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", recording)
     server = make_server()
     (tmp_path / "big.bin").write_bytes(BIG)
     local = Connection(path_io=GuardedPathIO(PathIO()))
     hasher = hashlib.sha256()
     assert await server.hash_file(local, tmp_path / "big.bin", 5, hasher) == len(BIG) - 5
     assert hasher.hexdigest() == hashlib.sha256(BIG[5:]).hexdigest()
-    assert len(calls) == 3  # open, hash, close
-    calls.clear()
+    blocks = -(-(len(BIG) - 5) // MiB)
+    assert hashed == [server.hash_threads] * blocks
+    hashed.clear()
     memory = Connection(path_io=GuardedPathIO(MemoryPathIO.from_files({"/big.bin": BIG})))
     hasher = hashlib.sha256()
     assert await server.hash_file(memory, PurePosixPath("/big.bin"), 0, hasher) == len(BIG)
     assert hasher.hexdigest() == hashlib.sha256(BIG).hexdigest()
-    assert len(calls) == -(-len(BIG) // MiB)
+    assert hashed == [server.hash_threads] * -(-len(BIG) // MiB)
+    assert server.hash_threads.total_tokens == HASH_THREADS
 
 
 # the local file system, through ftplib ------------------------------------------------------------
