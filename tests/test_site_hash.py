@@ -451,3 +451,87 @@ async def test_site_chmod_and_hash_on_disk(start_server: Any, tmp_path: Any) -> 
     assert replies[6].startswith("550")
     assert stat.S_IMODE(os.stat(outside).st_mode) == 0o644
     assert replies[7] == "550 permission denied"
+
+
+# HASH as an abortable transfer --------------------------------------------------------------------
+GiB = 1024 * MiB
+
+
+def sparse(path: Any, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no disk space."""
+    with open(path, "wb") as file:
+        file.truncate(size)
+
+
+async def until_hashing(server: Server, sessions: int) -> None:
+    """Wait (bounded) until ``sessions`` sessions are running a HASH worker."""
+    with trio.fail_after(10):
+        while sum("worker_active" in c for c in server.connections.values()) < sessions:  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+async def test_abor_during_hash_answers_426_then_226(nursery: Any, tmp_path: Any) -> None:
+    """ABOR while a big file is being hashed: 426 then 226, no 213, and the session goes on."""
+    sparse(tmp_path / "big.bin", 4 * GiB)
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    client = await connect(nursery, server)
+    assert await client.code("TYPE I") == "200"
+    await client.send("HASH big.bin")
+    await until_hashing(server, 1)
+    with trio.fail_after(5):
+        assert await client.code("ABOR") == "426"
+        assert (await client.reply())[0] == "226"
+        assert await client.code("NOOP") == "200"
+        assert await client.code("PWD") == "257"
+
+
+async def test_concurrent_hashes_leave_threads_for_path_lookups(
+    nursery: Any, tmp_path: Any
+) -> None:
+    """Three sessions hashing big files hold none of trio's default worker threads: with
+    that pool cut to three threads, a fourth session's SIZE and CWD still answer within 1 s."""
+    trio.to_thread.current_default_thread_limiter().total_tokens = 3
+    for n in range(3):
+        sparse(tmp_path / f"big{n}.bin", 4 * GiB)
+    (tmp_path / "d").mkdir()
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    hashing = [await connect(nursery, server) for _ in range(3)]
+    other = await connect(nursery, server)
+    assert await other.code("TYPE I") == "200"  # SIZE is refused in TYPE A
+    for n, client in enumerate(hashing):
+        await client.send(f"HASH big{n}.bin")
+    await until_hashing(server, 3)
+    for _ in range(5):
+        with trio.fail_after(1):
+            assert await other.command("SIZE big0.bin") == ("213", [str(4 * GiB)])
+            assert await other.code("CWD d") == "250"
+            assert await other.code("CWD /") == "250"
+    await until_hashing(server, 3)  # the hashes were still running all along
+    for client in hashing:
+        with trio.fail_after(5):
+            assert await client.code("ABOR") == "426"
+            assert (await client.reply())[0] == "226"
+
+
+class HangingRead(MemoryPathIO):
+    """A backend whose file reads never return."""
+
+    async def read(self, file: Any, block_size: int) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_hash_read_that_hangs_is_451_after_path_timeout(
+    nursery: Any, autojump_clock: Any
+) -> None:
+    """A backend read that never returns: HASH answers 451 after path_timeout; meanwhile the
+    session answers NOOP at once, and goes on afterwards."""
+    server = Server(
+        [User("user", "pw")], path_io_factory=seeded(FILES, HangingRead), path_timeout=0.2
+    )
+    client = await connect(nursery, server)
+    await client.send("HASH big.bin")
+    assert await client.code("NOOP") == "200"  # before HASH's reply
+    code, lines = await client.reply()
+    assert code == "451", lines
+    assert await client.code("PWD") == "257"
