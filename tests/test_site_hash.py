@@ -471,7 +471,8 @@ async def until_hashing(server: Server, sessions: int) -> None:
 
 
 async def test_abor_during_hash_answers_426_then_226(nursery: Any, tmp_path: Any) -> None:
-    """ABOR while a big file is being hashed: 426 then 226, no 213, and the session goes on."""
+    """While a big file is hashed STAT reports it; ABOR answers 426 then 226 (no 213), and
+    the session goes on."""
     sparse(tmp_path / "big.bin", 4 * GiB)
     server = Server([User("user", "pw", base_path=tmp_path)])
     client = await connect(nursery, server)
@@ -479,6 +480,8 @@ async def test_abor_during_hash_answers_426_then_226(nursery: Any, tmp_path: Any
     await client.send("HASH big.bin")
     await until_hashing(server, 1)
     with trio.fail_after(5):
+        _, lines = await client.command("STAT")
+        assert any("transfer in progress: HASH big.bin," in line for line in lines), lines
         assert await client.code("ABOR") == "426"
         assert (await client.reply())[0] == "226"
         assert await client.code("NOOP") == "200"

@@ -31,7 +31,7 @@ from ..base import ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from .dataio import next_size
+from .dataio import TransferProgress, next_size
 
 __all__ = ["HASH_ALGORITHMS", "HASH_BLOCK_SIZE", "HASH_THREADS", "HashCommands", "Hasher"]
 
@@ -146,8 +146,10 @@ class HashCommands(ServerBase):
 
         @worker
         async def job(server: HashCommands, connection: Connection) -> None:
+            progress = TransferProgress(f"HASH {rest}")
+            connection.transfer_progress = progress  # what STAT reports meanwhile
             hasher = self.hash_algorithms[algorithm]()
-            count = await self.hash_file(connection, real, offset, hasher, limit)
+            count = await self.hash_file(connection, real, offset, hasher, limit, progress)
             end = offset + count - 1 if count else offset
             connection.response("213", f"{algorithm} {offset}-{end} {hasher.hexdigest()} {rest}")
 
@@ -161,11 +163,13 @@ class HashCommands(ServerBase):
         offset: int,
         hasher: Hasher,
         limit: int | None = None,
+        progress: TransferProgress | None = None,
     ) -> int:
         """Feed the file's bytes from ``offset`` (at most ``limit``) to ``hasher``; returns
         how many. Reads go through ``connection.path_io`` (confinement, ``path_timeout`` per
         read), :data:`HASH_BLOCK_SIZE` at a time; each block is hashed in a worker thread
-        under :attr:`hash_threads`. Cancellation is seen at every read and between blocks."""
+        under :attr:`hash_threads`. Cancellation is seen at every read and between blocks.
+        ``progress.bytes`` (for STAT) counts the bytes hashed so far."""
         count = 0
         async with connection.path_io.open(real, mode="rb") as file:
             if offset:
@@ -173,4 +177,6 @@ class HashCommands(ServerBase):
             while block := await file.read(next_size(HASH_BLOCK_SIZE, limit, count)):
                 await trio.to_thread.run_sync(hasher.update, block, limiter=self.hash_threads)
                 count += len(block)
+                if progress is not None:
+                    progress.bytes = count
         return count
