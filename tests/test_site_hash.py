@@ -542,3 +542,48 @@ async def test_hash_read_that_hangs_is_451_after_path_timeout(
     code, lines = await client.reply()
     assert code == "451", lines
     assert await client.code("PWD") == "257"
+
+
+async def test_hash_of_a_fifo_is_550_at_once(nursery: Any, tmp_path: Any) -> None:
+    """HASH of a FIFO (no writer) answers 550 at once and opens nothing: no transfer starts,
+    no thread waits for a writer; the session goes on."""
+    os.mkfifo(tmp_path / "pipe")
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    client = await connect(nursery, server)
+    with trio.fail_after(5):
+        code, _ = await client.command("HASH pipe")
+        assert code == "550"
+        assert await client.code("NOOP") == "200"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+
+
+class FifoCalledAFile(MemoryPathIO):
+    """A backend that calls ``/pipe`` a file but whose ``stat`` says FIFO, and whose open
+    would hang (as opening a FIFO with no writer does)."""
+
+    opened: list[PurePosixPath] = []
+
+    async def is_file(self, path: PurePosixPath) -> bool:
+        return path == PurePosixPath("/pipe") or await super().is_file(path)
+
+    async def stat(self, path: PurePosixPath) -> os.stat_result:
+        info = await super().stat(path)
+        if path != PurePosixPath("/pipe"):
+            return info
+        return os.stat_result((stat.S_IFIFO | 0o644, *tuple(info)[1:]))
+
+    async def _open(self, path: PurePosixPath, mode: str) -> Any:
+        FifoCalledAFile.opened.append(path)
+        await trio.sleep_forever()
+
+
+async def test_hash_checks_stat_is_a_regular_file_before_opening(nursery: Any) -> None:
+    """For a backend whose is_file and open do not refuse a FIFO, HASH still answers 550
+    (from stat) without opening it."""
+    FifoCalledAFile.opened.clear()
+    server = make_server({**FILES, "/pipe": b""}, path_io=FifoCalledAFile)
+    client = await connect(nursery, server)
+    with trio.fail_after(5):
+        assert await client.command("HASH pipe") == ("550", ["path is not a file"])
+        assert await client.code("NOOP") == "200"
+    assert FifoCalledAFile.opened == []
