@@ -454,6 +454,33 @@ async def test_site_chmod_and_hash_on_disk(start_server: Any, tmp_path: Any) -> 
     assert replies[7] == "550 permission denied"
 
 
+async def test_site_chmod_special_bits_on_disk(start_server: Any, root: Any) -> None:
+    """On PathIO: SITE CHMOD 4755 (setuid), 2755 and 1777 answer 550 and leave no 0o7000 bit
+    on disk; with permit_special_mode_bits=True, 4755 reaches the disk."""
+    refusing = await start_server()
+    permitting = await start_server(permit_special_mode_bits=True)  # the same root
+    for name in ("refused", "permitted"):
+        (root / name).write_bytes(b"#!/bin/sh\n")
+        os.chmod(root / name, 0o644)
+
+    def client() -> list[str]:
+        replies = []
+        with refusing.ftp() as ftp:
+            for mode in ("4755", "2755", "1777"):
+                try:
+                    replies.append(ftp.sendcmd(f"SITE CHMOD {mode} refused"))
+                except ftplib.error_perm as exc:
+                    replies.append(str(exc))
+        with permitting.ftp() as ftp:
+            replies.append(ftp.sendcmd("SITE CHMOD 4755 permitted"))
+        return replies
+
+    replies = await in_thread(client)
+    assert [reply[:3] for reply in replies] == ["550", "550", "550", "200"], replies
+    assert stat.S_IMODE(os.stat(root / "refused").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(root / "permitted").st_mode) == 0o4755
+
+
 # HASH as an abortable transfer --------------------------------------------------------------------
 GiB = 1024 * MiB
 
