@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
+import stat
 
 import trio
 from conftest import in_thread, random_bytes
@@ -47,3 +49,23 @@ async def test_cut_upload_keeps_the_old_file_and_leaves_no_temporary(start_serve
         while sorted(p.name for p in root.iterdir()) != ["f.bin"]:  # noqa: ASYNC110
             await trio.sleep(0.01)
     assert (root / "f.bin").read_bytes() == b"old contents"
+
+
+async def test_atomic_upload_drops_special_mode_bits(start_server, root):
+    """An atomic STOR over a setuid/setgid/sticky file keeps its permission bits but not
+    0o7000 (vsftpd's chmod mask); with permit_special_mode_bits they are kept."""
+    for permit, expected in ((False, 0o755), (True, 0o7755)):
+        target = root / f"tool-{permit}"
+        target.write_bytes(b"old")
+        os.chmod(target, 0o7755)
+        if stat.S_IMODE(target.stat().st_mode) != 0o7755:  # pragma: no cover
+            raise AssertionError("this file system drops special bits on chmod")
+        running = await start_server(atomic_uploads=True, permit_special_mode_bits=permit)
+
+        def upload(name: str = target.name, running=running) -> str:
+            with running.ftp() as client:
+                return client.storbinary(f"STOR {name}", io.BytesIO(b"new"))
+
+        assert (await in_thread(upload)).startswith("226")
+        assert target.read_bytes() == b"new"
+        assert stat.S_IMODE(target.stat().st_mode) == expected

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
+import trio
 from conftest import in_thread
 from memory_client import MemoryClient, start_memory_session
 
@@ -28,6 +29,8 @@ from trio_ftp import (
     User,
     site_command,
 )
+from trio_ftp.handlers.hash import HASH_THREADS
+from trio_ftp.pathio import _beneath, _local
 
 MiB = 1024 * 1024
 FEAT_DEFAULT = "HASH SHA-256*;SHA-1;MD5;CRC32"
@@ -139,6 +142,27 @@ async def test_site_chmod_sets_mode(nursery: Any) -> None:
     assert await client.code("CWD /d") == "250"
     assert await client.code("SITE CHMOD 4 ../f.txt") == "200"
     assert await mode_of(server, "/f.txt") == 0o004
+
+
+@pytest.mark.parametrize("mode", ["4755", "2755", "1777", "7000"])
+async def test_site_chmod_refuses_special_bits(nursery: Any, mode: str) -> None:
+    """Setuid, setgid or sticky in SITE CHMOD: 550 with a reason, the mode unchanged."""
+    server = make_server()
+    client = await connect(nursery, server)
+    before = await mode_of(server, "/f.txt")
+    code, lines = await client.command(f"SITE CHMOD {mode} f.txt")
+    assert (code, "setuid" in lines[0]) == ("550", True)
+    assert await mode_of(server, "/f.txt") == before
+
+
+async def test_site_chmod_special_bits_when_permitted(nursery: Any) -> None:
+    """Server(permit_special_mode_bits=True) lets SITE CHMOD set 0o7000 bits."""
+    server = Server(
+        [User("user", "pw")], path_io_factory=seeded(FILES), permit_special_mode_bits=True
+    )
+    client = await connect(nursery, server)
+    assert await client.command("SITE CHMOD 4755 f.txt") == ("200", ["mode set to 4755"])
+    assert await mode_of(server, "/f.txt") == 0o4755
 
 
 @pytest.mark.parametrize(
@@ -354,25 +378,33 @@ async def test_hash_needs_login_and_read_permission(nursery: Any) -> None:
     assert await client.code("HASH y") == "213"
 
 
-async def test_hash_runs_in_worker_threads(
-    worker_thread_calls: list[object], tmp_path: Any
-) -> None:
-    """A PathIO file is read and hashed in one worker-thread call (besides its open and
-    close); memory files one call per 1 MiB."""
-    calls = worker_thread_calls
+async def test_hash_runs_in_worker_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Every 1 MiB block is hashed in a worker thread under the server's hash_threads
+    limiter (never trio's default one), for a PathIO file and for a memory one."""
+    hashed: list[object] = []
+    run_sync = trio.to_thread.run_sync
+
+    async def recording(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "update":
+            hashed.append(kwargs.get("limiter"))
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", recording)
     server = make_server()
     (tmp_path / "big.bin").write_bytes(BIG)
     local = Connection(path_io=GuardedPathIO(PathIO()))
     hasher = hashlib.sha256()
     assert await server.hash_file(local, tmp_path / "big.bin", 5, hasher) == len(BIG) - 5
     assert hasher.hexdigest() == hashlib.sha256(BIG[5:]).hexdigest()
-    assert len(calls) == 3  # open, hash, close
-    calls.clear()
+    blocks = -(-(len(BIG) - 5) // MiB)
+    assert hashed == [server.hash_threads] * blocks
+    hashed.clear()
     memory = Connection(path_io=GuardedPathIO(MemoryPathIO.from_files({"/big.bin": BIG})))
     hasher = hashlib.sha256()
     assert await server.hash_file(memory, PurePosixPath("/big.bin"), 0, hasher) == len(BIG)
     assert hasher.hexdigest() == hashlib.sha256(BIG).hexdigest()
-    assert len(calls) == -(-len(BIG) // MiB)
+    assert hashed == [server.hash_threads] * -(-len(BIG) // MiB)
+    assert server.hash_threads.total_tokens == HASH_THREADS
 
 
 # the local file system, through ftplib ------------------------------------------------------------
@@ -420,3 +452,165 @@ async def test_site_chmod_and_hash_on_disk(start_server: Any, tmp_path: Any) -> 
     assert replies[6].startswith("550")
     assert stat.S_IMODE(os.stat(outside).st_mode) == 0o644
     assert replies[7] == "550 permission denied"
+
+
+async def test_site_chmod_special_bits_on_disk(start_server: Any, root: Any) -> None:
+    """On PathIO: SITE CHMOD 4755 (setuid), 2755 and 1777 answer 550 and leave no 0o7000 bit
+    on disk; with permit_special_mode_bits=True, 4755 reaches the disk."""
+    refusing = await start_server()
+    permitting = await start_server(permit_special_mode_bits=True)  # the same root
+    for name in ("refused", "permitted"):
+        (root / name).write_bytes(b"#!/bin/sh\n")
+        os.chmod(root / name, 0o644)
+
+    def client() -> list[str]:
+        replies = []
+        with refusing.ftp() as ftp:
+            for mode in ("4755", "2755", "1777"):
+                try:
+                    replies.append(ftp.sendcmd(f"SITE CHMOD {mode} refused"))
+                except ftplib.error_perm as exc:
+                    replies.append(str(exc))
+        with permitting.ftp() as ftp:
+            replies.append(ftp.sendcmd("SITE CHMOD 4755 permitted"))
+        return replies
+
+    replies = await in_thread(client)
+    assert [reply[:3] for reply in replies] == ["550", "550", "550", "200"], replies
+    assert stat.S_IMODE(os.stat(root / "refused").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(root / "permitted").st_mode) == 0o4755
+
+
+# HASH as an abortable transfer --------------------------------------------------------------------
+GiB = 1024 * MiB
+
+
+def sparse(path: Any, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no disk space."""
+    with open(path, "wb") as file:
+        file.truncate(size)
+
+
+async def until_hashing(server: Server, sessions: int) -> None:
+    """Wait (bounded) until ``sessions`` sessions are running a HASH worker."""
+    with trio.fail_after(10):
+        while sum("worker_active" in c for c in server.connections.values()) < sessions:  # noqa: ASYNC110
+            await trio.sleep(0.005)
+
+
+async def test_abor_during_hash_answers_426_then_226(nursery: Any, tmp_path: Any) -> None:
+    """While a big file is hashed STAT reports it; ABOR answers 426 then 226 (no 213), and
+    the session goes on."""
+    sparse(tmp_path / "big.bin", 4 * GiB)
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    client = await connect(nursery, server)
+    assert await client.code("TYPE I") == "200"
+    await client.send("HASH big.bin")
+    await until_hashing(server, 1)
+    with trio.fail_after(5):
+        _, lines = await client.command("STAT")
+        assert any("transfer in progress: HASH big.bin," in line for line in lines), lines
+        assert await client.code("ABOR") == "426"
+        assert (await client.reply())[0] == "226"
+        assert await client.code("NOOP") == "200"
+        assert await client.code("PWD") == "257"
+
+
+async def test_concurrent_hashes_leave_threads_for_path_lookups(
+    nursery: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three sessions hashing big files do not hold trio's default worker threads: with that
+    pool cut to three threads, and every look-up and read in a thread (a root without cached
+    look-ups, as on NFS), a fourth session's SIZE and CWD still answer within 1 s."""
+    monkeypatch.setattr(_beneath, "nonblocking_root", lambda root: False)
+    monkeypatch.setattr(_local, "_nonblocking_roots", {})
+    trio.to_thread.current_default_thread_limiter().total_tokens = 3
+    for n in range(3):
+        sparse(tmp_path / f"big{n}.bin", 4 * GiB)
+    (tmp_path / "d").mkdir()
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    hashing = [await connect(nursery, server) for _ in range(3)]
+    other = await connect(nursery, server)
+    assert await other.code("TYPE I") == "200"  # SIZE is refused in TYPE A
+    for n, client in enumerate(hashing):
+        await client.send(f"HASH big{n}.bin")
+    await until_hashing(server, 3)
+    for _ in range(5):
+        with trio.fail_after(1):
+            assert await other.command("SIZE big0.bin") == ("213", [str(4 * GiB)])
+            assert await other.code("CWD d") == "250"
+            assert await other.code("CWD /") == "250"
+    await until_hashing(server, 3)  # the hashes were still running all along
+    for client in hashing:
+        with trio.fail_after(5):
+            assert await client.code("ABOR") == "426"
+            assert (await client.reply())[0] == "226"
+
+
+class HangingRead(MemoryPathIO):
+    """A backend whose file reads never return."""
+
+    async def read(self, file: Any, block_size: int) -> bytes:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+
+async def test_hash_read_that_hangs_is_451_after_path_timeout(
+    nursery: Any, autojump_clock: Any
+) -> None:
+    """A backend read that never returns: HASH answers 451 after path_timeout; meanwhile the
+    session answers NOOP at once, and goes on afterwards."""
+    server = Server(
+        [User("user", "pw")], path_io_factory=seeded(FILES, HangingRead), path_timeout=0.2
+    )
+    client = await connect(nursery, server)
+    await client.send("HASH big.bin")
+    assert await client.code("NOOP") == "200"  # before HASH's reply
+    code, lines = await client.reply()
+    assert code == "451", lines
+    assert await client.code("PWD") == "257"
+
+
+async def test_hash_of_a_fifo_is_550_at_once(nursery: Any, tmp_path: Any) -> None:
+    """HASH of a FIFO (no writer) answers 550 at once and opens nothing: no transfer starts,
+    no thread waits for a writer; the session goes on."""
+    os.mkfifo(tmp_path / "pipe")
+    server = Server([User("user", "pw", base_path=tmp_path)])
+    client = await connect(nursery, server)
+    with trio.fail_after(5):
+        code, _ = await client.command("HASH pipe")
+        assert code == "550"
+        assert await client.code("NOOP") == "200"
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+
+
+class FifoCalledAFile(MemoryPathIO):
+    """A backend that calls ``/pipe`` a file but whose ``stat`` says FIFO, and whose open
+    would hang (as opening a FIFO with no writer does)."""
+
+    opened: list[PurePosixPath] = []
+
+    async def is_file(self, path: PurePosixPath) -> bool:
+        return path == PurePosixPath("/pipe") or await super().is_file(path)
+
+    async def stat(self, path: PurePosixPath) -> os.stat_result:
+        info = await super().stat(path)
+        if path != PurePosixPath("/pipe"):
+            return info
+        return os.stat_result((stat.S_IFIFO | 0o644, *tuple(info)[1:]))
+
+    async def _open(self, path: PurePosixPath, mode: str) -> Any:
+        FifoCalledAFile.opened.append(path)
+        await trio.sleep_forever()
+
+
+async def test_hash_checks_stat_is_a_regular_file_before_opening(nursery: Any) -> None:
+    """For a backend whose is_file and open do not refuse a FIFO, HASH still answers 550
+    (from stat) without opening it."""
+    FifoCalledAFile.opened.clear()
+    server = make_server({**FILES, "/pipe": b""}, path_io=FifoCalledAFile)
+    client = await connect(nursery, server)
+    with trio.fail_after(5):
+        assert await client.command("HASH pipe") == ("550", ["path is not a file"])
+        assert await client.code("NOOP") == "200"
+    assert FifoCalledAFile.opened == []

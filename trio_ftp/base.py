@@ -136,6 +136,9 @@ class ServerBase(SpeedLimited):
             ``REST`` + ``STOR`` extend a file in place: their point is to keep what
             arrived.) Without it, a failed upload leaves what arrived: a prefix of what
             was sent.
+        permit_special_mode_bits: like vsftpd's ``chmod`` mask: unless True, the setuid,
+            setgid and sticky bits (``0o7000``) are never set, by ``SITE CHMOD`` (``550``)
+            or by an atomic upload replacing a file that had them.
 
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
@@ -185,6 +188,7 @@ class ServerBase(SpeedLimited):
         maximum_login_failures_per_ip: int | None = 20,
         login_failure_window: float = 600.0,
         atomic_uploads: bool = False,
+        permit_special_mode_bits: bool = False,
     ) -> None:
         super().__init__(
             read_speed_limit,
@@ -209,6 +213,7 @@ class ServerBase(SpeedLimited):
             as_seconds(check_timeout("login_failure_window", login_failure_window)),
         )
         self.atomic_uploads = atomic_uploads
+        self.permit_special_mode_bits = permit_special_mode_bits
         # Worker threads for kernel-copy transfers (see fastpath.py), apart from trio's
         # default pool so long transfers never starve the quick file-system calls.
         self.kernel_copy_threads = trio.CapacityLimiter(_KERNEL_COPY_THREADS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +32,8 @@ SiteHandler = Callable[[Connection, str], Awaitable[Any]]
 
 _SPEC_ATTRIBUTE = "__trio_ftp_site_commands__"
 _OCTAL_MODE = re.compile(r"[0-7]{1,4}")
+#: setuid, setgid, sticky: refused unless ``permit_special_mode_bits`` (vsftpd's chmod mask).
+SPECIAL_MODE_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 
@@ -154,7 +157,13 @@ class SiteCommands(ServerBase):
         if not _OCTAL_MODE.fullmatch(mode) or not path:
             connection.response("501", "syntax: SITE CHMOD <octal mode, 1 to 4 digits> <path>")
             return True
-        return await self._chmod(connection, path, int(mode, 8))
+        bits = int(mode, 8)
+        if bits & SPECIAL_MODE_BITS and not self.permit_special_mode_bits:
+            connection.response(
+                "550", "setuid, setgid and sticky bits are not permitted on this server"
+            )
+            return True
+        return await self._chmod(connection, path, bits)
 
     @PathConditions(PathConditions.path_must_exists)
     @PathPermissions(PathPermissions.writable)

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISGID, S_ISUID, S_ISVTX
 from typing import Any
 
 import trio
@@ -85,6 +85,10 @@ async def _reserve(connection: Connection, real: Any) -> bool:
             return False
         raise
     return True
+
+
+#: setuid, setgid, sticky: an atomic upload never carries them over unless permitted.
+_SPECIAL_MODE_BITS = S_ISUID | S_ISGID | S_ISVTX
 
 
 async def _chmod_if_supported(connection: Connection, real: Any, mode: int) -> None:
@@ -383,6 +387,8 @@ class TransferCommands(ServerBase):
         keep_mode = None
         if self.atomic_uploads and mode == "wb" and await connection.path_io.exists(real):
             keep_mode = (await connection.path_io.stat(real)).st_mode & 0o7777
+            if not self.permit_special_mode_bits:  # never carried over (vsftpd's chmod mask)
+                keep_mode &= ~_SPECIAL_MODE_BITS
 
         self._receive_file(
             connection,
