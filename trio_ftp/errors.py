@@ -159,9 +159,10 @@ def _classify(reason: BaseException | None) -> tuple[str, str]:
 def reply_for(exc: BaseException, verb: str | None = None) -> tuple[str, str]:
     """Return the ``(code, text)`` reply an exception raised by a handler becomes.
 
-    ``verb`` (the command being answered) picks the code from that command's RFC 959
-    reply list: a file-system refusal is ``550``, or ``553`` for a verb that has no 550
-    (STOR, STOU, APPE, RNTO). A reply a handler chose (:class:`ReplyError`) is kept.
+    ``verb`` (the command being answered) picks the code for an OS error the errno table
+    does not name from that command's RFC 959 reply list: ``550``, or ``553`` for a verb
+    that has no 550 (STOR, STOU, APPE, RNTO). A reply a handler chose
+    (:class:`ReplyError`) is kept.
     """
     if isinstance(exc, ReplyError):
         return exc.code, exc.text
@@ -173,6 +174,8 @@ def reply_for(exc: BaseException, verb: str | None = None) -> tuple[str, str]:
         code, text = _classify(exc)
     else:
         return "451", "local error in processing"
-    if code == "550" and verb is not None and verb.upper() in _NO_550:
-        code = "553"
+    reason = exc.reason if isinstance(exc, PathIOError) else exc
+    unlisted = isinstance(reason, OSError) and reason.errno not in _ERRNO_REPLIES
+    if unlisted and code == "550" and verb is not None and verb.upper() in _NO_550:
+        code = "553"  # the table's own 550s (EACCES...) stay as clients know them
     return code, text
