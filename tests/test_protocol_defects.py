@@ -4,14 +4,16 @@ command's RFC 959 codes, HELP for every verb, constant-time password checks."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ftplib
 import hmac
 from pathlib import Path
 from typing import Any
 
+import aioftp
 import pytest
-from conftest import in_thread, reply_of
+from conftest import LOGIN, PASSWORD, in_thread, reply_of
 from test_site_hash import connect, make_server
 
 from trio_ftp import Connection, MemoryUserManager, Server, User, command, site_command
@@ -206,3 +208,26 @@ async def test_non_ascii_password_logs_in(start_server: Any, root: Path) -> None
 
     assert (await in_thread(lambda: login("pässwörd"))).startswith("230")
     assert (await in_thread(lambda: login("pässwört"))).startswith("530")
+
+
+# ABOR with nothing to abort, as aioftp's client sends it -----------------------------------
+async def test_aioftp_client_abort_with_nothing_running(start_server: Any, root: Path) -> None:
+    """aioftp's Client.abort() accepts only 226 (RFC 959 §4.1.3): with no transfer running
+    it must not raise, and the session goes on."""
+    (root / "f.txt").write_bytes(b"after abort")
+    running = await start_server()
+
+    async def main() -> bytes:
+        client = aioftp.Client(socket_timeout=10, connection_timeout=10)
+        await client.connect(running.host, running.port)
+        try:
+            await client.login(LOGIN, PASSWORD)
+            await client.abort()
+            async with client.download_stream("f.txt") as stream:
+                data = await stream.read()
+            await client.quit()
+        finally:
+            client.close()
+        return data
+
+    assert await in_thread(lambda: asyncio.run(asyncio.wait_for(main(), 20))) == b"after abort"
