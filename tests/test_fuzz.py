@@ -580,7 +580,7 @@ class Driver:
 
     async def abort(self, data: trio.SocketStream | None) -> Reply:
         """ABOR mid-transfer, then NOOP: every reply up to NOOP's 200 is the transfer's end
-        and ABOR's answer; the last of them must be 225 or 226 (RFC 959 §4.1.3)."""
+        and ABOR's answer; the last of them must be 226 (225 is never sent) (RFC 959 §4.1.3)."""
         await self.send(b"ABOR")
         await self.send(b"NOOP")
         replies = [await self.reply()]
@@ -588,7 +588,7 @@ class Driver:
             replies.append(await self.reply())
         await close_quietly(data)
         assert len(replies) >= 2, replies
-        assert replies[-2].code in ("225", "226"), replies
+        assert replies[-2].code == "226", replies
         if len(replies) > 2:  # the transfer's own end came first
             return replies[-3]
         return replies[-2]
