@@ -199,7 +199,7 @@ async def test_passwords_are_compared_in_constant_time(monkeypatch: pytest.Monke
 
 
 async def test_non_ascii_password_logs_in(start_server: Any, root: Path) -> None:
-    running = await start_server([User("anna", "pässwörd", base_path=root)])
+    running = await start_server([User("anna", "pässwörd", base_path=root)], login_failure_delay=0)
 
     def login(password: str) -> str:
         with ftplib.FTP(encoding="utf-8") as ftp:
