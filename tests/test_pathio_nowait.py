@@ -344,11 +344,13 @@ async def test_a_cancelled_read_keeps_its_descriptor_until_the_thread_returns(
 
 async def test_a_close_before_the_thread_reads_means_no_read(tmp_path: Path) -> None:
     """A thread that starts after the close began reads nothing (the number may already
-    belong to another file)."""
+    belong to another file) and says so: EBADF, not an end of file."""
     (tmp_path / "f").write_bytes(b"data")
     path_io = PathIO(event_loop_calls=False)
     file = await path_io.open(tmp_path / "f")
     inner = file._file
     assert isinstance(inner, _local._ReadFile)
     await file.close()
-    assert _local._thread_read(inner, 4) == b""
+    with pytest.raises(OSError, match="closed") as raised:
+        _local._thread_read(inner, 4)
+    assert raised.value.errno == errno.EBADF  # not b"": an end of file would look complete

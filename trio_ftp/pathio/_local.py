@@ -119,9 +119,10 @@ class _ReadFile(io.FileIO):
 
 def _thread_read(file: _ReadFile, size: int) -> bytes:
     """A worker thread's read of ``file``, which it may close afterwards (see
-    :attr:`_ReadFile.reading`)."""
+    :attr:`_ReadFile.reading`). A close that came first is ``EBADF``, never an end of file
+    (which would pass for the whole file)."""
     if not file.begin_read():
-        return b""
+        raise OSError(errno.EBADF, "read of a closed file")
     try:
         return file.read(size) or b""
     finally:
