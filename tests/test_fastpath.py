@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import logging
 import socket
 import threading
 import time
@@ -335,10 +336,11 @@ def refusing(real: Callable[..., int], errno_: int, after: int) -> Callable[...,
 @pytest.mark.parametrize("errno_", sorted(fastpath.UNSUPPORTED_ERRNOS))
 @pytest.mark.parametrize("after", [0, 3], ids=["at-once", "after-some-bytes"])
 async def test_sendfile_refused_falls_back_to_python(
-    start_server, root, monkeypatch, errno_: int, after: int
+    start_server, root, monkeypatch, caplog, errno_: int, after: int
 ):
     """sendfile refused (at the first call, or after some bytes moved): the download goes
-    on through the Python path from the exact byte, 226, byte-exact; REST too."""
+    on through the Python path from the exact byte, 226, byte-exact; REST too; the log
+    says so once per download."""
     payload = random_bytes(6 * MiB, seed=71)
     (root / "big.bin").write_bytes(payload)
     monkeypatch.setattr(fastpath.os, "sendfile", refusing(fastpath.os.sendfile, errno_, after))
@@ -348,19 +350,23 @@ async def test_sendfile_refused_falls_back_to_python(
         with running.ftp() as ftp:
             return download(ftp, "big.bin"), download(ftp, "big.bin", rest=12345)
 
-    whole, tail = await in_thread(client)
+    with caplog.at_level(logging.INFO, logger="trio_ftp"):
+        whole, tail = await in_thread(client)
     assert whole == payload
     assert tail == payload[12345:]
+    told = [record for record in caplog.records if "sending through Python" in record.getMessage()]
+    assert len(told) == 2, told
 
 
 @pytest.mark.parametrize("errno_", [fastpath.errno.EINVAL, fastpath.errno.EOPNOTSUPP])
 @pytest.mark.parametrize("side", ["file", "socket"])
 @pytest.mark.parametrize("after", [0, 3], ids=["at-once", "after-some-bytes"])
 async def test_splice_refused_falls_back_to_copying(
-    start_server, root, monkeypatch, kernel_calls, errno_: int, side: str, after: int
+    start_server, root, monkeypatch, kernel_calls, caplog, errno_: int, side: str, after: int
 ):
     """splice refused on the file side (bytes already in the pipe are written, not lost)
-    or on the socket side: the upload completes byte-exact through recv + pwrite."""
+    or on the socket side: the upload completes byte-exact through recv + pwrite, and the
+    log says so once."""
     if fastpath._SPLICE is None:
         pytest.fail("this kernel has no splice: the test needs Linux")
     payload = random_bytes(6 * MiB + 5, seed=72)
@@ -383,6 +389,10 @@ async def test_splice_refused_falls_back_to_copying(
         with running.ftp() as ftp:
             ftp.storbinary("STOR up.bin", io.BytesIO(payload), blocksize=1 << 20)
 
-    await in_thread(client)
+    with caplog.at_level(logging.INFO, logger="trio_ftp"):
+        await in_thread(client)
     assert (root / "up.bin").read_bytes() == payload
     assert kernel_calls["receive_into_file"] >= 1
+    told = [record for record in caplog.records if "splice refused" in record.getMessage()]
+    assert len(told) == 1, told
+    assert fastpath.errno.errorcode[errno_] in told[0].getMessage()

@@ -322,13 +322,21 @@ async def test_a_cancelled_read_keeps_its_descriptor_until_the_thread_returns(
             await trio.to_thread.run_sync(entered.wait, 10)
             nursery.cancel_scope.cancel()  # the read is abandoned, its thread still reads
     assert not scope.cancelled_caught
+    inode = os.fstat(fd).st_ino
     await file.close()
-    os.fstat(fd)  # still ours: not closed under the thread
+    assert os.fstat(fd).st_ino == inode  # still ours: not closed under the thread
+    (tmp_path / "g").write_bytes(b"y")
+    other = os.open(tmp_path / "g", os.O_RDONLY)
+    try:
+        assert other != fd  # so the stuck thread can never read another file
+    finally:
+        os.close(other)
     release.set()
     with trio.fail_after(10):
         while True:  # the thread closes it as its read returns
             try:
-                os.fstat(fd)
+                if os.fstat(fd).st_ino != inode:  # closed, and the number given out again
+                    break
             except OSError:
                 break
             await trio.sleep(0.01)
@@ -336,11 +344,13 @@ async def test_a_cancelled_read_keeps_its_descriptor_until_the_thread_returns(
 
 async def test_a_close_before_the_thread_reads_means_no_read(tmp_path: Path) -> None:
     """A thread that starts after the close began reads nothing (the number may already
-    belong to another file)."""
+    belong to another file) and says so: EBADF, not an end of file."""
     (tmp_path / "f").write_bytes(b"data")
     path_io = PathIO(event_loop_calls=False)
     file = await path_io.open(tmp_path / "f")
     inner = file._file
     assert isinstance(inner, _local._ReadFile)
     await file.close()
-    assert _local._thread_read(inner, 4) == b""
+    with pytest.raises(OSError, match="closed") as raised:
+        _local._thread_read(inner, 4)
+    assert raised.value.errno == errno.EBADF  # not b"": an end of file would look complete

@@ -30,7 +30,6 @@ from trio_ftp import (
     site_command,
 )
 from trio_ftp.handlers.hash import HASH_THREADS
-from trio_ftp.pathio import _onloop
 
 MiB = 1024 * 1024
 FEAT_DEFAULT = "HASH SHA-256*;SHA-1;MD5;CRC32"
@@ -522,8 +521,7 @@ async def test_concurrent_hashes_leave_threads_for_path_lookups(
     """Three sessions hashing big files do not hold trio's default worker threads: with that
     pool cut to three threads, and every look-up and read in a thread (a root without cached
     look-ups, as on NFS), a fourth session's SIZE and CWD still answer within 1 s."""
-    monkeypatch.setattr(_onloop, "classify_root", lambda root: False)
-    monkeypatch.setattr(_onloop, "_classified", {})
+    monkeypatch.setattr(PathIO, "event_loop_calls", False)
     trio.to_thread.current_default_thread_limiter().total_tokens = 3
     for n in range(3):
         sparse(tmp_path / f"big{n}.bin", 4 * GiB)

@@ -97,8 +97,9 @@ class StallClock:
         self.timeout = timeout
         self.last_progress = time.monotonic()
         self.counter = counter
-        #: False once splice was refused by this transfer's file or socket.
-        self.splice_works = True
+        #: The errno by which this transfer's file or socket refused splice (then it goes
+        #: on through recv and pwrite), or None.
+        self.splice_refused: int | None = None
 
 
 class _Waiter:
@@ -199,11 +200,11 @@ def receive_into_file(
         trio.Cancelled: the transfer was cancelled (raised in this thread).
     """
     waiter = _Waiter(sock_fd, select.POLLIN, clock)
-    if _SPLICE is not None and offset is not None and clock.splice_works:
+    if _SPLICE is not None and offset is not None and clock.splice_refused is None:
         received, ended, refused = _splice_into(waiter, sock_fd, file_fd, offset, count)
-        if not refused:
+        if refused is None:
             return received, ended
-        clock.splice_works = False  # for the rest of this transfer: recv and pwrite
+        clock.splice_refused = refused  # for the rest of this transfer: recv and pwrite
         more, ended = _copy_into(waiter, sock_fd, file_fd, offset + received, count - received)
         return received + more, ended
     return _copy_into(waiter, sock_fd, file_fd, offset, count)
@@ -211,10 +212,10 @@ def receive_into_file(
 
 def _splice_into(
     waiter: _Waiter, sock_fd: int, file_fd: int, offset: int, count: int
-) -> tuple[int, bool, bool]:
-    """``(received, ended, refused)``; ``refused``: splice is unsupported here (an errno of
-    :data:`UNSUPPORTED_ERRNOS`), every byte taken from the socket is in the file, the
-    caller goes on without splice."""
+) -> tuple[int, bool, int | None]:
+    """``(received, ended, refused)``; ``refused``: the errno (of
+    :data:`UNSUPPORTED_ERRNOS`) by which splice is unsupported here, else None; every byte
+    taken from the socket is in the file either way, the caller goes on without splice."""
     assert _SPLICE is not None
     read_end, write_end = os.pipe()
     try:
@@ -230,12 +231,12 @@ def _splice_into(
                 n = _when_ready(waiter, move)
             except OSError as exc:
                 if exc.errno in UNSUPPORTED_ERRNOS:
-                    return received, False, True  # nothing was taken from the socket
+                    return received, False, exc.errno  # nothing was taken from the socket
                 raise
             if n is None:
                 break
             if n == 0:
-                return received, True, False
+                return received, True, None
             waiter.progressed()
             while n:  # drain the pipe into the file before reading more
                 try:
@@ -246,13 +247,13 @@ def _splice_into(
                     # The file system takes no splice: what sits in the pipe was already
                     # taken from the socket, so it goes to the file through user space.
                     _drain_pipe(read_end, file_fd, n, offset + received, waiter)
-                    return received + n, False, True
+                    return received + n, False, exc.errno
                 received += written
                 waiter.count(written)
                 n -= written
             if waiter.over_budget:
                 break
-        return received, False, False
+        return received, False, None
     finally:
         os.close(read_end)
         os.close(write_end)

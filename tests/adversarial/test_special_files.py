@@ -8,14 +8,22 @@ Before: STOR onto a FIFO held a worker thread in ``open()`` for ever (ABOR unans
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import stat
-from pathlib import Path
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import pytest
 import trio
-from conftest import random_bytes
+from conftest import LOGIN, PASSWORD, in_thread, random_bytes
+from test_site_hash import FifoCalledAFile, seeded
 from wire import (
     logged_in,
     quit_and_close,
@@ -23,8 +31,9 @@ from wire import (
     transfer,
 )
 
-from trio_ftp import PathIO
+from trio_ftp import PathIO, User
 from trio_ftp.errors import PermissionDenied
+from trio_ftp.pathio import _onloop
 
 MiB = 1024 * 1024
 #: Seconds every refusal must come within (the old code never answered at all).
@@ -110,27 +119,68 @@ async def test_special_files_are_refused_before_150(start_server, root: Path, sp
         await atomic.server.close()
 
 
+def unblock_after(fifo: Path, done: threading.Event) -> threading.Thread:
+    """A watchdog: unless ``done`` is set within PROMPT seconds, open both ends of ``fifo``
+    (a reader, which never waits, lets a blocked writer through; then a writer, a blocked
+    reader), so an open that blocks makes the test fail instead of hang."""
+
+    def watch() -> None:
+        if done.wait(PROMPT):
+            return
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        done.wait(PROMPT)
+        os.close(writer)
+        os.close(reader)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 @pytest.mark.parametrize("mode", ["rb", "wb", "ab", "r+b"])
-async def test_opening_a_fifo_never_waits(root: Path, mode: str):
-    """Local backend, confined (the event-loop path for reads): opening a FIFO with no
-    peer is refused at once, and the event loop keeps running meanwhile."""
-    os.mkfifo(root / "pipe")
+async def test_opening_a_fifo_never_stalls_the_loop(root: Path, mode: str):
+    """Local backend, confined on a local file system, where a cached open for reading runs
+    on the event loop itself: opening a FIFO with no peer is refused at once, and a task
+    ticking every 10 ms meanwhile never misses a beat for long. (Before: the open for
+    reading waited on the loop for a writer, stalling every session.)"""
+    fifo = root / "pipe"
+    os.mkfifo(fifo)
     path_io = PathIO()
-    real = await path_io.confine(root, Path("pipe"))  # type: ignore[arg-type]
-    ticks = 0
+    real = await path_io.confine(root, PurePosixPath("pipe"))  # type: ignore[arg-type]
+    assert _onloop.allowed(path_io.event_loop_calls, str(root)), "the loop path is not tried"
+    gaps: list[float] = []
+    opened = False
+    ticked_after = trio.Event()
 
     async def ticking() -> None:
-        nonlocal ticks
+        last = time.monotonic()
         while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
+            await trio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+            if opened:
+                ticked_after.set()
 
+    done = threading.Event()
+    watchdog = unblock_after(fifo, done)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ticking)
-        with trio.fail_after(PROMPT), pytest.raises(PermissionDenied):
-            await path_io.open(real, mode=mode)
+        started = time.monotonic()
+        try:
+            with pytest.raises(PermissionDenied):
+                await path_io.open(real, mode=mode)
+        finally:
+            done.set()
+        elapsed = time.monotonic() - started
+        opened = True
+        with trio.fail_after(PROMPT):
+            await ticked_after.wait()  # the gap around the open is counted too
         nursery.cancel_scope.cancel()
-    assert ticks > 0
+    watchdog.join(PROMPT)
+    assert elapsed < PROMPT
+    assert max(gaps) < PROMPT / 2, max(gaps)
 
 
 async def test_unconfined_open_refuses_a_fifo_too(root: Path):
@@ -138,3 +188,79 @@ async def test_unconfined_open_refuses_a_fifo_too(root: Path):
     os.mkfifo(root / "pipe")
     with trio.fail_after(PROMPT), pytest.raises(PermissionDenied):
         await PathIO().open(root / "pipe", mode="wb")
+
+
+# A process holding a write lease on a file (as the kernel NFS server's delegations and
+# Samba's oplocks do): it gives the lease up when the kernel asks (SIGIO), then says so.
+LEASE_HOLDER = r"""
+import fcntl, os, signal, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+def give_up(*_):
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    print("released", flush=True)
+signal.signal(signal.SIGIO, give_up)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+print("leased", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def leased(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``path`` under a write lease held by a child process until the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LEASE_HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "leased\n"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize("verb", ["RETR", "STOR"])
+async def test_a_leased_file_is_waited_for_not_refused(start_server, root: Path, verb: str):
+    """O_NONBLOCK makes opening a file under a lease answer EWOULDBLOCK at once (the
+    kernel starts breaking the lease): the open waits for the break in a worker thread, as
+    a plain open would, and the transfer succeeds (before: 451 after the 150)."""
+    payload = random_bytes(2 * MiB, seed=62)
+    target = root / "leased.bin"
+    target.write_bytes(payload if verb == "RETR" else b"old contents")
+    running = await start_server()
+
+    def client() -> bytes:
+        with running.ftp() as ftp:
+            if verb == "STOR":
+                ftp.storbinary("STOR leased.bin", io.BytesIO(payload))
+                return target.read_bytes()
+            received = bytearray()
+            ftp.retrbinary("RETR leased.bin", received.extend)
+            return bytes(received)
+
+    with leased(target) as holder:
+        assert holder.stdout is not None
+        assert await in_thread(client) == payload
+        assert await in_thread(holder.stdout.readline) == "released\n"  # it was broken
+
+
+async def test_retr_and_size_check_stat_says_a_regular_file(start_server):
+    """For a backend whose is_file calls a FIFO a file (and whose open would hang), RETR
+    and SIZE still answer 550 from stat, before any 150, and never open it."""
+    FifoCalledAFile.opened.clear()
+    factory = seeded({"/pipe": b""}, FifoCalledAFile)
+    running = await start_server(users=[User(LOGIN, PASSWORD)], path_io_factory=factory)
+    wire = await logged_in(running.host, running.port, kind="I")
+    with trio.fail_after(PROMPT):
+        reply, _ = await transfer(wire, "RETR pipe")
+        assert reply.startswith(b"550"), reply
+        reply = await wire.command("SIZE pipe")
+        assert reply.startswith(b"550"), reply
+    await quit_and_close(wire)
+    assert FifoCalledAFile.opened == []

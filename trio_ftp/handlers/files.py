@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING, Any
 
 from ..base import ServerBase
@@ -95,6 +95,9 @@ class FileCommands(ServerBase):
             return True
         real, _ = await self.get_paths(connection, rest)
         stat = await connection.path_io.stat(real)
+        if not S_ISREG(stat.st_mode):  # a FIFO or device, whatever the backend's is_file said
+            connection.response("550", "path is not a file")
+            return True
         connection.response("213", str(stat.st_size))
         return True
 

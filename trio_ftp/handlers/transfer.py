@@ -8,12 +8,13 @@ data connection (``425`` if none comes in ``wait_future_timeout``), moves the by
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from stat import S_ISDIR, S_ISGID, S_ISUID, S_ISVTX
+from stat import S_ISDIR, S_ISGID, S_ISREG, S_ISUID, S_ISVTX
 from typing import Any
 
 import trio
@@ -306,7 +307,11 @@ class TransferCommands(ServerBase):
         real, virtual = await self.get_paths(connection, rest)
         offset, limit = self.take_range(connection)  # REST, or RANG start..end
         _refuse_ascii_offset(connection, offset)
-        size = (await connection.path_io.stat(real)).st_size
+        info = await connection.path_io.stat(real)
+        if not S_ISREG(info.st_mode):  # a FIFO or device, whatever the backend's is_file said
+            connection.response("550", "path is not a file")
+            return True
+        size = info.st_size
         if offset > size:
             connection.response("554", f"restart offset {offset} is past the end ({size})")
             return True
@@ -437,6 +442,7 @@ class TransferCommands(ServerBase):
                     assert isinstance(stream, trio.SocketStream)
                     start = None if mode == "ab" else offset  # None: the kernel appends
                     clock = StallClock(socket_timeout(connection), progress)
+                    told = False
                     while connection.read_throttle.current_rate() is None:
                         _, ended = await kernel_copy(  # progress counts as it goes
                             connection,
@@ -447,6 +453,12 @@ class TransferCommands(ServerBase):
                             None if start is None else start + progress.bytes,
                             KERNEL_CHUNK,
                         )
+                        if clock.splice_refused is not None and not told:
+                            told = True  # said once per transfer
+                            connection.log.info(
+                                "splice refused here (%s); receiving through recv and pwrite",
+                                errno.errorcode.get(clock.splice_refused, clock.splice_refused),
+                            )
                         if ended:
                             return
                     if start is not None:  # the kernel wrote at explicit offsets

@@ -9,11 +9,20 @@ Writes, creations, renames, removals and listings always go to a thread. Every o
 holds the loop or a thread.
 
 ``path_timeout`` (through :class:`~trio_ftp.pathio.GuardedPathIO`) bounds how long a
-session waits for each call: then ``451`` and the session goes on. It cannot stop a
-worker thread stuck in the kernel (a read or write on a hung NFS mount): a read is
-abandoned (its thread finishes alone and keeps its descriptor until then); a write,
-seek, creation or rename is not abandoned, since reporting failure for an operation that
-still completes would lie, so its wait is not cut short.
+session waits for each call that changes nothing: a lookup, listing, read or close that
+takes longer is abandoned, the session gets ``451`` and goes on. What it cannot do is
+stop the worker thread, which stays in the kernel (a read on a hung NFS mount) until the
+call returns, holding its descriptor (see :class:`_ReadFile`) and one token of trio's
+default thread limiter (40): enough such threads, and every call that needs a thread
+waits (and answers ``451`` after ``path_timeout``), while event-loop calls go on.
+
+Never abandoned, so not cut short by ``path_timeout``: a call that changes the file system
+(a write, creation, removal, rename, ``chmod``, ``utime``), since reporting failure for
+an operation that may still complete would lie; an open, whose descriptor would be lost;
+a ``seek`` made in a thread. The session waits for such a call however long it takes (a
+write to a hung NFS mount: for ever), and the call reports its own result, not a
+timeout. Before a transfer opens a file its handler looks the path up, and that lookup,
+abandoned, is what meets a mount that already hangs.
 
 Separate because it is the only backend that touches the real file system.
 """
@@ -110,9 +119,10 @@ class _ReadFile(io.FileIO):
 
 def _thread_read(file: _ReadFile, size: int) -> bytes:
     """A worker thread's read of ``file``, which it may close afterwards (see
-    :attr:`_ReadFile.reading`)."""
+    :attr:`_ReadFile.reading`). A close that came first is ``EBADF``, never an end of file
+    (which would pass for the whole file)."""
     if not file.begin_read():
-        return b""
+        raise OSError(errno.EBADF, "read of a closed file")
     try:
         return file.read(size) or b""
     finally:
@@ -252,11 +262,20 @@ def _regular_only(fd: int) -> None:
         raise
 
 
-def _open_fd(open_call: Callable[[int], int], mode: str) -> int:
-    """``open_call(flags)`` with ``O_NONBLOCK``, for regular files only (see
-    :func:`_regular_only`); a FIFO or socket with no peer (``ENXIO``) is refused too."""
+def _open_fd(open_call: Callable[[int], int], mode: str, *, cached: bool) -> int:
+    """``open_call(flags)`` with ``O_NONBLOCK`` (and ``O_NOCTTY``: a terminal never becomes
+    the server's controlling one), for regular files only (see :func:`_regular_only`); a
+    FIFO or socket with no peer (``ENXIO``) is refused too.
+
+    ``cached`` (on the event loop): a lease (below) raises BlockingIOError, for a thread.
+    """
+    flags = _OPEN_FLAGS[mode] | os.O_NONBLOCK | os.O_NOCTTY
     try:
-        fd = open_call(_OPEN_FLAGS[mode] | os.O_NONBLOCK)
+        fd = open_call(flags)
+    except BlockingIOError as exc:
+        if cached or not O_PATH:  # O_PATH and /proc: Linux, where leases are
+            raise
+        fd = _open_leased(open_call, flags, exc)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise PermissionDenied(NOT_A_REGULAR_FILE) from None
@@ -265,11 +284,32 @@ def _open_fd(open_call: Callable[[int], int], mode: str) -> int:
     return fd
 
 
+def _open_leased(open_call: Callable[[int], int], flags: int, blocked: BlockingIOError) -> int:
+    """Open, waiting as a plain ``open`` would, a regular file whose ``O_NONBLOCK`` open
+    answered ``EWOULDBLOCK``: another process holds a lease on it (``F_SETLEASE``; the
+    kernel NFS server's delegations, Samba's oplocks), and the kernel has begun breaking
+    it. Only a regular file is waited for: the name is opened ``O_PATH`` (no driver, no
+    FIFO peer involved), checked, and that very inode opened again through
+    ``/proc/self/fd`` without ``O_NONBLOCK``, so nothing swapped in meanwhile is opened.
+    The wait is the kernel's ``lease-break-time`` at most (45 s by default)."""
+    path_fd = open_call(O_PATH)
+    try:
+        if not stat_module.S_ISREG(os.fstat(path_fd).st_mode):
+            raise PermissionDenied(NOT_A_REGULAR_FILE)
+        again = flags & ~(os.O_NONBLOCK | os.O_CREAT | os.O_EXCL) | os.O_CLOEXEC
+        try:
+            return os.open(f"/proc/self/fd/{path_fd}", again)
+        except FileNotFoundError:  # no /proc here: report the lease as it was
+            raise blocked from None
+    finally:
+        os.close(path_fd)
+
+
 def _open(
     path: str, where: Confined | None, mode: str, cached: bool = False
 ) -> io.BufferedIOBase | _ReadFile:
     if where is None:
-        fd = _open_fd(lambda flags: os.open(path, flags | os.O_CLOEXEC, 0o666), mode)
+        fd = _open_fd(lambda flags: os.open(path, flags | os.O_CLOEXEC, 0o666), mode, cached=False)
         try:
             raw: io.FileIO = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
         except BaseException:
@@ -281,7 +321,7 @@ def _open(
             return raw
         return _BUFFERED[mode](raw)
     with _beneath.Root(where.root, cached=cached) as root:
-        fd = _open_fd(lambda flags: root.open(where.relative, flags, 0o666), mode)
+        fd = _open_fd(lambda flags: root.open(where.relative, flags, 0o666), mode, cached=cached)
         try:
             # Is a file opened for reading on the root's own file system? A cached open
             # cannot cross a mount point; one from a thread can, onto NFS or FUSE, whose
@@ -386,7 +426,9 @@ def _surviving(
 
 # the backend -----------------------------------------------------------------------------------
 class PathIO(AbstractPathIO[Path]):
-    """The local file system; every call runs in a worker thread, off the event loop.
+    """The local file system. Every call that may wait runs in a worker thread; a few
+    that the kernel answers at once from its caches may run on the event loop (see
+    :mod:`._onloop`; ``event_loop_calls=False`` turns that off).
 
     Confinement is enforced twice. :meth:`confine` resolves symlinks and refuses a path
     whose real path leaves the user's root, and remembers that root. Then every operation
