@@ -54,6 +54,11 @@ MiB = 1024 * 1024
 SHORT = 0.3
 #: What close() may take on top of SESSION_END_TIMEOUT (and grace).
 CLOSE_SLACK = 1.0
+#: How long a "hang" lasts: longer than every bound in this file (so, for these tests,
+#: forever), yet finite, so that a server that waits for it fails a test instead of hanging.
+HANG = 30.0
+#: The same on trio's autojump clock, where it costs no real time.
+VIRTUAL_HANG = 1000.0
 #: The client address of the misbehaving session, where the trap is keyed on the address.
 EVIL_HOST = "127.0.0.2"
 EVIL = "evil"
@@ -63,7 +68,8 @@ EVIL = "evil"
 @dataclass
 class Trap:
     """Makes one named call misbehave: ``raise`` (RuntimeError), ``raise-group`` (an
-    ExceptionGroup of one) or ``hang`` (never returns); ``hit`` is set when it springs."""
+    ExceptionGroup of one) or ``hang`` (returns after ``HANG`` seconds: never, as far as
+    the test can tell); ``hit`` is set when it springs."""
 
     where: str
     how: str
@@ -82,7 +88,7 @@ class Trap:
     async def spring(self, where: str) -> None:
         self.spring_now(where)
         if where == self.where and self.how == "hang":
-            await trio.sleep_forever()
+            await trio.sleep(HANG)
         await trio.lowlevel.checkpoint()
 
     async def sprung(self) -> None:
@@ -634,13 +640,13 @@ async def test_keyboard_interrupt_is_never_swallowed(kind):
 # the bounds, on trio's clock -------------------------------------------------------------------
 class SlowLogout(MemoryUserManager):
     async def notify_logout(self, user: User) -> None:
-        await trio.sleep_forever()
+        await trio.sleep(VIRTUAL_HANG)
 
 
 class HangingClose(MemoryPathIO):
     async def close(self, file: Any) -> None:
         await super().close(file)
-        await trio.sleep_forever()
+        await trio.sleep(VIRTUAL_HANG)
 
 
 class Holding(Server):
@@ -673,8 +679,9 @@ async def test_session_end_is_bounded_with_every_timeout_none(nursery, autojump_
     assert await client.code(f"PASS {PASSWORD}") == "230"
     start = trio.current_time()
     assert await client.code("QUIT") == "221"
-    while server.connections:  # noqa: ASYNC110 (virtual time)
-        await trio.sleep(0.1)
+    with trio.fail_after(60):  # virtual seconds: fails, rather than hangs, if unbounded
+        while server.connections:  # noqa: ASYNC110 (virtual time)
+            await trio.sleep(0.1)
     assert boundaries.SESSION_END_TIMEOUT == 5.0
     assert 5.0 <= trio.current_time() - start <= 5.0 + CLOSE_SLACK
     assert server.available_connections.value == 1
@@ -710,7 +717,8 @@ async def test_cancelled_session_ends_in_bounded_time(nursery, autojump_clock, c
     await trio.testing.wait_all_tasks_blocked()
     start = trio.current_time()
     scope.cancel()
-    await ended.wait()
+    with trio.fail_after(60):  # virtual seconds: fails, rather than hangs, if unbounded
+        await ended.wait()
     took = trio.current_time() - start
     end = boundaries.SESSION_END_TIMEOUT
     assert 2 * end <= took <= 2 * end + CLOSE_SLACK
@@ -722,7 +730,7 @@ async def test_cancelled_session_ends_in_bounded_time(nursery, autojump_clock, c
 
 class HangingUsers(MemoryUserManager):
     async def get_user(self, login: str) -> Any:
-        await trio.sleep_forever()
+        await trio.sleep(VIRTUAL_HANG)
 
 
 @pytest.mark.parametrize(
@@ -743,3 +751,68 @@ async def test_user_manager_deadline(nursery, autojump_clock, own, callback, exp
     assert await client.code(f"USER {LOGIN}") == "421"
     assert trio.current_time() - start == pytest.approx(expected)
     assert await client.closed()
+
+
+class EndingHook(Server):
+    """A subclass whose session_ended hook (user code run while a session ends) raises or
+    never returns before it calls the base class."""
+
+    how = "hang"
+
+    async def session_ended(self, connection: Any) -> None:
+        if self.how == "hang":
+            await trio.sleep(VIRTUAL_HANG)
+        raise RuntimeError("bug in session_ended")
+
+
+@RAISE_OR_HANG
+async def test_session_ended_hook(nursery, autojump_clock, caplog, how):
+    """An overridden session_ended raising or never returning: the session still ends
+    (within SESSION_END_TIMEOUT + 1 s + CLOSE_SLACK) and its connection slot is given back, so
+    the next client is greeted."""
+    server = EndingHook(
+        [User(LOGIN, PASSWORD)], path_io_factory=MemoryPathIO, maximum_connections=1
+    )
+    server.how = how
+    client = await start_memory_session(nursery, server)
+    assert (await client.reply())[0] == "220"
+    start = trio.current_time()
+    assert await client.code("QUIT") == "221"
+    with trio.fail_after(60):  # virtual seconds
+        while server.connections:  # noqa: ASYNC110 (virtual time)
+            await trio.sleep(0.1)
+    # The hook as a whole has a second more than each call in it (those are cut first).
+    assert trio.current_time() - start <= boundaries.SESSION_END_TIMEOUT + 1 + CLOSE_SLACK
+    assert server.available_connections.value == 1
+    assert server._connections_per_ip == {}
+    assert_logged_once(caplog, how)
+    following = await start_memory_session(nursery, server)
+    assert (await following.reply())[0] == "220"
+
+
+async def test_cancellation_goes_through_a_bounded_call(nursery, autojump_clock):
+    """Cancelling a session (what close() does) while it waits on a bounded user-code call
+    (get_user within callback_timeout) ends it at once: the cancellation is not turned into
+    a timeout or a reply."""
+    server = Server(
+        HangingUsers([User(LOGIN, PASSWORD)]), path_io_factory=MemoryPathIO, callback_timeout=100
+    )
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    with trio.CancelScope() as scope:
+        nursery.start_soon(_cancel_after, scope, 1.0)
+        client = MemoryClient(client_stream)
+        nursery.start_soon(_expect_user_then_eof, client)
+        await server.serve_connection(server_stream, peer=PEER, local=LOCAL)
+    assert scope.cancelled_caught
+    assert trio.current_time() == pytest.approx(1.0)
+
+
+async def _cancel_after(scope: trio.CancelScope, seconds: float) -> None:
+    await trio.sleep(seconds)
+    scope.cancel()
+
+
+async def _expect_user_then_eof(client: MemoryClient) -> None:
+    assert (await client.reply())[0] == "220"
+    await client.send(f"USER {LOGIN}")
+    assert await client.stream.receive_some(65536) == b""  # closed without a reply
