@@ -522,7 +522,7 @@ class Session:
         command is being handled."""
         if self._nursery is None:
             return
-        if self.transfer is not None or self._queued is not None or not self._waiting_for_command:
+        if self._busy or not self._waiting_for_command:
             self._nursery.cancel_scope.deadline = math.inf
         else:
             deadline = trio.current_time() + as_seconds(self.server.idle_timeout)

@@ -310,16 +310,7 @@ def _open(
 ) -> io.BufferedIOBase | _ReadFile:
     if where is None:
         fd = _open_fd(lambda flags: os.open(path, flags | os.O_CLOEXEC, 0o666), mode, cached=False)
-        try:
-            raw: io.FileIO = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
-        except BaseException:
-            os.close(fd)
-            raise
-        raw.name = path
-        if isinstance(raw, _ReadFile):
-            raw.guard = threading.Lock()
-            return raw
-        return _BUFFERED[mode](raw)
+        return _file_of(fd, path, mode, on_root_file_system=False)
     with _beneath.Root(where.root, cached=cached) as root:
         fd = _open_fd(lambda flags: root.open(where.relative, flags, 0o666), mode, cached=cached)
         try:
@@ -327,14 +318,26 @@ def _open(
             # cannot cross a mount point; one from a thread can, onto NFS or FUSE, whose
             # files stay in threads.
             same_fs = mode == "rb" and (cached or os.fstat(fd).st_dev == os.fstat(root.fd).st_dev)
-            raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
         except BaseException:
-            os.close(fd)  # FileIO owns the descriptor only once it is made
+            os.close(fd)
             raise
-    raw.name = path  # as open(path) would name it (repr, errors)
+    return _file_of(fd, path, mode, on_root_file_system=same_fs)
+
+
+def _file_of(
+    fd: int, path: str, mode: str, *, on_root_file_system: bool
+) -> io.BufferedIOBase | _ReadFile:
+    """The file object for an open descriptor: unbuffered :class:`_ReadFile` for reading,
+    buffered otherwise; named as ``open(path)`` would name it (repr, errors)."""
+    try:
+        raw = _ReadFile(fd, mode) if mode == "rb" else io.FileIO(fd, mode)
+    except BaseException:
+        os.close(fd)  # FileIO owns the descriptor only once it is made
+        raise
+    raw.name = path
     if isinstance(raw, _ReadFile):
         raw.guard = threading.Lock()
-        raw.on_root_file_system = same_fs
+        raw.on_root_file_system = on_root_file_system
         return raw
     return _BUFFERED[mode](raw)
 
