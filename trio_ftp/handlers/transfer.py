@@ -138,9 +138,7 @@ class TransferCommands(ServerBase):
         if not rest.isdigit():
             connection.response("501", "REST needs a non-negative integer offset")
             return True
-        if int(rest) and connection.transfer_type == "A":
-            connection.response("504", "REST not supported in ASCII mode (TYPE A): use TYPE I")
-            return True
+        _refuse_ascii_offset(connection, int(rest))
         connection.restart_offset = int(rest)
         connection.pop("restart_end")  # REST replaces a RANG
         connection.response("350", f"restarting at {int(rest)}, send the transfer command")
