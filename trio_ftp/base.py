@@ -27,7 +27,8 @@ from .commands import CommandSpec, collect_commands
 from .connection import Connection
 from .datachannel import PortPool
 from .errors import FTPError
-from .events import EventBus, EventStream, ServerEvent
+from .events import EventBus, EventKind, EventStream, ServerEvent
+from .interfaces import Handler
 from .login_failures import LoginFailures
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
@@ -40,7 +41,6 @@ __all__ = ["ServerBase"]
 
 logger = logging.getLogger("trio_ftp.server")
 
-Handler = Callable[[Connection, str], Awaitable[Any]]
 #: ``passive_address`` as a callable: the address to announce for a connection, or None.
 PassiveAddressChooser = Callable[[Connection], str | Awaitable[str | None] | None]
 
@@ -404,16 +404,16 @@ class ServerBase(SpeedLimited):
         """
         return self.event_bus.subscribe(buffer)
 
-    def publish(self, connection: Connection, kind: str, **fields: Any) -> None:
+    def publish(self, connection: Connection, kind: EventKind, **fields: Any) -> None:
         """Publish a :class:`~trio_ftp.events.ServerEvent` about ``connection``."""
         if not self.event_bus.has_subscribers:
             return  # nobody listens: build nothing
-        user = connection.get("login_name") if connection.get("logged") else None
-        session = connection.get("session")
+        state = connection.state
+        user = state.login_name if state.logged_in else None
         self.event_bus.publish(
             ServerEvent(
                 kind,
-                session.id if session is not None else 0,
+                state.session_id,
                 f"{connection.client_host}:{connection.client_port}",
                 user,
                 **fields,
@@ -468,10 +468,7 @@ class ServerBase(SpeedLimited):
     def take_range(self, connection: Connection) -> tuple[int, int | None]:
         """Consume the pending ``REST`` offset or ``RANG`` range: ``(start, byte count or
         None for "to the end")``. Both hold until the next transfer (or HASH) uses them."""
-        start: int = connection.restart_offset
-        connection.restart_offset = 0
-        end: int | None = connection.pop("restart_end")
-        return start, None if end is None else end - start + 1
+        return connection.state.take_range()
 
     def session_feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines that depend on configuration or session state; mixins extend this
@@ -558,11 +555,9 @@ class ServerBase(SpeedLimited):
         time (:attr:`user_manager_timeout`; while the session ends, ``ending``, at most
         ``boundaries.SESSION_END_TIMEOUT``) is logged, and the logout stands.
         """
-        logged = connection.get("logged")
-        if logged:
+        if connection.state.logged_in:
             self.publish(connection, "logout")
-        connection.pop("logged")
-        user = connection.pop("user")
+        user, logged = connection.state.logged_out()
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
         timeout = self.user_manager_timeout
@@ -589,14 +584,15 @@ class ServerBase(SpeedLimited):
         backend's ``confine`` refuses a real path that leaves ``base_path`` through a symlink.
         Cached for the duration of one command.
         """
-        cache: dict[tuple[PurePosixPath, str], tuple[Any, PurePosixPath]] | None = connection.get(
-            "path_cache"
-        )
+        cache = connection.path_cache
         key = (connection.current_directory, str(path))
         if cache is not None and key in cache:
             return cache[key]
         virtual = resolve_virtual(connection.current_directory, path)
-        real = await connection.path_io.confine(connection.user.base_path, virtual.relative_to("/"))
+        user = connection.user
+        if user is None:
+            raise RuntimeError("get_paths before a login")
+        real = await connection.path_io.confine(user.base_path, virtual.relative_to("/"))
         if cache is not None:
             cache[key] = (real, virtual)
         return real, virtual

@@ -114,7 +114,7 @@ class DataChannelCommands(ServerBase):
 
     async def _open_passive(self, connection: Connection) -> PassiveListener | None:
         try:
-            listener: PassiveListener = await connection.session.data.open_passive()
+            listener: PassiveListener = await connection.data.open_passive()
             return listener
         except NoAvailablePort:
             connection.response("425", "no free data port, try again later")
@@ -154,7 +154,7 @@ class DataChannelCommands(ServerBase):
     @command("PASV", help="PASV: open a passive data port (IPv4)", feat=None)
     @_login
     async def pasv(self, connection: Connection, rest: str) -> bool:
-        if connection.get("epsv_all"):
+        if connection.epsv_all:
             connection.response("503", "PASV not allowed after EPSV ALL")
             return True
         local = _ipv4_of(connection.server_host)
@@ -192,7 +192,7 @@ class DataChannelCommands(ServerBase):
         if not self.active_mode:
             connection.response("504", f"{verb} refused: active mode disabled (use EPSV or PASV)")
             return True
-        if connection.get("epsv_all"):
+        if connection.epsv_all:
             connection.response("503", f"{verb} not allowed after EPSV ALL")  # RFC 2428 §4
             return True
         return False
@@ -205,7 +205,7 @@ class DataChannelCommands(ServerBase):
     @_login
     async def port(self, connection: Connection, rest: str) -> bool:
         if not self._active_refused(connection, "PORT"):
-            await connection.session.data.open_active(*parse_port_argument(rest))
+            await connection.data.open_active(*parse_port_argument(rest))
             connection.response("200", "PORT command successful")
         return True
 
@@ -218,6 +218,6 @@ class DataChannelCommands(ServerBase):
     @_login
     async def eprt(self, connection: Connection, rest: str) -> bool:
         if not self._active_refused(connection, "EPRT"):
-            await connection.session.data.open_active(*parse_eprt_argument(rest))
+            await connection.data.open_active(*parse_eprt_argument(rest))
             connection.response("200", "EPRT command successful")
         return True

@@ -7,7 +7,8 @@ import codecs
 from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
-from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
+from ..listing import SUPPORTED_FACTS, mlst_feat_line
+from .files import chosen_facts
 
 __all__ = ["InfoCommands"]
 
@@ -36,7 +37,7 @@ class InfoCommands(ServerBase):
             lines.discard("EPRT")
         lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
-            lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
+            lines.add(mlst_feat_line(chosen_facts(connection)))
         lines.add("TVFS")
         if self.speaks_utf8:
             lines.add("UTF8")  # RFC 2640: only when paths really are UTF-8

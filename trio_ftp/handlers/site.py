@@ -123,7 +123,7 @@ class SiteCommands(ServerBase):
             connection.response("504", f"unknown SITE command {name[:40]!r} (try SITE HELP)")
             return True
         handler, spec = found
-        if spec.login_required and not connection.get("logged"):
+        if spec.login_required and not connection.logged:
             connection.response("530", "not logged in")
             return True
         return await handler(connection, arguments.lstrip(" ")) is not False
