@@ -22,14 +22,19 @@ def _user() -> User:
 
 def test_login_sequence_moves_fields_together() -> None:
     state = SessionState()
-    assert state.login is LoginState.ANONYMOUS and not state.logged_in
+    assert state.login is LoginState.ANONYMOUS
+    assert not state.logged_in
     state.user_given("alice", _user())
-    assert state.login is LoginState.USER_GIVEN and state.login_name == "alice"
+    assert state.login is LoginState.USER_GIVEN
+    assert state.login_name == "alice"
     state.login_succeeded(_user())
-    assert state.logged_in and state.current_directory == PurePosixPath("/home")
+    assert state.logged_in
+    assert state.current_directory == PurePosixPath("/home")
     user, was_logged_in = state.logged_out()
-    assert user is not None and was_logged_in
-    assert state.user is None and state.login is LoginState.USER_GIVEN  # the name stays
+    assert user is not None
+    assert was_logged_in
+    assert state.user is None
+    assert state.login is LoginState.USER_GIVEN
     assert state.logged_out() == (None, False)
 
 
@@ -40,7 +45,8 @@ def test_transitions_refuse_what_makes_no_sense() -> None:
     with pytest.raises(InvalidTransition):
         state.login_failed()  # no USER either
     state.user_given("alice", None)
-    assert state.login_failed() == 1 and state.login_failed() == 2
+    assert state.login_failed() == 1
+    assert state.login_failed() == 2
     state.login_succeeded(_user())
     with pytest.raises(InvalidTransition):
         state.user_given("bob", None)  # log out first
@@ -72,7 +78,8 @@ def test_tls_resets_data_protection() -> None:
     implicit.tls_started(implicit=True)
     assert implicit.prot == "P"
     implicit.tls_stopped()
-    assert not implicit.tls and implicit.prot == "P"
+    assert not implicit.tls
+    assert implicit.prot == "P"
 
 
 def test_rein_returns_to_the_greeting_state() -> None:
@@ -83,7 +90,8 @@ def test_rein_returns_to_the_greeting_state() -> None:
     state.restart_at(5, 9)
     state.logged_out()
     state.reinitialized(implicit_tls=True)
-    assert state.login is LoginState.ANONYMOUS and state.login_name is None
+    assert state.login is LoginState.ANONYMOUS
+    assert state.login_name is None
     assert (state.transfer_type, state.epsv_all, state.mlst_facts) == ("A", False, None)
     assert (state.restart_offset, state.restart_end, state.prot) == (0, None, "P")
     assert state.current_directory == PurePosixPath("/")
@@ -114,7 +122,8 @@ def test_connection_reads_and_writes_the_state() -> None:
     connection = Connection(state)
     connection.transfer_type = "I"
     connection["restart_offset"] = 5
-    assert state.transfer_type == "I" and state.restart_offset == 5
+    assert state.transfer_type == "I"
+    assert state.restart_offset == 5
     state.current_directory = PurePosixPath("/x")
     assert connection.current_directory == PurePosixPath("/x")
     assert connection.get("current_directory") == PurePosixPath("/x")
@@ -131,12 +140,15 @@ def test_absent_keys_follow_aioftp() -> None:
     connection.user = _user()
     assert "user" in connection
     assert connection.pop("user").login == "alice"
-    assert "user" not in connection and connection.state.user is None
+    assert "user" not in connection
+    assert connection.state.user is None
     connection.logged = True
-    assert "logged" in connection and connection.state.logged_in
+    assert "logged" in connection
+    assert connection.state.logged_in
     del connection.logged
     assert "logged" not in connection
-    assert "tls" in connection and connection.tls is False  # always set, like aioftp's
+    assert "tls" in connection
+    assert connection.tls is False
 
 
 def test_passive_server_is_the_data_channel() -> None:
@@ -145,14 +157,17 @@ def test_passive_server_is_the_data_channel() -> None:
     connection = Connection()
     target = ActiveTarget("127.0.0.1", 2000)
     connection.passive_server = target
-    assert connection.data_channel is target and connection.state.data_channel is target
-    assert "data_channel" in connection and "passive_server" in connection
+    assert connection.data_channel is target
+    assert connection.state.data_channel is target
+    assert "data_channel" in connection
+    assert "passive_server" in connection
 
 
 def test_user_keys_live_beside_the_state() -> None:
     connection = Connection(quota=10)
     connection["seen"] = ["a"]
-    assert connection["quota"] == 10 and connection.seen == ["a"]  # type: ignore[attr-defined]
+    assert connection["quota"] == 10
+    assert connection.seen == ["a"]
     assert set(connection) >= {"quota", "seen", "tls", "current_directory"}
     del connection["quota"]
     assert "quota" not in connection
