@@ -138,6 +138,14 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             setgid and sticky bits (``0o7000``) are never set, by ``SITE CHMOD`` (``550``)
             or by an atomic upload replacing a file that had them.
 
+    Configuration and state: the keywords below build :attr:`options`, a frozen
+    :class:`~trio_ftp.options.ServerOptions` (``server.options.timeouts.idle``...); a
+    ready one gives a server with :meth:`from_options`. The flat names
+    (``server.idle_timeout``...) stay readable, read-only. What changes while the server
+    runs (listeners, sessions, counters, the failed-login table, the event bus) is
+    :attr:`runtime`, a :class:`~trio_ftp.runtime.ServerRuntime`. The speed limits stay plain
+    attributes: changing one applies to running transfers.
+
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
 
