@@ -103,6 +103,76 @@ def test_flat_keywords_build_the_same_options_as_the_groups():
     assert ServerOptions.from_keywords(**FLAT) != ServerOptions()
 
 
+#: Where each flat keyword lands: (group, field).
+FIELD_OF = {
+    "block_size": ("limits", "block_size"),
+    "socket_timeout": ("timeouts", "socket"),
+    "idle_timeout": ("timeouts", "idle"),
+    "wait_future_timeout": ("timeouts", "data_connection_wait"),
+    "path_timeout": ("timeouts", "path_io"),
+    "callback_timeout": ("timeouts", "user_code"),
+    "maximum_connections": ("limits", "connections"),
+    "data_ports": ("data_channels", "ports"),
+    "passive_address": ("data_channels", "passive_address"),
+    "active_mode": ("data_channels", "active_mode"),
+    "permit_foreign_addresses": ("data_channels", "permit_foreign_addresses"),
+    "permit_privileged_ports": ("data_channels", "permit_privileged_ports"),
+    "encoding": ("protocol", "encoding"),
+    "welcome_message": ("protocol", "welcome_message"),
+    "system_type": ("protocol", "system_type"),
+    "tls_context": ("tls", "context"),
+    "tls_control_required": ("tls", "control_required"),
+    "tls_data_required": ("tls", "data_required"),
+    "tls_require_session_reuse": ("tls", "session_reuse_required"),
+    "tls_strict_eof": ("tls", "strict_eof"),
+    "tls_allow_ccc": ("tls", "allow_ccc"),
+    "tls_handshake_timeout": ("tls", "handshake_timeout"),
+    "maximum_connections_per_ip": ("limits", "connections_per_ip"),
+    "login_failure_delay": ("login", "failure_delay"),
+    "maximum_login_attempts": ("login", "failures_per_session"),
+    "maximum_login_failures_per_ip": ("login", "failures_per_ip"),
+    "login_failure_window": ("login", "failure_window"),
+    "atomic_uploads": ("files", "atomic_uploads"),
+    "permit_special_mode_bits": ("files", "permit_special_mode_bits"),
+}
+
+
+def changed_fields(options):
+    """The (group, field) pairs where ``options`` differs from the defaults."""
+    default = ServerOptions()
+    return {
+        (group.name, field.name)
+        for group in dataclasses.fields(options)
+        for field in dataclasses.fields(getattr(options, group.name))
+        if getattr(getattr(options, group.name), field.name)
+        != getattr(getattr(default, group.name), field.name)
+    }
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_OF))
+def test_each_flat_keyword_sets_its_field(name):
+    """One flat keyword changes its own field and no other, and the flat attribute of the
+    same name reads it back."""
+    options = ServerOptions.from_keywords(**{name: FLAT[name]})
+    group, field = FIELD_OF[name]
+    assert changed_fields(options) == {(group, field)}
+    assert getattr(getattr(options, group), field) == FLAT[name]
+    server = Server(**{name: FLAT[name]})
+    if name == "data_ports":  # the attribute is the pool of free ports
+        assert server.data_ports.free == len(FLAT[name])
+    else:
+        assert getattr(server, name) == FLAT[name]
+    assert ServerOptions.from_keywords(**options.keywords()) == options
+
+
+def test_ssl_is_implicit_tls():
+    """ssl= (aioftp's implicit FTPS) sets the TLS context and marks it implicit."""
+    options = ServerOptions.from_keywords(ssl=CONTEXT)
+    assert changed_fields(options) == {("tls", "context"), ("tls", "implicit")}
+    assert options.tls.context is CONTEXT
+    assert ServerOptions.from_keywords(**options.keywords()) == options
+
+
 def test_the_defaults_agree():
     """The flat constructors' defaults and the groups' defaults are one configuration, and
     from_keywords takes exactly Server's option keywords."""

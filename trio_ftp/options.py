@@ -459,7 +459,11 @@ class _FlatOption(Generic[_T]):
 
 class FlatOptionAttributes:
     """aioftp's flat attributes (``server.idle_timeout``...), read-only, read from
-    ``self.options``. Kept for user code written against aioftp; new code reads the groups."""
+    ``self.options``. Kept for user code written against aioftp; new code reads the groups.
+
+    Every option keyword has one, but ``data_ports``: ``server.data_ports`` is the pool of
+    free ports (runtime state); the configured ports are ``options.data_channels.ports``.
+    """
 
     __slots__ = ()
 
@@ -491,6 +495,8 @@ class FlatOptionAttributes:
     tls_handshake_timeout = _FlatOption(lambda o: o.tls.handshake_timeout)
     login_failure_delay = _FlatOption(lambda o: o.login.failure_delay)
     maximum_login_attempts = _FlatOption(lambda o: o.login.failures_per_session)
+    maximum_login_failures_per_ip = _FlatOption(lambda o: o.login.failures_per_ip)
+    login_failure_window = _FlatOption(lambda o: o.login.failure_window)
     atomic_uploads = _FlatOption(lambda o: o.files.atomic_uploads)
     permit_special_mode_bits = _FlatOption(lambda o: o.files.permit_special_mode_bits)
 
