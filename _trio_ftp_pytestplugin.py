@@ -48,10 +48,10 @@ def _pytest_trio_active(config: pytest.Config) -> bool:
     return plugin is not None and config.pluginmanager.is_registered(plugin)
 
 
-def trio_fixture_refusal(request: pytest.FixtureRequest) -> str | None:
+def _trio_fixture_refusal(request: pytest.FixtureRequest) -> str | None:
     """Why this test cannot use the trio fixtures, or None when it can."""
-    used = ", ".join(name for name in TRIO_FIXTURES if name in request.fixturenames)
-    what = f"{used or 'this fixture'} runs the FTP server in the test's trio loop"
+    used = next((name for name in TRIO_FIXTURES if name in request.fixturenames), "ftp_server")
+    what = f"trio_ftp's {used} fixture runs the FTP server in the test's trio loop"
     trio_test = (
         "a trio test (async def, with trio_mode = true in the pytest configuration or "
         "@pytest.mark.trio)"
@@ -62,7 +62,7 @@ def trio_fixture_refusal(request: pytest.FixtureRequest) -> str | None:
     )
     if not _pytest_trio_active(request.config):
         return (
-            f"{what} and needs pytest-trio, which is not installed or not enabled in this run "
+            f"{what} and needs pytest-trio, which is not installed or is disabled in this run "
             f"(-p no:trio). Install it (pip install pytest-trio) and write {trio_test}, "
             f"or use {threaded}"
         )
@@ -78,7 +78,7 @@ def _trio_ftp_trio_test(request: pytest.FixtureRequest) -> None:
     The trio fixtures request it first, so a test without pytest-trio gets this message
     rather than pytest's own about an async fixture nobody runs.
     """
-    refusal = trio_fixture_refusal(request)
+    refusal = _trio_fixture_refusal(request)
     if refusal is not None:
         pytest.fail(refusal, pytrace=False)
 
