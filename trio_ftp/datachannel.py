@@ -42,10 +42,8 @@ from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 from .validation import as_seconds
 
 if TYPE_CHECKING:
-    import ssl
-
     from .connection import Connection
-    from .interfaces import DataChannelSettings
+    from .options import ServerOptions
 
 __all__ = ["ActiveTarget", "DataChannels", "PassiveListener", "PortPool", "same_host"]
 
@@ -171,19 +169,15 @@ class DataChannels:
 
     Its collaborators are explicit: the session's ``connection`` (where the channel and an
     accepted data connection are kept, so ``ConnectionConditions`` can wait for them), the
-    server's ``settings``, the session's ``tls_context``, and the nursery its accept tasks
-    run in (:meth:`run_in`, called by the session once its nursery is open).
+    server's ``options`` and shared port ``pool``, and the nursery its accept tasks run in
+    (:meth:`run_in`, called by the session once its nursery is open).
     """
 
-    def __init__(
-        self,
-        connection: Connection,
-        settings: DataChannelSettings,
-        tls_context: ssl.SSLContext | None,
-    ) -> None:
+    def __init__(self, connection: Connection, options: ServerOptions, pool: PortPool) -> None:
         self._connection = connection
-        self._settings = settings
-        self._tls_context = tls_context
+        self._options = options.data_channels
+        self._tls = options.tls
+        self._pool = pool
         self._nursery: trio.Nursery | None = None
         #: Why the last data connection attempt was refused (for the 425 text).
         self.failure: str | None = None
@@ -204,9 +198,7 @@ class DataChannels:
             raise RuntimeError("data channels are not running in a session yet")
         await self.close()
         self.failure = None
-        listener = await PassiveListener.bind(
-            self._connection.server_host, self._settings.data_ports
-        )
+        listener = await PassiveListener.bind(self._connection.server_host, self._pool)
         self._connection.data_channel = listener
         self._nursery.start_soon(self._accept, listener)
         return listener
@@ -222,7 +214,7 @@ class DataChannels:
                 or a port below 1024 unless ``permit_privileged_ports``. The previous
                 channel is then left as it was.
         """
-        settings = self._settings
+        settings = self._options
         address = _ip(host)
         if address is None:
             raise ReplyError("501", f"not an IP address: {host!r}")
@@ -309,14 +301,13 @@ class DataChannels:
         (passive) or the transfer's (active), so a new PASV, ABOR, the transfer's failure or
         the session's end cancel it.
         """
-        context = self._tls_context
+        context = self._tls.context
         if self._connection.prot != "P" or context is None:
             return stream
         tls = wrap_server_side(stream, context, session_tickets=False)
-        settings = self._settings
         log = self._connection.log
         try:
-            with trio.fail_after(as_seconds(settings.tls_handshake_timeout)):
+            with trio.fail_after(as_seconds(self._tls.handshake_timeout)):
                 await handshake(tls)
         except (TLSHandshakeFailed, trio.TooSlowError) as exc:
             self.failure = "TLS handshake failed"
@@ -326,7 +317,7 @@ class DataChannels:
         except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
             await trio.aclose_forcefully(tls)
             raise
-        if settings.tls_require_session_reuse and not tls.session_reused:
+        if self._tls.session_reuse_required and not tls.session_reused:
             self.failure = "the data connection must reuse the control connection's TLS session"
             log.warning("data connection dropped: TLS session not reused")
             await trio.aclose_forcefully(tls)

@@ -21,55 +21,31 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .datachannel import PortPool
     from .events import EventKind
+    from .options import ServerOptions
     from .pathio import AbstractPathIO
     from .throttle import ThrottleRegistry
 
-__all__ = ["DataChannelSettings", "Handler", "SessionControl", "SessionHost"]
+__all__ = ["Handler", "SessionControl", "SessionHost"]
 
 #: A command handler: ``await handler(connection, argument)``; ``False`` ends the session.
 Handler = Callable[["Connection", str], Awaitable[Any]]
 
 
-class DataChannelSettings(Protocol):
-    """The configuration data channels read (see :mod:`trio_ftp.datachannel`)."""
+class SessionHost(Protocol):
+    """What a session needs from its server (``ServerBase`` is the one implementation):
+    the configuration (read-only groups), the shared runtime pieces it uses, the command
+    table, and the calls it makes at its start, around transfers and at its end."""
 
     @property
-    def data_ports(self) -> PortPool: ...
-    @property
-    def permit_foreign_addresses(self) -> bool: ...
-    @property
-    def permit_privileged_ports(self) -> bool: ...
-    @property
-    def tls_handshake_timeout(self) -> float | None: ...
-    @property
-    def tls_require_session_reuse(self) -> bool: ...
-
-
-class SessionHost(DataChannelSettings, Protocol):
-    """What a session needs from its server (``ServerBase`` is the one implementation)."""
-
-    @property
-    def encoding(self) -> str: ...
-    @property
-    def socket_timeout(self) -> float | None: ...
-    @property
-    def idle_timeout(self) -> float | None: ...
-    @property
-    def wait_future_timeout(self) -> float | None: ...
-    @property
-    def path_timeout(self) -> float | None: ...
-    @property
-    def block_size(self) -> int: ...
-    @property
-    def ssl(self) -> _ssl.SSLContext | None: ...
-    @property
-    def tls_context(self) -> _ssl.SSLContext | None: ...
+    def options(self) -> ServerOptions: ...
     @property
     def commands_mapping(self) -> Mapping[str, Handler]: ...
     @property
     def command_specs(self) -> Mapping[str, CommandSpec]: ...
     @property
     def throttles(self) -> ThrottleRegistry: ...
+    @property
+    def data_ports(self) -> PortPool: ...
     @property
     def connections(self) -> dict[int, Connection]: ...
     @property

@@ -119,7 +119,8 @@ class Session:
         self.log = SessionLog(
             logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
         )
-        self.decoder = CommandDecoder(server.encoding)
+        self.options = server.options
+        self.decoder = CommandDecoder(self.options.protocol.encoding)
         self._replies: list[bytes] = []
         self._write_lock: trio.Lock | None = None
         self._writers = 0
@@ -145,12 +146,13 @@ class Session:
         connection.response = self.respond
         connection.log = self.log
         connection.control = self
-        connection.socket_timeout = server.socket_timeout
-        connection.idle_timeout = server.idle_timeout
-        connection.wait_future_timeout = server.wait_future_timeout
-        connection.block_size = server.block_size
-        connection.path_timeout = server.path_timeout
-        self.data = connection.data = DataChannels(connection, server, self.tls_context)
+        timeouts = self.options.timeouts
+        connection.socket_timeout = timeouts.socket
+        connection.idle_timeout = timeouts.idle
+        connection.wait_future_timeout = timeouts.data_connection_wait
+        connection.path_timeout = timeouts.path_io
+        connection.block_size = self.options.limits.block_size
+        self.data = connection.data = DataChannels(connection, self.options, server.data_ports)
         # Server-level limits until a login adds the user's (handlers/auth.py).
         connection.read_throttle, connection.write_throttle = server.throttles.for_connection(None)
         # The backend is user code (path_io_factory): if it raises, run() answers 421 and
@@ -162,13 +164,13 @@ class Session:
             self.log.exception("path_io_factory raised")
             self._backend_failed = True
         else:
-            self.connection.path_io = GuardedPathIO(backend, server.path_timeout)
+            self.connection.path_io = GuardedPathIO(backend, timeouts.path_io)
 
     # replies -------------------------------------------------------------------------------
     def respond(self, code: str, text: str | list[str] = "") -> None:
         """Queue a reply; :meth:`flush` sends it. Multi-line when ``text`` is a list."""
         self.log.debug("<- %s %s", code, text)
-        self._replies.append(encode_reply(code, text, self.server.encoding))
+        self._replies.append(encode_reply(code, text, self.options.protocol.encoding))
 
     def _flushed_now(self) -> bool:
         """Send the queued replies without yielding, if they can be: nobody is mid-write
@@ -213,7 +215,7 @@ class Session:
             data = self._write_now(data)
             if not data:
                 return
-        with trio.fail_after(as_seconds(self.server.socket_timeout)):
+        with trio.fail_after(as_seconds(self.options.timeouts.socket)):
             await stream.send_all(data)
 
     def _write_now(self, data: bytes) -> bytes:
@@ -324,7 +326,7 @@ class Session:
     @property
     def tls_context(self) -> ssl.SSLContext | None:
         """The context that protects (or may protect) this session's connections."""
-        return self.server.ssl or self.server.tls_context
+        return self.options.tls.context
 
     async def start_tls(self) -> None:
         """Upgrade the control connection in place (implicit FTPS, or after ``AUTH TLS``).
@@ -339,32 +341,32 @@ class Session:
         assert context is not None
         if self.decoder.buffered:
             self.log.warning("discarded %d bytes sent before TLS", self.decoder.buffered)
-        self.decoder = CommandDecoder(self.server.encoding)
+        self.decoder = CommandDecoder(self.options.protocol.encoding)
         if self._queued is not None:  # commands queued behind AUTH came in clear too
             self.log.warning("discarded %d commands sent before TLS", len(self._queued))
             self._queued = None
         stream = wrap_server_side(self.stream, context)
         self.stream = stream
         try:
-            with trio.fail_after(as_seconds(self.server.tls_handshake_timeout)):
+            with trio.fail_after(as_seconds(self.options.tls.handshake_timeout)):
                 await handshake(stream)
         except trio.TooSlowError:
             raise TLSHandshakeFailed("TLS handshake timed out") from None
-        self.state.tls_started(implicit=self.server.ssl is not None)
+        self.state.tls_started(implicit=self.options.tls.implicit)
         self.log.info("control connection is TLS (%s)", stream.version())
 
     async def stop_tls(self) -> None:
         """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
         stream = self.stream
         assert isinstance(stream, trio.SSLStream)
-        with trio.fail_after(as_seconds(self.server.socket_timeout)):
+        with trio.fail_after(as_seconds(self.options.timeouts.socket)):
             transport, trailing = await stream.unwrap()
         self.stream = transport
         self.decoder.feed(bytes(trailing))
         self.state.tls_stopped()
 
     async def _serve(self) -> None:
-        if self.server.ssl is not None:
+        if self.options.tls.implicit:
             await self.start_tls()  # implicit FTPS: data is protected from the start
         if not await self.server.greet(self.connection):
             await self.flush()
@@ -490,7 +492,7 @@ class Session:
         a transfer runs or commands wait for one (a long download is not idleness)."""
         if self._busy:
             return math.inf
-        return trio.current_time() + as_seconds(self.server.idle_timeout)
+        return trio.current_time() + as_seconds(self.options.timeouts.idle)
 
     async def _next_command(self) -> Command | None:
         """The next command, or None at EOF.
@@ -544,7 +546,7 @@ class Session:
             self.respond("501", f"syntax error: {command.verb} needs an argument")
             return True
         if has_surrogates(command.arg) and not await self._names_existing_path(command.arg):
-            self.respond("501", f"argument is not valid {self.server.encoding}")
+            self.respond("501", f"argument is not valid {self.options.protocol.encoding}")
             return True
         connection = self.connection
         connection.path_cache = {}  # get_paths' cache, for this one command

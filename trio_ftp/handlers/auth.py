@@ -45,7 +45,7 @@ class AuthCommands(ServerBase):
 
     def _refuse_clear_login(self, connection: Connection) -> bool:
         """With ``tls_control_required``, no login (and no password) over a clear connection."""
-        if self.tls_control_required and not connection.tls:
+        if self.options.tls.control_required and not connection.tls:
             connection.response("530", "TLS required on the control connection: use AUTH TLS")
             return True
         return False
@@ -98,7 +98,7 @@ class AuthCommands(ServerBase):
             return True
         # Every failure is answered at the same moment after the PASS arrived, whether the
         # user exists or not and however long checking took: nothing to time from outside.
-        answer_at = trio.current_time() + (self.login_failure_delay or 0)
+        answer_at = trio.current_time() + (self.options.login.failure_delay or 0)
         host = connection.client_host
         if self.login_failures.blocked(host, trio.current_time()):
             await trio.sleep_until(answer_at)
@@ -122,7 +122,7 @@ class AuthCommands(ServerBase):
         connection.log.info("failed login for %r (%d)", connection.login_name, failures)
         self.publish(connection, "login_failed", path=None, target=connection.login_name)
         await trio.sleep_until(answer_at)  # trio.sleep: only this session waits
-        limit = self.maximum_login_attempts
+        limit = self.options.login.failures_per_session
         if limit is not None and failures >= limit:
             raise ReplyError("421", "too many failed logins, closing connection", fatal=True)
         connection.response("530", "login incorrect")
@@ -145,7 +145,7 @@ class AuthCommands(ServerBase):
         """
         await connection.data.close()
         await self.forget_user(connection)
-        connection.state.reinitialized(implicit_tls=self.ssl is not None)
+        connection.state.reinitialized(implicit_tls=self.options.tls.implicit)
         connection.response("220", "session reset, send USER")
         return True
 

@@ -133,7 +133,7 @@ class DataChannelCommands(ServerBase):
         Raises:
             UserCodeFailed: ``451``, already logged.
         """
-        chooser = self.passive_address
+        chooser = self.options.data_channels.passive_address
         if not callable(chooser):
             return _announced(chooser, local)
 
@@ -146,7 +146,7 @@ class DataChannelCommands(ServerBase):
         return await call_user_code(
             choose,
             what="passive_address callable",
-            seconds=self.callback_timeout,
+            seconds=self.options.timeouts.user_code,
             log=connection.log,
             failed=UserCodeFailed("451", "can't choose the passive address, try EPSV"),
         )
@@ -189,7 +189,7 @@ class DataChannelCommands(ServerBase):
 
     def _active_refused(self, connection: Connection, verb: str) -> bool:
         """Answer and return True when active mode can't be used now."""
-        if not self.active_mode:
+        if not self.options.data_channels.active_mode:
             connection.response("504", f"{verb} refused: active mode disabled (use EPSV or PASV)")
             return True
         if connection.epsv_all:

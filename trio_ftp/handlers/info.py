@@ -18,7 +18,7 @@ class InfoCommands(ServerBase):
 
     @command("SYST", help="SYST: system type", before_login=True)
     async def syst(self, connection: Connection, rest: str) -> bool:
-        connection.response("215", self.system_type)
+        connection.response("215", self.options.protocol.system_type)
         return True
 
     @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True, before_login=True)
@@ -33,7 +33,7 @@ class InfoCommands(ServerBase):
             for verb, spec in self.command_specs.items()
             if spec.feat and verb.lower() in self.commands_mapping
         }
-        if not self.active_mode:
+        if not self.options.data_channels.active_mode:
             lines.discard("EPRT")
         lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
@@ -47,7 +47,7 @@ class InfoCommands(ServerBase):
     @property
     def speaks_utf8(self) -> bool:
         """The server's encoding is UTF-8: only then may FEAT announce ``UTF8``."""
-        return codecs.lookup(self.encoding).name == "utf-8"
+        return codecs.lookup(self.options.protocol.encoding).name == "utf-8"
 
     @command("FEAT", help="FEAT: list extensions", before_login=True)
     async def feat(self, connection: Connection, rest: str) -> bool:
@@ -75,7 +75,9 @@ class InfoCommands(ServerBase):
         server's encoding is UTF-8, which is then always on; refused (``504``) otherwise,
         so a client never believes its UTF-8 names are understood when they are not."""
         if not self.speaks_utf8:
-            connection.response("504", f"UTF8 not available: this server speaks {self.encoding}")
+            connection.response(
+                "504", f"UTF8 not available: this server speaks {self.options.protocol.encoding}"
+            )
         elif value.upper() in ("ON", ""):
             connection.response("200", "UTF8 mode is always on")
         else:

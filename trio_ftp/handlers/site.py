@@ -158,7 +158,7 @@ class SiteCommands(ServerBase):
             connection.response("501", "syntax: SITE CHMOD <octal mode, 1 to 4 digits> <path>")
             return True
         bits = int(mode, 8)
-        if bits & SPECIAL_MODE_BITS and not self.permit_special_mode_bits:
+        if bits & SPECIAL_MODE_BITS and not self.options.files.permit_special_mode_bits:
             connection.response(
                 "550", "setuid, setgid and sticky bits are not permitted on this server"
             )

@@ -14,11 +14,10 @@ _LEVELS: dict[str, Protection] = {"C": "C", "P": "P"}
 
 def tls_features(server: ServerBase) -> list[str]:
     """FEAT lines for TLS (RFC 4217 §6), only when TLS is configured."""
-    if server.tls_context is not None:
-        return ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]
-    if server.ssl is not None:
-        return ["PBSZ", "PROT"]
-    return []
+    tls = server.options.tls
+    if tls.context is None:
+        return []
+    return ["PBSZ", "PROT"] if tls.implicit else ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]
 
 
 class TLSCommands(ServerBase):
@@ -72,13 +71,13 @@ class TLSCommands(ServerBase):
         level = rest.strip().upper()
         if not connection.tls:
             connection.response("503", "bad sequence of commands (use AUTH TLS first)")
-        elif connection.pbsz is None and self.ssl is None:
+        elif connection.pbsz is None and not self.options.tls.implicit:
             connection.response("503", "bad sequence of commands (use PBSZ 0 first)")
         elif level in ("S", "E"):
             connection.response("536", f"protection level {level} not supported with TLS")
         elif level not in _LEVELS:
             connection.response("504", f"unknown protection level {rest!r}")
-        elif level == "C" and self.tls_data_required:
+        elif level == "C" and self.options.tls.data_required:
             connection.response("534", "clear data connections are refused by policy")
         else:
             connection.prot = _LEVELS[level]
@@ -89,7 +88,7 @@ class TLSCommands(ServerBase):
     async def ccc(self, connection: Connection, rest: str) -> bool:
         if not connection.tls:
             connection.response("533", "the control connection is not protected")
-        elif not self.tls_allow_ccc or self.ssl is not None:
+        elif not self.options.tls.allow_ccc or self.options.tls.implicit:
             connection.response("534", "CCC refused by policy: the control connection stays TLS")
         else:
             connection.response("200", "CCC ok, the control connection is clear from now on")

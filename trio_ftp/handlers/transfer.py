@@ -188,8 +188,8 @@ class TransferCommands(ServerBase):
         """Bytes per block on the Python path: ``block_size``, cut to the throttle's burst
         when a speed limit applies, so a limited transfer moves evenly."""
         if throttle.current_rate() is None:
-            return self.block_size
-        return min(self.block_size, THROTTLE_BURST)
+            return self.options.limits.block_size
+        return min(self.options.limits.block_size, THROTTLE_BURST)
 
     def _take_offset(self, connection: Connection) -> int:
         """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503),
@@ -208,7 +208,7 @@ class TransferCommands(ServerBase):
         opening: str | None = None,
     ) -> None:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
-        if self.tls_data_required and connection.prot != "P":
+        if self.options.tls.data_required and connection.prot != "P":
             connection.response("521", "data connections must be protected: use PROT P")
             return
 
@@ -386,9 +386,15 @@ class TransferCommands(ServerBase):
         else:
             mode = "ab" if append else "wb"
         keep_mode = None
-        if self.atomic_uploads and mode == "wb" and await connection.path_io.exists(real):
+        if (
+            self.options.files.atomic_uploads
+            and mode == "wb"
+            and await connection.path_io.exists(real)
+        ):
             keep_mode = (await connection.path_io.stat(real)).st_mode & 0o7777
-            if not self.permit_special_mode_bits:  # never carried over (vsftpd's chmod mask)
+            if (
+                not self.options.files.permit_special_mode_bits
+            ):  # never carried over (vsftpd's chmod mask)
                 keep_mode &= ~_SPECIAL_MODE_BITS
 
         self._receive_file(
@@ -424,7 +430,7 @@ class TransferCommands(ServerBase):
         """
 
         ascii_mode = connection.transfer_type == "A"
-        atomic = self.atomic_uploads and mode == "wb"
+        atomic = self.options.files.atomic_uploads and mode == "wb"
         # A short name: the temporary must fit wherever the target's name fits.
         written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
@@ -464,7 +470,7 @@ class TransferCommands(ServerBase):
                 size = self._block_size(connection.read_throttle)
                 while True:
                     block = await receive_block(
-                        connection, stream, size, progress, strict_eof=self.tls_strict_eof
+                        connection, stream, size, progress, strict_eof=self.options.tls.strict_eof
                     )
                     data = block if from_network is None else from_network.convert(block)
                     if data:
@@ -578,9 +584,9 @@ class TransferCommands(ServerBase):
     def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
         text = "".join(f"{line}\r\n" for line in lines)
         try:  # names that were not valid in the encoding go back as the same bytes
-            data = text.encode(self.encoding, "surrogateescape")
+            data = text.encode(self.options.protocol.encoding, "surrogateescape")
         except UnicodeEncodeError:
-            data = text.encode(self.encoding, "replace")
+            data = text.encode(self.options.protocol.encoding, "replace")
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             await send_data(connection, stream, data)
