@@ -15,6 +15,9 @@ from trio_ftp.pytest_plugin import THREAD_NAME, RunningFTPServer, ThreadedFTPSer
 
 pytest_plugins = ["pytester"]
 
+REPO = Path(__file__).resolve().parent.parent
+THREADED_FIXTURES = "ftp_server_thread, ftps_server_thread, ftp_server_thread_factory"
+
 # The sample projects turn warnings into errors too, so a leaked socket fails them.
 INI_TRIO = """
 [pytest]
@@ -399,3 +402,169 @@ def test_plugin_imports_without_trustme_or_pytest_trio(pytester: pytest.Pytester
     )
     assert result.ret == 0, result.stderr.str()
     assert result.stdout.lines == ["ThreadedFTPServer"]
+
+
+# Loading the plugin imports nothing of trio_ftp; the trio fixtures say what to use instead.
+
+
+def declared_entry_point() -> tuple[str, str]:
+    """pyproject.toml's pytest11 entry point: (plugin name, module)."""
+    text = (REPO / "pyproject.toml").read_text()
+    section = text.split("[project.entry-points.pytest11]\n", 1)[1].split("\n[", 1)[0]
+    (line,) = [line for line in section.splitlines() if "=" in line]
+    name, _, module = line.partition("=")
+    return name.strip(), module.strip().strip('"')
+
+
+def install_declared_entry_point(pytester: pytest.Pytester) -> str:
+    """Register pyproject.toml's entry point in the sample project; return its module.
+
+    The installed metadata can be older than this checkout (an editable install keeps the
+    entry point of its install time). A distribution in the sample project's directory comes
+    first on the subprocess's sys.path, and pytest skips a later plugin of the same name, so
+    the run loads exactly what pyproject.toml declares, through pytest's own autoload.
+    """
+    name, module = declared_entry_point()
+    dist = pytester.mkdir("trio_ftp_under_test-0.dist-info")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: trio_ftp_under_test\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(f"[pytest11]\n{name} = {module}\n")
+    return module
+
+
+# A downstream conftest: what was imported when pytest-cov would start measuring (conftests are
+# loaded after every plugin, in the hook where pytest-cov starts) and after collection.
+IMPORT_WATCH_CONFTEST = """
+import sys
+
+WATCHED = ("trio_ftp", "trio")
+seen = {"conftest": {name: name in sys.modules for name in WATCHED}}
+
+
+def pytest_configure(config):
+    seen["plugin"] = getattr(config.pluginmanager.get_plugin("trio_ftp"), "__name__", None)
+
+
+def pytest_collection_finish(session):
+    seen["collected"] = {name: name in sys.modules for name in WATCHED}
+"""
+
+
+@pytest.mark.parametrize("pytest_trio", ["enabled", "disabled"])
+def test_loading_the_plugin_imports_neither_trio_ftp_nor_trio(
+    pytester: pytest.Pytester, pytest_trio: str
+) -> None:
+    """The autoloaded plugin imports trio_ftp only when a test uses a fixture: a downstream
+    ``pytest --cov`` then sees trio_ftp's import-time lines run. It imports trio neither (here
+    pytest-trio, which imports trio itself, is disabled)."""
+    module = install_declared_entry_point(pytester)
+    pytester.makeconftest(IMPORT_WATCH_CONFTEST)
+    trio_loaded = pytest_trio == "enabled"
+    result = run_sample(
+        pytester,
+        f"""
+import sys
+
+from conftest import seen
+
+
+def test_nothing_of_trio_ftp_before_a_fixture():
+    assert seen["plugin"] == {module!r}
+    assert seen["conftest"] == {{"trio_ftp": False, "trio": {trio_loaded}}}
+    assert seen["collected"] == {{"trio_ftp": False, "trio": {trio_loaded}}}
+    assert "trio_ftp" not in sys.modules
+
+
+def test_a_fixture_imports_it(ftp_server_thread):
+    assert "trio_ftp" in sys.modules and "trio" in sys.modules
+    assert ftp_server_thread.port > 0
+""",
+        ini=INI_PLAIN,
+        args=("-p", "no:trio") if pytest_trio == "disabled" else (),
+    )
+    result.assert_outcomes(passed=2)
+
+
+# Every trio fixture, requested by a sync test and by an async one.
+TRIO_FIXTURE_USERS = """
+def test_sync_ftp_server(ftp_server):
+    pass
+
+
+async def test_async_ftps_server(ftps_server):
+    pass
+
+
+def test_sync_ftp_server_factory(ftp_server_factory):
+    pass
+
+
+def test_threaded_still_works(ftp_server_thread):
+    assert ftp_server_thread.port > 0
+"""
+
+
+def test_trio_fixtures_without_pytest_trio_point_to_the_threaded_ones(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without pytest-trio a trio fixture fails at setup with a message that says how to
+    install pytest-trio and names the threaded fixtures, not "fixture 'nursery' not found"."""
+    result = run_sample(pytester, TRIO_FIXTURE_USERS, ini=INI_PLAIN, args=("-p", "no:trio"))
+    result.assert_outcomes(passed=1, errors=3)
+    output = result.stdout.str()
+    for name in ("ftp_server", "ftps_server", "ftp_server_factory"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*ERROR at setup of test_*_{name} *",
+                f"trio_ftp's {name} fixture runs the FTP server in the test's trio loop and "
+                "needs pytest-trio*pip install pytest-trio*"
+                f"or use the threaded fixtures*: {THREADED_FIXTURES}.",
+            ]
+        )
+    assert "nursery" not in output
+    assert "Traceback" not in output
+    assert "PytestRemovedIn9Warning" not in output
+
+
+def test_trio_fixtures_in_a_test_that_is_not_trio_point_to_the_threaded_ones(
+    pytester: pytest.Pytester,
+) -> None:
+    """With pytest-trio but outside a trio test (no trio_mode, no marker), the same fixtures
+    fail at setup saying the test must be a trio test, and name the threaded fixtures."""
+    result = run_sample(pytester, TRIO_FIXTURE_USERS, ini=INI_PLAIN)
+    result.assert_outcomes(passed=1, errors=3)
+    for name in ("ftp_server", "ftps_server", "ftp_server_factory"):
+        result.stdout.fnmatch_lines(
+            [
+                f"*ERROR at setup of test_*_{name} *",
+                f"trio_ftp's {name} fixture runs the FTP server in the test's trio loop, so "
+                "the test must be a trio test*@pytest.mark.trio). For any other test, use the "
+                f"threaded fixtures*: {THREADED_FIXTURES}.",
+            ]
+        )
+    assert "Trio fixtures can only be used by Trio tests" not in result.stdout.str()
+
+
+def test_fixtures_by_pytest_plugins_with_autoload_disabled(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pytest_plugins = ["trio_ftp.pytest_plugin"]`` still registers every fixture (for runs
+    with PYTEST_DISABLE_PLUGIN_AUTOLOAD, and metadata that still names that module)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makeconftest('pytest_plugins = ["trio_ftp.pytest_plugin", "pytest_trio.plugin"]')
+    result = run_sample(
+        pytester,
+        """
+from sample_helpers import in_thread
+
+
+async def test_trio(ftp_server, ftps_server, ftp_server_factory):
+    other = await ftp_server_factory(files={"/a": b"a"})
+    assert len({ftp_server.port, ftps_server.port, other.port}) == 3
+
+
+def test_threads(ftp_server_thread, ftps_server_thread, ftp_server_thread_factory):
+    other = ftp_server_thread_factory()
+    assert len({ftp_server_thread.port, ftps_server_thread.port, other.port}) == 3
+""",
+    )
+    result.assert_outcomes(passed=2)

@@ -562,7 +562,7 @@ async def test_slots_never_drift(autojump_clock):
         await trio.testing.wait_all_tasks_blocked()
     assert server.connections == {}
     assert server.available_connections.value == 50
-    assert server._connections_per_ip == {}
+    assert server.runtime.connections_per_ip == {}
     assert server.user_manager.available_connections[user].value == 50
 
 

@@ -21,7 +21,6 @@ from memory_client import MemoryClient, start_memory_session
 from trio_ftp import (
     AbstractPathIO,
     Connection,
-    GuardedPathIO,
     MemoryPathIO,
     PathIO,
     Permission,
@@ -30,6 +29,7 @@ from trio_ftp import (
     site_command,
 )
 from trio_ftp.handlers.hash import HASH_THREADS
+from trio_ftp.pathio import GuardedPathIO
 
 MiB = 1024 * 1024
 FEAT_DEFAULT = "HASH SHA-256*;SHA-1;MD5;CRC32"

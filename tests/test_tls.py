@@ -324,3 +324,39 @@ async def test_abor_cancels_a_data_handshake(start_server, tls):
         return replies
 
     assert await in_thread(client) == ["150", "426", "226", "closed", "200"]
+
+
+async def test_command_connection_is_the_stream_in_use(nursery, tls):
+    """A custom command's ``connection.command_connection`` is the TLS stream after AUTH
+    TLS, and the clear one again after CCC (it used to stay the plaintext socket)."""
+    from trio_ftp import command
+
+    seen: list[type] = []
+
+    class Probe(Server):
+        @command("XWHO", before_login=True)
+        async def xwho(self, connection, rest):
+            seen.append(type(connection.command_connection))
+            connection.response("200", "ok")
+            return True
+
+    server = Probe(
+        [User("user", "pw")],
+        path_io_factory=MemoryPathIO,
+        tls_context=tls.server_context,
+        tls_allow_ccc=True,
+    )
+    client = await start_memory_session(nursery, server)
+    await client.reply()
+    assert await client.code("XWHO") == "200"
+    plain = client.stream
+    await upgrade(client, tls)
+    assert await client.code("XWHO") == "200"
+    assert await client.code("CCC") == "200"
+    with trio.fail_after(10):
+        await client.stream.unwrap()
+    client.stream = plain
+    assert await client.code("XWHO") == "200"
+    assert seen[1] is trio.SSLStream
+    assert seen[0] is seen[2]
+    assert seen[0] is not trio.SSLStream

@@ -3,13 +3,17 @@
 Switching from aioftp's server means changing the imports and ``asyncio.run`` to
 ``trio.run``: ``trio.run(server.run, "127.0.0.1", 2121)``, or inside a nursery
 ``address = await nursery.start(server.serve, "127.0.0.1", 0)``.
+
+``__all__`` is the documented API. Names kept only so old imports keep working warn with a
+:class:`DeprecationWarning` (see :func:`__getattr__`).
 """
+
+import warnings as _warnings
 
 from .commands import CommandSpec, command
 from .conditions import ConnectionConditions, PathConditions, PathPermissions, worker
 from .connection import Connection
 from .errors import (
-    AuthenticationFailed,
     DataConnectionError,
     FTPError,
     NoAvailablePort,
@@ -22,7 +26,7 @@ from .errors import (
 )
 from .events import EventStream, ServerEvent
 from .handlers.site import site_command
-from .pathio import AbstractPathIO, GuardedPathIO, MemoryPathIO, PathIO
+from .pathio import AbstractPathIO, MemoryPathIO, PathIO
 from .server import Server
 from .users import (
     AbstractUserManager,
@@ -38,7 +42,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AbstractPathIO",
     "AbstractUserManager",
-    "AuthenticationFailed",
     "AvailableConnections",
     "CommandSpec",
     "Connection",
@@ -47,7 +50,6 @@ __all__ = [
     "EventStream",
     "FTPError",
     "GetUserResponse",
-    "GuardedPathIO",
     "MemoryPathIO",
     "MemoryUserManager",
     "NoAvailablePort",
@@ -68,3 +70,30 @@ __all__ = [
     "site_command",
     "worker",
 ]
+
+#: Old public names: where they live now, and why they are no longer public.
+_DEPRECATED = {
+    "AuthenticationFailed": (
+        "trio_ftp.errors",
+        "the library never raises it; raise ReplyError('530', ...) for a refused login",
+    ),
+    "GuardedPathIO": (
+        "trio_ftp.pathio",
+        "it is the session's internal wrapper around your backend, not a backend",
+    ),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Old names still import, with a :class:`DeprecationWarning` saying why."""
+    if name in _DEPRECATED:
+        module, why = _DEPRECATED[name]
+        _warnings.warn(
+            f"trio_ftp.{name} is deprecated ({why}); import it from {module} if you must",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module 'trio_ftp' has no attribute {name!r}")

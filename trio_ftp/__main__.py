@@ -24,6 +24,7 @@ import trio
 
 from . import __version__
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
+from .options import DataChannelOptions, Limits, ServerOptions, Timeouts, TLSOptions
 from .server import Server
 from .users import Permission, User
 
@@ -350,22 +351,30 @@ def build_server(args: argparse.Namespace) -> Server:
         )
     users.extend(args.config_users)
     try:
-        return Server(
+        options = ServerOptions(
+            timeouts=Timeouts(idle=args.idle_timeout or None, socket=60),
+            limits=Limits(
+                connections=args.max_connections,
+                connections_per_ip=args.max_connections_per_ip,
+            ),
+            data_channels=DataChannelOptions(
+                ports=None if args.data_ports is None else tuple(args.data_ports),
+                passive_address=args.passive_address,
+            ),
+            tls=TLSOptions(
+                context=context,
+                implicit=args.implicit_tls,
+                control_required=args.tls_required,
+                data_required=args.tls_required,
+            ),
+        )
+        return Server.from_options(
+            options,
             HashedUserManager(users),
-            idle_timeout=args.idle_timeout or None,
-            socket_timeout=60,
-            data_ports=args.data_ports,
-            passive_address=args.passive_address,
-            maximum_connections=args.max_connections,
-            maximum_connections_per_ip=args.max_connections_per_ip,
             write_speed_limit=args.max_download_rate,
             read_speed_limit=args.max_upload_rate,
             write_speed_limit_per_connection=args.max_download_rate_per_connection,
             read_speed_limit_per_connection=args.max_upload_rate_per_connection,
-            ssl=context if args.implicit_tls else None,
-            tls_context=None if args.implicit_tls else context,
-            tls_control_required=args.tls_required,
-            tls_data_required=args.tls_required,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -13,12 +13,11 @@ teardown runs shielded with short time limits, and ``close()`` returns when
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,32 +26,31 @@ from .commands import CommandSpec, collect_commands
 from .connection import Connection
 from .datachannel import PortPool
 from .errors import FTPError
-from .events import EventBus, EventStream, ServerEvent
+from .events import EventBus, EventKind, EventStream, ServerEvent
+from .interfaces import Handler
 from .login_failures import LoginFailures
+from .options import FlatOptionAttributes, PassiveAddressChooser, ServerOptions
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
+from .runtime import ServerRuntime
 from .session import Session
 from .throttle import SpeedLimited, ThrottleRegistry
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
-from .validation import as_seconds, check_positive_int, check_timeout
+from .validation import as_seconds
 
 __all__ = ["ServerBase"]
 
 logger = logging.getLogger("trio_ftp.server")
 
-Handler = Callable[[Connection, str], Awaitable[Any]]
-#: ``passive_address`` as a callable: the address to announce for a connection, or None.
-PassiveAddressChooser = Callable[[Connection], str | Awaitable[str | None] | None]
+_ServerT = TypeVar("_ServerT", bound="ServerBase")
 
 
 #: Bytes a speed limit lets through at once after a pause: small, so limited transfers
 #: move evenly (their blocks are cut to this size too).
 THROTTLE_BURST = 64 * 1024
-#: Transfers moving through the kernel at once; more wait for a slot (one chunk at most).
-_KERNEL_COPY_THREADS = 64
 
 
-class ServerBase(SpeedLimited):
+class ServerBase(FlatOptionAttributes, SpeedLimited):
     """The server's state and lifecycle; :class:`trio_ftp.Server` adds the command handlers.
 
     The arguments mean what aioftp documents for them.
@@ -140,6 +138,14 @@ class ServerBase(SpeedLimited):
             setgid and sticky bits (``0o7000``) are never set, by ``SITE CHMOD`` (``550``)
             or by an atomic upload replacing a file that had them.
 
+    Configuration and state: the keywords below build :attr:`options`, a frozen
+    :class:`~trio_ftp.options.ServerOptions` (``server.options.timeouts.idle``...); a
+    ready one gives a server with :meth:`from_options`. The flat names
+    (``server.idle_timeout``...) stay readable, read-only. What changes while the server
+    runs (listeners, sessions, counters, the failed-login table, the event bus) is
+    :attr:`runtime`, a :class:`~trio_ftp.runtime.ServerRuntime`. The speed limits stay plain
+    attributes: changing one applies to running transfers.
+
     Cancellation: every coroutine here is a plain trio checkpoint; cancelling ``serve()`` or
     ``serve_forever()`` closes every session before it returns.
 
@@ -196,86 +202,53 @@ class ServerBase(SpeedLimited):
             read_speed_limit_per_connection,
             write_speed_limit_per_connection,
         )
-        check_positive_int("block_size", block_size)
-        check_positive_int("maximum_connections", maximum_connections)
-        self.maximum_connections_per_ip = check_positive_int(
-            "maximum_connections_per_ip", maximum_connections_per_ip
+        self._options = ServerOptions.from_keywords(
+            block_size=block_size,
+            socket_timeout=socket_timeout,
+            idle_timeout=idle_timeout,
+            wait_future_timeout=wait_future_timeout,
+            path_timeout=path_timeout,
+            callback_timeout=callback_timeout,
+            maximum_connections=maximum_connections,
+            ipv4_pasv_forced_response_address=ipv4_pasv_forced_response_address,
+            data_ports=data_ports,
+            passive_address=passive_address,
+            active_mode=active_mode,
+            permit_foreign_addresses=permit_foreign_addresses,
+            permit_privileged_ports=permit_privileged_ports,
+            encoding=encoding,
+            ssl=ssl,
+            welcome_message=welcome_message,
+            system_type=system_type,
+            tls_context=tls_context,
+            tls_control_required=tls_control_required,
+            tls_data_required=tls_data_required,
+            tls_require_session_reuse=tls_require_session_reuse,
+            tls_strict_eof=tls_strict_eof,
+            tls_allow_ccc=tls_allow_ccc,
+            tls_handshake_timeout=tls_handshake_timeout,
+            maximum_connections_per_ip=maximum_connections_per_ip,
+            login_failure_delay=login_failure_delay,
+            maximum_login_attempts=maximum_login_attempts,
+            maximum_login_failures_per_ip=maximum_login_failures_per_ip,
+            login_failure_window=login_failure_window,
+            atomic_uploads=atomic_uploads,
+            permit_special_mode_bits=permit_special_mode_bits,
         )
-        self.login_failure_delay = check_timeout(
-            "login_failure_delay", login_failure_delay, allow_zero=True
-        )
-        self.maximum_login_attempts = check_positive_int(
-            "maximum_login_attempts", maximum_login_attempts
-        )
-        self._connections_per_ip: dict[str, int] = {}
-        self.login_failures = LoginFailures(
-            check_positive_int("maximum_login_failures_per_ip", maximum_login_failures_per_ip),
-            as_seconds(check_timeout("login_failure_window", login_failure_window)),
-        )
-        self.atomic_uploads = atomic_uploads
-        self.permit_special_mode_bits = permit_special_mode_bits
-        # Worker threads for kernel-copy transfers (see fastpath.py), apart from trio's
-        # default pool so long transfers never starve the quick file-system calls.
-        self.kernel_copy_threads = trio.CapacityLimiter(_KERNEL_COPY_THREADS)
-        "".encode(encoding)  # LookupError now rather than at the first reply
-        self.block_size = block_size
-        self.socket_timeout = check_timeout("socket_timeout", socket_timeout)
-        self.idle_timeout = check_timeout("idle_timeout", idle_timeout)
-        self.wait_future_timeout = check_timeout(
-            "wait_future_timeout", wait_future_timeout, allow_zero=True
-        )
-        self.path_timeout = check_timeout("path_timeout", path_timeout)
-        self.callback_timeout = check_timeout("callback_timeout", callback_timeout)
+        options = self._options
         self.path_io_factory = path_io_factory
-        self._path_io_state: object | None = None
-        if passive_address is None:
-            passive_address = ipv4_pasv_forced_response_address
-        elif ipv4_pasv_forced_response_address is not None:
-            raise ValueError(
-                "give passive_address= or its alias ipv4_pasv_forced_response_address=, not both"
-            )
-        if isinstance(passive_address, str):
-            try:
-                ipaddress.IPv4Address(passive_address)
-            except ValueError:
-                raise ValueError(
-                    f"passive_address must be an IPv4 address, got {passive_address!r}"
-                ) from None
-        elif passive_address is not None and not callable(passive_address):
-            raise ValueError(
-                f"passive_address must be a str or a callable, got {passive_address!r}"
-            )
-        self.passive_address = passive_address
-        self.ipv4_pasv_forced_response_address = (
-            passive_address if isinstance(passive_address, str) else None
-        )
-        self.data_ports = PortPool(data_ports)
-        self.active_mode = active_mode
-        self.permit_foreign_addresses = permit_foreign_addresses
-        self.permit_privileged_ports = permit_privileged_ports
-        self.encoding = encoding
-        if ssl is not None and tls_context is not None:
-            raise ValueError("give ssl= (implicit FTPS) or tls_context= (explicit), not both")
-        for name, context in (("ssl", ssl), ("tls_context", tls_context)):
-            if context is not None and not isinstance(context, _ssl.SSLContext):
-                raise ValueError(f"{name} must be an ssl.SSLContext, got {context!r}")
-        self.ssl = ssl
-        self.tls_context = tls_context
-        self.tls_control_required = tls_control_required
-        self.tls_data_required = tls_data_required
-        self.tls_require_session_reuse = tls_require_session_reuse
-        self.tls_strict_eof = tls_strict_eof
-        self.tls_allow_ccc = tls_allow_ccc
-        self.tls_handshake_timeout = check_timeout("tls_handshake_timeout", tls_handshake_timeout)
-        self.welcome_message = welcome_message
-        self.system_type = system_type
         if isinstance(users, AbstractUserManager):
             self.user_manager: AbstractUserManager = users
         else:
             self.user_manager = MemoryUserManager(users)
-        self.maximum_connections = maximum_connections
-        self.available_connections = AvailableConnections(maximum_connections)
-        self.throttles = ThrottleRegistry(self, burst=min(block_size, THROTTLE_BURST))
+        self.runtime = ServerRuntime(
+            available_connections=AvailableConnections(options.limits.connections),
+            login_failures=LoginFailures(
+                options.login.failures_per_ip, as_seconds(options.login.failure_window)
+            ),
+            port_pool=PortPool(options.data_channels.ports),
+            throttles=ThrottleRegistry(self, burst=min(options.limits.block_size, THROTTLE_BURST)),
+        )
         table = collect_commands(type(self))
         self.command_specs: dict[str, CommandSpec] = {
             verb: spec for verb, (_, spec) in table.items()
@@ -283,20 +256,79 @@ class ServerBase(SpeedLimited):
         self.commands_mapping: dict[str, Handler] = {
             verb.lower(): getattr(self, name) for verb, (name, _) in table.items()
         }
-        self.connections: dict[int, Connection] = {}
-        self._listeners: list[trio.SocketListener] = []
-        self._serve_scope: trio.CancelScope | None = None
-        self._stopped = trio.Event()
-        self._closing = False
-        self._accept_scope: trio.CancelScope | None = None
-        self._active_transfers = 0
-        self._transfer_ended = trio.Event()
-        self.event_bus = EventBus()
+
+    @classmethod
+    def from_options(
+        cls: type[_ServerT],
+        options: ServerOptions,
+        users: Sequence[User] | AbstractUserManager | None = None,
+        *,
+        path_io_factory: type[AbstractPathIO[Any]] = PathIO,
+        read_speed_limit: float | None = None,
+        write_speed_limit: float | None = None,
+        read_speed_limit_per_connection: float | None = None,
+        write_speed_limit_per_connection: float | None = None,
+    ) -> _ServerT:
+        """A server configured by ``options`` (a :class:`~trio_ftp.options.ServerOptions`).
+
+        The same as passing the options' flat keywords (:meth:`ServerOptions.keywords`) to
+        the constructor, so a subclass's ``__init__`` runs; ``server.options == options``.
+        """
+        return cls(
+            users,
+            path_io_factory=path_io_factory,
+            read_speed_limit=read_speed_limit,
+            write_speed_limit=write_speed_limit,
+            read_speed_limit_per_connection=read_speed_limit_per_connection,
+            write_speed_limit_per_connection=write_speed_limit_per_connection,
+            **options.keywords(),
+        )
+
+    @property
+    def options(self) -> ServerOptions:
+        """The server's configuration, by group (frozen: build a new server to change it)."""
+        return self._options
+
+    # the runtime state under the names aioftp and earlier versions gave it -----------------
+    @property
+    def connections(self) -> dict[int, Connection]:
+        """The sessions running now, by session id."""
+        return self.runtime.connections
+
+    @property
+    def available_connections(self) -> AvailableConnections:
+        """The server-wide connection slots (``maximum_connections``)."""
+        return self.runtime.available_connections
+
+    @property
+    def login_failures(self) -> LoginFailures:
+        """Failed logins per client address."""
+        return self.runtime.login_failures
+
+    @property
+    def data_ports(self) -> PortPool:
+        """The pool of ``data_ports`` (the configured ports are ``options.data_channels.ports``)."""
+        return self.runtime.port_pool
+
+    @property
+    def throttles(self) -> ThrottleRegistry:
+        """The speed-limit buckets."""
+        return self.runtime.throttles
+
+    @property
+    def event_bus(self) -> EventBus:
+        """Where :meth:`events` subscribers listen."""
+        return self.runtime.event_bus
+
+    @property
+    def kernel_copy_threads(self) -> trio.CapacityLimiter:
+        """Worker threads for kernel-copy transfers."""
+        return self.runtime.kernel_copy_threads
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(self, host: str | None = None, port: int = 0) -> None:
         """Bind the listening socket(s); :attr:`address` is then known. Does not serve yet."""
-        if self._listeners:
+        if self.runtime.listeners:
             raise RuntimeError("server already started")
         listeners = await trio.open_tcp_listeners(port, host=host)
         if port == 0 and len(listeners) > 1:
@@ -305,38 +337,38 @@ class ServerBase(SpeedLimited):
             for listener in listeners:
                 await listener.aclose()
             listeners = await trio.open_tcp_listeners(chosen, host=host)
-        self._listeners = listeners
+        self.runtime.listeners = listeners
         logger.info("listening on %s", ", ".join(_format(listener) for listener in listeners))
 
     @property
     def address(self) -> tuple[str, int]:
         """``(host, port)`` actually bound (the first listener's)."""
-        if not self._listeners:
+        if not self.runtime.listeners:
             raise RuntimeError("server not started")
-        sockname = self._listeners[0].socket.getsockname()
+        sockname = self.runtime.listeners[0].socket.getsockname()
         return str(sockname[0]), int(sockname[1])
 
     async def serve_forever(self) -> None:
         """Accept and serve until cancelled or :meth:`close` is called; then close all."""
-        if not self._listeners:
+        if not self.runtime.listeners:
             raise RuntimeError("call start() first")
         try:
-            with trio.CancelScope() as self._serve_scope:
-                if self._closing:
-                    self._serve_scope.cancel()
+            with trio.CancelScope() as self.runtime.serve_scope:
+                if self.runtime.closing:
+                    self.runtime.serve_scope.cancel()
                 # The accept nursery sits inside the sessions nursery: cancelling the scope
                 # stops accepting and ends every session, and both are gone on exit.
                 async with trio.open_nursery() as sessions, trio.open_nursery() as accepting:
-                    self._accept_scope = accepting.cancel_scope
+                    self.runtime.accept_scope = accepting.cancel_scope
                     accepting.start_soon(
-                        _serve_listeners, self._handle_connection, self._listeners, sessions
+                        _serve_listeners, self._handle_connection, self.runtime.listeners, sessions
                     )
         finally:
             with trio.CancelScope(shield=True):
-                for listener in self._listeners:
+                for listener in self.runtime.listeners:
                     await listener.aclose()
-            self.event_bus.close()
-            self._stopped.set()
+            self.runtime.event_bus.close()
+            self.runtime.stopped.set()
 
     async def serve(
         self,
@@ -375,18 +407,18 @@ class ServerBase(SpeedLimited):
         it ends (the close of a file a transfer left open, ``notify_logout``), even when
         that code never returns.
         """
-        self._closing = True
-        if self._serve_scope is None:
-            for listener in self._listeners:
+        self.runtime.closing = True
+        if self.runtime.serve_scope is None:
+            for listener in self.runtime.listeners:
                 await listener.aclose()
             return
-        if grace is not None and self._accept_scope is not None:
-            self._accept_scope.cancel()
+        if grace is not None and self.runtime.accept_scope is not None:
+            self.runtime.accept_scope.cancel()
             with trio.move_on_after(grace):
-                while self._active_transfers:
-                    await self._transfer_ended.wait()
-        self._serve_scope.cancel()
-        await self._stopped.wait()
+                while self.runtime.active_transfers:
+                    await self.runtime.transfer_ended.wait()
+        self.runtime.serve_scope.cancel()
+        await self.runtime.stopped.wait()
 
     async def aclose(self, grace: float | None = None) -> None:
         """``close(grace)`` under trio's name for it."""
@@ -395,25 +427,25 @@ class ServerBase(SpeedLimited):
     @property
     def closing(self) -> bool:
         """True once :meth:`close` has begun."""
-        return self._closing
+        return self.runtime.closing
 
     def events(self, buffer: int = 256) -> EventStream:
         """Subscribe to what happens: ``async for event in server.events(): ...``.
 
         See :mod:`trio_ftp.events` for the kinds and the drop policy of a full buffer.
         """
-        return self.event_bus.subscribe(buffer)
+        return self.runtime.event_bus.subscribe(buffer)
 
-    def publish(self, connection: Connection, kind: str, **fields: Any) -> None:
+    def publish(self, connection: Connection, kind: EventKind, **fields: Any) -> None:
         """Publish a :class:`~trio_ftp.events.ServerEvent` about ``connection``."""
-        if not self.event_bus.has_subscribers:
+        if not self.runtime.event_bus.has_subscribers:
             return  # nobody listens: build nothing
-        user = connection.get("login_name") if connection.get("logged") else None
-        session = connection.get("session")
-        self.event_bus.publish(
+        state = connection.state
+        user = state.login_name if state.logged_in else None
+        self.runtime.event_bus.publish(
             ServerEvent(
                 kind,
-                session.id if session is not None else 0,
+                state.session_id,
                 f"{connection.client_host}:{connection.client_port}",
                 user,
                 **fields,
@@ -422,13 +454,13 @@ class ServerBase(SpeedLimited):
 
     def transfer_began(self) -> None:
         """Count a running transfer (graceful shutdown waits for them)."""
-        self._active_transfers += 1
+        self.runtime.active_transfers += 1
 
     def transfer_done(self) -> None:
         """A transfer ended, however it ended."""
-        self._active_transfers -= 1
-        self._transfer_ended.set()
-        self._transfer_ended = trio.Event()
+        self.runtime.active_transfers -= 1
+        self.runtime.transfer_ended.set()
+        self.runtime.transfer_ended = trio.Event()
 
     async def _handle_connection(self, stream: trio.SocketStream) -> None:
         try:
@@ -468,10 +500,7 @@ class ServerBase(SpeedLimited):
     def take_range(self, connection: Connection) -> tuple[int, int | None]:
         """Consume the pending ``REST`` offset or ``RANG`` range: ``(start, byte count or
         None for "to the end")``. Both hold until the next transfer (or HASH) uses them."""
-        start: int = connection.restart_offset
-        connection.restart_offset = 0
-        end: int | None = connection.pop("restart_end")
-        return start, None if end is None else end - start + 1
+        return connection.state.take_range()
 
     def session_feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines that depend on configuration or session state; mixins extend this
@@ -481,10 +510,12 @@ class ServerBase(SpeedLimited):
     def new_path_io(self, connection: Connection) -> AbstractPathIO[Any]:
         """Make a session's path-IO backend; backends with shared state share it."""
         path_io = self.path_io_factory(
-            timeout=self.path_timeout, connection=connection, state=self._path_io_state
+            timeout=self.options.timeouts.path_io,
+            connection=connection,
+            state=self.runtime.path_io_state,
         )
-        if self._path_io_state is None:
-            self._path_io_state = path_io.state
+        if self.runtime.path_io_state is None:
+            self.runtime.path_io_state = path_io.state
         return path_io
 
     async def greet(self, connection: Connection) -> bool:
@@ -494,7 +525,7 @@ class ServerBase(SpeedLimited):
             return await call_user_code(
                 lambda: self.greeting(connection),
                 what="greeting",
-                seconds=self.callback_timeout,
+                seconds=self.options.timeouts.user_code,
                 log=connection.log,
                 failed=UserCodeFailed("421", "service not available, closing connection"),
             )
@@ -505,24 +536,22 @@ class ServerBase(SpeedLimited):
     async def greeting(self, connection: Connection) -> bool:
         """Send ``220``, or ``421`` when the server or this client's address is full (then
         the session ends). The slots taken here are given back by :meth:`session_ended`."""
-        if self.available_connections.locked():
+        if self.runtime.available_connections.locked():
             connection.response("421", "too many connections, try again later")
             return False
         host = connection.client_host
-        if self.login_failures.blocked(host, trio.current_time()):
+        if self.runtime.login_failures.blocked(host, trio.current_time()):
             connection.response("421", "too many failed logins from your address, try later")
             return False
-        per_ip = self._connections_per_ip.get(host, 0)
-        if (
-            self.maximum_connections_per_ip is not None
-            and per_ip >= self.maximum_connections_per_ip
-        ):
+        per_ip = self.runtime.connections_per_ip.get(host, 0)
+        limit = self.options.limits.connections_per_ip
+        if limit is not None and per_ip >= limit:
             connection.response("421", "too many connections from your address, try again later")
             return False
-        self.available_connections.acquire()
-        self._connections_per_ip[host] = per_ip + 1
+        self.runtime.available_connections.acquire()
+        self.runtime.connections_per_ip[host] = per_ip + 1
         connection.acquired = True
-        connection.response("220", self.welcome_message)
+        connection.response("220", self.options.protocol.welcome_message)
         return True
 
     def release_slots(self, connection: Connection) -> None:
@@ -530,13 +559,13 @@ class ServerBase(SpeedLimited):
         session calls it last, whatever user code did while the session ended."""
         if connection.acquired:
             connection.acquired = False
-            self.available_connections.release()
+            self.runtime.available_connections.release()
             host = connection.client_host
-            remaining = self._connections_per_ip[host] - 1
+            remaining = self.runtime.connections_per_ip[host] - 1
             if remaining:
-                self._connections_per_ip[host] = remaining
+                self.runtime.connections_per_ip[host] = remaining
             else:
-                del self._connections_per_ip[host]
+                del self.runtime.connections_per_ip[host]
 
     async def session_ended(self, connection: Connection) -> None:
         """Release what the session held (connection slots, user slot), whatever ended it.
@@ -549,7 +578,7 @@ class ServerBase(SpeedLimited):
         """Seconds a user-manager call may take: its own ``timeout``, else
         ``callback_timeout``."""
         own: float | None = self.user_manager.timeout
-        return own if own is not None else self.callback_timeout
+        return own if own is not None else self.options.timeouts.user_code
 
     async def forget_user(self, connection: Connection, *, ending: bool = False) -> None:
         """Tell the user manager the session no longer uses its user (logout, re-USER).
@@ -558,11 +587,9 @@ class ServerBase(SpeedLimited):
         time (:attr:`user_manager_timeout`; while the session ends, ``ending``, at most
         ``boundaries.SESSION_END_TIMEOUT``) is logged, and the logout stands.
         """
-        logged = connection.get("logged")
-        if logged:
+        if connection.state.logged_in:
             self.publish(connection, "logout")
-        connection.pop("logged")
-        user = connection.pop("user")
+        user, logged = connection.state.logged_out()
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
         timeout = self.user_manager_timeout
@@ -589,14 +616,15 @@ class ServerBase(SpeedLimited):
         backend's ``confine`` refuses a real path that leaves ``base_path`` through a symlink.
         Cached for the duration of one command.
         """
-        cache: dict[tuple[PurePosixPath, str], tuple[Any, PurePosixPath]] | None = connection.get(
-            "path_cache"
-        )
+        cache = connection.path_cache
         key = (connection.current_directory, str(path))
         if cache is not None and key in cache:
             return cache[key]
         virtual = resolve_virtual(connection.current_directory, path)
-        real = await connection.path_io.confine(connection.user.base_path, virtual.relative_to("/"))
+        user = connection.user
+        if user is None:
+            raise RuntimeError("get_paths before a login")
+        real = await connection.path_io.confine(user.base_path, virtual.relative_to("/"))
         if cache is not None:
             cache[key] = (real, virtual)
         return real, virtual

@@ -39,10 +39,12 @@ class ConnectionConditions:
 
     user_required = ("user", "no user (use USER firstly)")
     login_required = ("logged", "not logged in")
-    passive_server_started = (
-        "passive_server",
+    data_channel_ready = (
+        "data_channel",
         "no data channel set up (use PASV, EPSV, PORT or EPRT first)",
     )
+    #: aioftp's name for :attr:`data_channel_ready` (PORT/EPRT count too, not only PASV).
+    passive_server_started = data_channel_ready
     data_connection_made = ("data_connection", "no data connection made")
     rename_from_required = ("rename_from", "no filename (use RNFR firstly)")
 
@@ -134,8 +136,12 @@ class PathPermissions:
         async def wrapper(
             server: Server, connection: Connection, rest: str | PurePosixPath, *a: Any, **kw: Any
         ) -> Any:
+            user = connection.user
+            if user is None:  # used without the login condition: nobody to ask
+                connection.response("530", "not logged in")
+                return True
             _, virtual_path = await server.get_paths(connection, rest)
-            permission = await connection.user.get_permissions(virtual_path)
+            permission = await user.get_permissions(virtual_path)
             if not all(getattr(permission, name) for name in self.permissions):
                 connection.response(self.fail_code, "permission denied")
                 return True
@@ -164,6 +170,6 @@ def worker(f: H) -> H:
             connection.response("226", "abort successful")
             raise
         finally:
-            connection.pop("worker_active")
+            connection.worker_active = False
 
     return wrapper  # type: ignore[return-value]

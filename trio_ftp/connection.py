@@ -1,81 +1,260 @@
-"""Per-session state, shaped like aioftp's ``Connection`` but built on trio events.
+"""``Connection``: aioftp's per-session object, a typed view over :class:`SessionState`.
 
-Handlers read and write session state as attributes (``connection.user``,
-``connection.restart_offset``); a key that is not set raises ``AttributeError``; ``del``
-removes it. :meth:`Connection.wait_for` lets a handler wait (bounded) for a key another task
-sets, which is how ``ConnectionConditions(..., wait=True)`` waits for a data connection.
+User code written for aioftp reads and writes session values as attributes or items
+(``connection.user``, ``connection["restart_offset"]``, ``"logged" in connection``); here
+each of the library's own keys reads and writes a typed field of the session's
+:class:`~trio_ftp.state.SessionState` (so the handlers are type-checked), and any other key
+is user code's own and kept beside it. A key is *present* when its field holds a value
+(``None``, or ``False`` for a flag, means absent); ``del`` puts the field back to its start
+value. :meth:`Connection.wait_for` waits (bounded by the caller) until keys are present,
+which is how ``ConnectionConditions(..., wait=True)`` waits for a data connection.
+
+Besides the state, a connection carries the session's collaborators: ``response`` (queue a
+reply), ``log``, ``path_io``, ``data`` (the data channels), ``control`` (the control
+connection and the transfer, see :class:`trio_ftp.interfaces.SessionControl`).
+
+For ``mypy``: attributes are typed; keys of your own go through item access
+(``connection["my_key"]``), attribute access to them works at run time but is not typed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import trio
 
+from .datachannel import ActiveTarget, PassiveListener
+from .state import LoginState, Protection, SessionState, TransferProgress, TransferType
+from .users import User
+
+if TYPE_CHECKING:
+    from .datachannel import DataChannels
+    from .interfaces import SessionControl
+    from .logsafe import SessionLog
+    from .pathio import GuardedPathIO
+    from .throttle import Throttle
+
 __all__ = ["Connection"]
 
-_SLOTS = ("_values", "_waiters")
+T = TypeVar("T")
+
+_ABSENT: dict[str, object] = {}  # field name -> the value that means "not set"
+_START = {f.name: f.default for f in dataclasses.fields(SessionState)}
+#: aioftp's key names for state fields that are called otherwise here.
+_ALIASES = {"passive_server": "data_channel"}
+
+
+class _StateField(Generic[T]):
+    """A :class:`Connection` attribute that is one :class:`SessionState` field."""
+
+    def __init__(self, absent: object = None, field: str | None = None) -> None:
+        self._absent = absent
+        self._field = field
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._field = self._field or name
+        _ABSENT[self._field] = self._absent
+
+    @overload
+    def __get__(self, connection: None, owner: type) -> _StateField[T]: ...
+    @overload
+    def __get__(self, connection: Connection, owner: type) -> T: ...
+    def __get__(self, connection: Connection | None, owner: type) -> T | _StateField[T]:
+        if connection is None:
+            return self
+        value: T = getattr(connection.state, self._field or "")
+        return value
+
+    def __set__(self, connection: Connection, value: T) -> None:
+        field = self._field or ""
+        setattr(connection.state, field, value)
+        connection._changed(field)
+
+    def __delete__(self, connection: Connection) -> None:
+        field = self._field or ""
+        setattr(connection.state, field, _START[field])
 
 
 class Connection:
-    """A session's state container: attribute and item access, deletion, bounded waits.
+    """One session's state for handlers and user code; see the module docstring.
 
-    ``connection.response(code, text)`` (set by the session) queues a reply; replies are
-    written in order by the session's one writer.
+    ``Connection(**values)`` makes a detached one (for tests of your own handlers).
     """
 
-    __slots__ = _SLOTS
+    __slots__ = (
+        "_extra",
+        "_waiters",
+        "block_size",
+        "control",
+        "data",
+        "idle_timeout",
+        "log",
+        "path_cache",
+        "path_io",
+        "path_timeout",
+        "read_throttle",
+        "response",
+        "socket_timeout",
+        "state",
+        "wait_future_timeout",
+        "write_throttle",
+    )
 
-    _values: dict[str, Any]
+    state: SessionState
+    _extra: dict[str, Any]
     _waiters: dict[str, trio.Event]
+    #: Queue a reply: ``response(code, text)``, multi-line when ``text`` is a list.
+    response: Callable[[str, str | list[str]], None]
+    log: SessionLog
+    path_io: GuardedPathIO[Any]
+    data: DataChannels
+    control: SessionControl
+    read_throttle: Throttle
+    write_throttle: Throttle
+    #: ``get_paths``' cache while a command runs (None between commands).
+    path_cache: dict[tuple[PurePosixPath, str], tuple[Any, PurePosixPath]] | None
+    socket_timeout: float | None
+    idle_timeout: float | None
+    wait_future_timeout: float | None
+    path_timeout: float | None
+    block_size: int
 
-    def __init__(self, **kwargs: Any) -> None:
-        object.__setattr__(self, "_values", dict(kwargs))
+    session_id = _StateField[int]()
+    client_host = _StateField[str]()
+    client_port = _StateField[int]()
+    server_host = _StateField[str]()
+    server_port = _StateField[int]()
+    login_name = _StateField[str | None]()
+    user = _StateField[User | None]()
+    login_failures = _StateField[int](absent=0)
+    acquired = _StateField[bool](absent=False)
+    current_directory = _StateField[PurePosixPath]()
+    transfer_type = _StateField[TransferType]()
+    restart_offset = _StateField[int]()
+    restart_end = _StateField[int | None]()
+    rename_from = _StateField[PurePosixPath | None]()
+    mlst_facts = _StateField[tuple[str, ...] | None]()
+    hash_algorithm = _StateField[str | None]()
+    tls = _StateField[bool]()
+    prot = _StateField[Protection]()
+    pbsz = _StateField[int | None]()
+    epsv_all = _StateField[bool](absent=False)
+    data_channel = _StateField[PassiveListener | ActiveTarget | None]()
+    #: aioftp's name for :attr:`data_channel` (it holds PORT/EPRT targets too).
+    passive_server = _StateField[PassiveListener | ActiveTarget | None](field="data_channel")
+    data_connection = _StateField[trio.abc.Stream | None]()
+    transfer_progress = _StateField[TransferProgress | None]()
+    worker_active = _StateField[bool](absent=False)
+
+    def __init__(self, state: SessionState | None = None, **values: object) -> None:
+        object.__setattr__(self, "state", state or SessionState())
+        object.__setattr__(self, "_extra", {})
         object.__setattr__(self, "_waiters", {})
+        for name, value in values.items():
+            self[name] = value
 
-    # attribute access ---------------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"{name!r} not in connection") from None
+    # derived and compatibility attributes ----------------------------------------------------
+    @property
+    def logged(self) -> bool:
+        """True once a login succeeded (aioftp's key; absent until then)."""
+        return self.state.logged_in
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
+    @logged.setter
+    def logged(self, value: bool) -> None:
+        if value:
+            self.state.login = LoginState.LOGGED_IN
+        elif self.state.logged_in:
+            self.state.logged_out()
+        self._changed("logged")
 
-    def __delattr__(self, name: str) -> None:
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(f"{name!r} not in connection") from None
+    @logged.deleter
+    def logged(self) -> None:
+        self.logged = False
 
-    # mapping access -----------------------------------------------------------------------
+    @property
+    def logged_in_user(self) -> User:
+        """The logged-in user, for handlers that run only after a login (typed, not None).
+
+        Raises:
+            trio_ftp.state.InvalidTransition: nobody is logged in.
+        """
+        return self.state.logged_in_user()
+
+    @property
+    def command_connection(self) -> trio.abc.Stream:
+        """The control connection's stream now in use (the TLS stream after ``AUTH TLS``)."""
+        return self.control.stream
+
+    def start_transfer(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` as the session's one abortable transfer, in the background
+        (decorate ``fn`` with :func:`trio_ftp.worker` for the ``426``/``226`` of an abort).
+
+        Raises:
+            ReplyError: ``503`` while a transfer runs; ``421`` while the server closes.
+        """
+        self.control.start_transfer(fn, *args)
+
+    # mapping access ---------------------------------------------------------------------------
+    @staticmethod
+    def _is_attribute(name: str) -> bool:
+        return name in _ATTRIBUTES
+
     def __getitem__(self, name: str) -> Any:
-        return self._values[name]
+        if not self._is_attribute(name):
+            return self._extra[name]
+        try:
+            value = getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+        if _means_absent(_ALIASES.get(name, name), value):
+            raise KeyError(name)
+        return value
 
     def __setitem__(self, name: str, value: Any) -> None:
-        self._values[name] = value
-        waiter = self._waiters.pop(name, None)
-        if waiter is not None:
-            waiter.set()
+        if self._is_attribute(name):
+            object.__setattr__(self, name, value)
+        else:
+            self._extra[name] = value
+        self._changed(_ALIASES.get(name, name))
 
     def __delitem__(self, name: str) -> None:
-        del self._values[name]
+        self[name]  # KeyError if absent
+        if self._is_attribute(name):
+            object.__delattr__(self, name)
+        else:
+            del self._extra[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values
+        if not isinstance(name, str):
+            return False
+        try:
+            self[name]
+        except KeyError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
+        names = [*sorted(_ATTRIBUTES), *self._extra]
+        return iter([name for name in names if name in self])
 
     def get(self, name: str, default: Any = None) -> Any:
         """The value of ``name``, or ``default`` when it is not set."""
-        return self._values.get(name, default)
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
     def pop(self, name: str, default: Any = None) -> Any:
         """Remove ``name`` and return its value (``default`` when it is not set)."""
-        return self._values.pop(name, default)
+        try:
+            value = self[name]
+        except KeyError:
+            return default
+        del self[name]
+        return value
 
     async def wait_for(self, *names: str) -> None:
         """Wait until every key in ``names`` is set.
@@ -83,9 +262,46 @@ class Connection:
         Timeouts: none here; bound the wait where it is made (``trio.move_on_after``).
         """
         for name in names:
-            while name not in self._values:
-                await self._waiters.setdefault(name, trio.Event()).wait()
+            while name not in self:
+                key = _ALIASES.get(name, name)
+                await self._waiters.setdefault(key, trio.Event()).wait()
+
+    def _changed(self, field: str) -> None:
+        waiter = self._waiters.pop(field, None)
+        if waiter is not None:
+            waiter.set()
+
+    if not TYPE_CHECKING:
+        # aioftp's free-form keys, at run time only: mypy sees the typed attributes alone.
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return self._extra[name]
+            except KeyError:
+                raise AttributeError(f"{name!r} not in connection") from None
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            self[name] = value
+
+        def __delattr__(self, name: str) -> None:
+            try:
+                del self[name]
+            except KeyError:
+                raise AttributeError(f"{name!r} not in connection") from None
 
     def __repr__(self) -> str:
-        keys = ", ".join(sorted(self._values))
-        return f"Connection({keys})"
+        return f"Connection({', '.join(sorted(self))})"
+
+
+#: The names item access maps to attributes (the rest are user code's own keys).
+_ATTRIBUTES = frozenset(
+    {*_START, *_ALIASES, "logged", "command_connection", *Connection.__slots__}
+    - {"state", "_extra", "_waiters"}
+)
+
+
+def _means_absent(field: str, value: object) -> bool:
+    """True if ``value`` in ``field`` means "not set" (``None``; ``False``/``0`` for some)."""
+    if field == "logged":
+        return not value
+    absent = _ABSENT.get(field)
+    return value is None or (type(value) is type(absent) and value == absent)

@@ -20,9 +20,9 @@ nothing is connected until a transfer calls :meth:`DataChannels.take_stream`, wh
 connects from the control connection's local address (RFC 959 §3.2) inside the transfer task,
 so ABOR and the end of the session cancel the connect like any other part of the transfer.
 
-Either kind of channel is stored under aioftp's key ``connection.passive_server``; the key name
-is kept for compatibility (``ConnectionConditions.passive_server_started``) and now means "a
-data channel is set up" (PASV/EPSV *or* PORT/EPRT). A channel serves one transfer.
+Either kind of channel is kept as ``connection.data_channel`` (aioftp's name for it,
+``connection.passive_server``, reads the same field: it means "a data channel is set up",
+PASV/EPSV *or* PORT/EPRT). A channel serves one transfer.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .validation import as_seconds
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .session import Session
+    from .options import ServerOptions
 
 __all__ = ["ActiveTarget", "DataChannels", "PassiveListener", "PortPool", "same_host"]
 
@@ -88,7 +88,7 @@ class PortPool:
 
 
 class PassiveListener:
-    """One PASV/EPSV listening socket (aioftp's ``connection.passive_server``)."""
+    """One PASV/EPSV listening socket (``connection.data_channel``)."""
 
     def __init__(self, sock: trio.socket.SocketType, port: int, pool: PortPool, lent: int) -> None:
         self.socket = sock
@@ -137,8 +137,8 @@ class PassiveListener:
 class ActiveTarget:
     """One PORT/EPRT destination: where the server connects for the next transfer.
 
-    Stored as ``connection.passive_server`` (aioftp's key, meaning "a data channel is set
-    up"), so the transfer handlers' ``passive_server_started`` condition accepts it.
+    Kept as ``connection.data_channel``, like a passive listener, so the transfer handlers'
+    ``data_channel_ready`` condition accepts it.
     """
 
     host: str
@@ -165,16 +165,26 @@ def same_host(a: str, b: str) -> bool:
 
 
 class DataChannels:
-    """The data-channel state of one session."""
+    """The data-channel state of one session.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    Its collaborators are explicit: the session's ``connection`` (where the channel and an
+    accepted data connection are kept, so ``ConnectionConditions`` can wait for them), the
+    server's ``options`` and shared port ``pool``, and the nursery its accept tasks run in
+    (:meth:`run_in`, called by the session once its nursery is open).
+    """
+
+    def __init__(self, connection: Connection, options: ServerOptions, pool: PortPool) -> None:
+        self._connection = connection
+        self._options = options.data_channels
+        self._tls = options.tls
+        self._pool = pool
+        self._nursery: trio.Nursery | None = None
         #: Why the last data connection attempt was refused (for the 425 text).
         self.failure: str | None = None
 
-    @property
-    def _connection(self) -> Connection:
-        return self.session.connection
+    def run_in(self, nursery: trio.Nursery) -> None:
+        """Accept tasks run in ``nursery`` (the session's) from now on."""
+        self._nursery = nursery
 
     async def open_passive(self) -> PassiveListener:
         """Close any previous channel, bind a new listener and start accepting on it.
@@ -182,16 +192,15 @@ class DataChannels:
         Raises:
             NoAvailablePort: every ``data_ports`` port is in use (or none could be bound).
             OSError: binding failed for another reason.
+            RuntimeError: the session is not running (no nursery yet).
         """
+        if self._nursery is None:
+            raise RuntimeError("data channels are not running in a session yet")
         await self.close()
         self.failure = None
-        listener = await PassiveListener.bind(
-            self.session.local_host, self.session.server.data_ports
-        )
-        self._connection.passive_server = listener
-        nursery = self.session._nursery
-        assert nursery is not None
-        nursery.start_soon(self._accept, listener)
+        listener = await PassiveListener.bind(self._connection.server_host, self._pool)
+        self._connection.data_channel = listener
+        self._nursery.start_soon(self._accept, listener)
         return listener
 
     async def open_active(self, host: str, port: int) -> ActiveTarget:
@@ -205,19 +214,20 @@ class DataChannels:
                 or a port below 1024 unless ``permit_privileged_ports``. The previous
                 channel is then left as it was.
         """
-        server = self.session.server
+        settings = self._options
         address = _ip(host)
         if address is None:
             raise ReplyError("501", f"not an IP address: {host!r}")
-        if not server.permit_foreign_addresses and not same_host(host, self.session.peer_host):
+        peer = self._connection.client_host
+        if not settings.permit_foreign_addresses and not same_host(host, peer):
             raise ReplyError("501", "foreign address refused (FTP bounce protection)")
-        if not server.permit_privileged_ports and port < 1024:
+        if not settings.permit_privileged_ports and port < 1024:
             raise ReplyError("501", f"privileged port {port} refused (use a port >= 1024)")
         await self.close()
         self.failure = None
         # IPv4-mapped becomes plain IPv4; an IPv6 address keeps its zone (``%eth0``).
         target = ActiveTarget(str(address) if address.version == 4 else host, port)
-        self._connection.passive_server = target
+        self._connection.data_channel = target
         return target
 
     async def _connect(self, target: ActiveTarget) -> trio.abc.Stream:
@@ -228,10 +238,11 @@ class DataChannels:
         so ABOR and the session's end cancel it; the socket is closed.
         """
         family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-        local = _ip(self.session.local_host)
+        local_host = self._connection.server_host
+        local = _ip(local_host)
         bind: str | None = None  # RFC 959 §3.2: connect from the address the client talks to
         if local is not None and local.version == (6 if family == socket.AF_INET6 else 4):
-            bind = str(local) if local.version == 4 else self.session.local_host
+            bind = str(local) if local.version == 4 else local_host
         timeout = self._connection.wait_future_timeout
         sock = trio.socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -245,27 +256,27 @@ class DataChannels:
                 reason = "connect timed out"
             else:
                 reason = os.strerror(exc.errno) if exc.errno else "connect failed"
-            self.session.log.info(
+            self._connection.log.info(
                 "active data connection to %s:%s failed: %r", target.host, target.port, exc
             )
             raise DataConnectionError(f"can't open data connection: {reason}") from None
         except BaseException:
             sock.close()
             raise
-        self.session.log.debug("data connection to %s:%s", target.host, target.port)
+        self._connection.log.debug("data connection to %s:%s", target.host, target.port)
         protected = await self._protect(trio.SocketStream(sock))
         if protected is None:
             raise DataConnectionError(f"can't open data connection: {self.failure}")
         return protected
 
     async def _accept(self, listener: PassiveListener) -> None:
-        log = self.session.log
+        log = self._connection.log
         try:
             with listener.scope:
                 while True:
                     sock, address = await listener.socket.accept()
                     stream = trio.SocketStream(sock)
-                    if not same_host(str(address[0]), self.session.peer_host):
+                    if not same_host(str(address[0]), self._connection.client_host):
                         log.warning(
                             "dropped data connection from %s: not the control peer", address[0]
                         )
@@ -290,26 +301,25 @@ class DataChannels:
         (passive) or the transfer's (active), so a new PASV, ABOR, the transfer's failure or
         the session's end cancel it.
         """
-        session = self.session
-        context = session.tls_context
+        context = self._tls.context
         if self._connection.prot != "P" or context is None:
             return stream
         tls = wrap_server_side(stream, context, session_tickets=False)
-        server = session.server
+        log = self._connection.log
         try:
-            with trio.fail_after(as_seconds(server.tls_handshake_timeout)):
+            with trio.fail_after(as_seconds(self._tls.handshake_timeout)):
                 await handshake(tls)
         except (TLSHandshakeFailed, trio.TooSlowError) as exc:
             self.failure = "TLS handshake failed"
-            session.log.info("data connection dropped: %s", exc or "TLS handshake timed out")
+            log.info("data connection dropped: %s", exc or "TLS handshake timed out")
             await trio.aclose_forcefully(tls)
             return None
         except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
             await trio.aclose_forcefully(tls)
             raise
-        if server.tls_require_session_reuse and not tls.session_reused:
+        if self._tls.session_reuse_required and not tls.session_reused:
             self.failure = "the data connection must reuse the control connection's TLS session"
-            session.log.warning("data connection dropped: TLS session not reused")
+            log.warning("data connection dropped: TLS session not reused")
             await trio.aclose_forcefully(tls)
             return None
         return tls
@@ -326,29 +336,31 @@ class DataChannels:
                 client failed (``425``).
         """
         connection = self._connection
-        channel = connection.get("passive_server")
+        channel = connection.data_channel
         if isinstance(channel, ActiveTarget):
-            del connection.passive_server
+            connection.data_channel = None
             return await self._connect(channel)
-        timeout = connection.wait_future_timeout
-        with trio.move_on_after(as_seconds(timeout)):
+        with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
             await connection.wait_for("data_connection")
-        if "data_connection" not in connection:
+        stream = connection.data_connection
+        if stream is None:
             await self.close()
             reason = self.failure or "the client did not connect"
             raise DataConnectionError(f"can't open data connection: {reason}")
-        stream: trio.abc.Stream = connection.pop("data_connection")
-        listener = connection.pop("passive_server")
-        if listener is not None:
-            listener.close()
+        connection.data_connection = None
+        self._drop_channel()
         return stream
 
     async def close(self) -> None:
         """Close the listener and any data connection not yet used by a transfer."""
-        connection = self._connection
-        channel: PassiveListener | ActiveTarget | None = connection.pop("passive_server")
-        if channel is not None:
-            channel.close()
-        stream: trio.abc.Stream | None = connection.pop("data_connection")
+        self._drop_channel()
+        stream = self._connection.data_connection
         if stream is not None:
+            self._connection.data_connection = None
             await trio.aclose_forcefully(stream)
+
+    def _drop_channel(self) -> None:
+        channel = self._connection.data_channel
+        if channel is not None:
+            self._connection.data_channel = None
+            channel.close()

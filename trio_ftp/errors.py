@@ -79,7 +79,9 @@ class PermissionDenied(ReplyError):
 
 
 class AuthenticationFailed(ReplyError):
-    """Login refused (``530``)."""
+    """Login refused (``530``). Deprecated: the library never raises it (a refused
+    ``PASS`` is answered ``530`` by the login handler); ``ReplyError("530", text)`` says
+    the same."""
 
     def __init__(self, text: str = "login incorrect") -> None:
         super().__init__("530", text)

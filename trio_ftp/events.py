@@ -16,26 +16,26 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Literal
 
 import trio
 
-__all__ = ["EventBus", "EventStream", "ServerEvent"]
+__all__ = ["EventBus", "EventKind", "EventStream", "ServerEvent"]
 
-KINDS = frozenset(
-    {
-        "connect",
-        "login",
-        "login_failed",
-        "logout",
-        "transfer_started",
-        "transfer_finished",
-        "transfer_aborted",
-        "mkdir",
-        "rmdir",
-        "delete",
-        "rename",
-    }
-)
+#: What an event is about; ``ServerEvent.kind`` is one of these.
+EventKind = Literal[
+    "connect",
+    "login",
+    "login_failed",
+    "logout",
+    "transfer_started",
+    "transfer_finished",
+    "transfer_aborted",
+    "mkdir",
+    "rmdir",
+    "delete",
+    "rename",
+]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class ServerEvent:
         time: wall-clock time of the event (``time.time()``).
     """
 
-    kind: str
+    kind: EventKind
     session: int
     peer: str
     user: str | None = None

@@ -1,11 +1,16 @@
-"""pytest fixtures that give a test a running trio_ftp server (registered as a pytest11 plugin).
+"""pytest fixtures that give a test a running trio_ftp server, and the servers behind them.
 
 Installing trio_ftp makes these fixtures available in every pytest run; none is used unless
 a test asks for it. Every fixture is function-scoped and closes its server at teardown.
+The ``pytest11`` entry point registers the small top-level module ``_trio_ftp_pytestplugin``,
+which defines the fixtures without importing trio_ftp (so ``pytest --cov`` measures trio_ftp
+from its first line); each fixture imports this module when a test uses it. Listing this
+module in ``pytest_plugins`` (e.g. with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``) gives the same
+fixtures.
 
-Trio fixtures, for pytest-trio users (they need pytest-trio's ``nursery`` fixture: without
-pytest-trio installed they cannot be used; the test must be a trio test, through
-``trio_mode = true`` or ``@pytest.mark.trio``)::
+Trio fixtures, for pytest-trio users: the test must be a trio test, through
+``trio_mode = true`` or ``@pytest.mark.trio``. Without pytest-trio, or in a test that is not
+trio, using one fails at setup with a message naming the threaded fixtures below::
 
     async def test_upload(ftp_server):             # 127.0.0.1:<free port>, files on disk
         ftp = ftplib.FTP()
@@ -68,8 +73,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import pytest
 import trio
+
+# The fixtures, so that ``pytest_plugins = ["trio_ftp.pytest_plugin"]`` registers them too.
+from _trio_ftp_pytestplugin import (
+    _trio_ftp_trio_test,  # noqa: F401 (the trio fixtures request it)
+    ftp_server,
+    ftp_server_factory,
+    ftp_server_thread,
+    ftp_server_thread_factory,
+    ftps_server,
+    ftps_server_thread,
+)
 
 from .pathio import AbstractPathIO, MemoryPathIO
 from .server import Server
@@ -250,52 +265,34 @@ def _prepare(
 # trio fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def ftp_server_factory(
-    nursery: trio.Nursery, tmp_path: Path
-) -> AsyncIterator[FTPServerFactory]:
-    """``await ftp_server_factory(**options)`` starts a server on 127.0.0.1 (free port).
-
-    Options: ``users=`` (what :class:`~trio_ftp.Server` accepts; default: ``login``/
-    ``password`` read/write and anonymous read-only, rooted at ``root``), ``files=``
-    (``{path: bytes or None for a directory}``: serve a :class:`~trio_ftp.MemoryPathIO`
-    tree seeded with them), ``root=`` (a directory; default: a fresh one under ``tmp_path``),
-    ``login=``/``password=`` (the default user's, and those of ``.url``), ``tls=``
-    (``True``/``"explicit"``: AUTH TLS, ``"implicit"``: implicit FTPS, with a trustme CA),
-    and any other :class:`~trio_ftp.Server` keyword. Every server is closed at teardown.
-    """
+@contextlib.asynccontextmanager
+async def open_server_factory(tmp_path: Path) -> AsyncIterator[FTPServerFactory]:
+    """What ``ftp_server_factory`` yields: starts servers in a nursery of this task, closes
+    them all on exit. ``tmp_path`` holds the roots and CA files."""
     servers: list[Server] = []
     count = 0
+    async with trio.open_nursery() as nursery:
 
-    async def start(**options: Any) -> RunningFTPServer:
-        nonlocal count
-        count += 1
-        scratch = tmp_path / f"trio_ftp-{count}" if count > 1 else tmp_path
-        scratch.mkdir(exist_ok=True)
-        prepared = _prepare(scratch, **options)
-        with trio.fail_after(TIMEOUT):
-            host, port = await nursery.start(prepared.server.serve, "127.0.0.1", 0)
-        servers.append(prepared.server)
-        return prepared.running(host, port)
+        async def start(**options: Any) -> RunningFTPServer:
+            nonlocal count
+            count += 1
+            scratch = tmp_path / f"trio_ftp-{count}" if count > 1 else tmp_path
+            scratch.mkdir(exist_ok=True)
+            prepared = _prepare(scratch, **options)
+            with trio.fail_after(TIMEOUT):
+                host, port = await nursery.start(prepared.server.serve, "127.0.0.1", 0)
+            servers.append(prepared.server)
+            return prepared.running(host, port)
 
-    try:
-        yield start
-    finally:
-        with trio.fail_after(TIMEOUT, shield=True):
-            for server in servers:
-                await server.close()
-
-
-@pytest.fixture
-async def ftp_server(ftp_server_factory: FTPServerFactory) -> RunningFTPServer:
-    """A running FTP server on 127.0.0.1 serving a fresh temporary directory (``.root``)."""
-    return await ftp_server_factory()
-
-
-@pytest.fixture
-async def ftps_server(ftp_server_factory: FTPServerFactory) -> RunningFTPServer:
-    """As ``ftp_server``, with explicit FTPS (AUTH TLS); ``.ca_file``, ``.client_context``."""
-    return await ftp_server_factory(tls=True)
+        try:
+            yield start
+        finally:
+            try:
+                with trio.fail_after(TIMEOUT, shield=True):
+                    for server in servers:
+                        await server.close()
+            finally:
+                nursery.cancel_scope.cancel()
 
 
 # threaded servers --------------------------------------------------------------------------
@@ -443,10 +440,10 @@ async def _close(server: Server) -> None:
     await server.close()
 
 
-@pytest.fixture
-def ftp_server_thread_factory(tmp_path: Path) -> Iterator[Callable[..., ThreadedFTPServer]]:
-    """``ftp_server_thread_factory(**options)`` starts a :class:`ThreadedFTPServer`
-    (options as ``ftp_server_factory``'s); all are stopped and joined at teardown."""
+@contextlib.contextmanager
+def open_threaded_server_factory(tmp_path: Path) -> Iterator[Callable[..., ThreadedFTPServer]]:
+    """What ``ftp_server_thread_factory`` yields: starts :class:`ThreadedFTPServer`s (roots
+    under ``tmp_path`` unless given), stops and joins them all on exit."""
     with contextlib.ExitStack() as stack:
         count = 0
 
@@ -459,19 +456,3 @@ def ftp_server_thread_factory(tmp_path: Path) -> Iterator[Callable[..., Threaded
             return stack.enter_context(ThreadedFTPServer(**options))
 
         yield start
-
-
-@pytest.fixture
-def ftp_server_thread(
-    ftp_server_thread_factory: Callable[..., ThreadedFTPServer],
-) -> ThreadedFTPServer:
-    """A running FTP server in a background thread, serving a fresh directory (``.root``)."""
-    return ftp_server_thread_factory()
-
-
-@pytest.fixture
-def ftps_server_thread(
-    ftp_server_thread_factory: Callable[..., ThreadedFTPServer],
-) -> ThreadedFTPServer:
-    """As ``ftp_server_thread``, with explicit FTPS; ``.ca_file``, ``.client_context``."""
-    return ftp_server_thread_factory(tls=True)

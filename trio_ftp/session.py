@@ -39,8 +39,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import trio
 
@@ -49,13 +48,12 @@ from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_htt
 from .connection import Connection
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
+from .interfaces import SessionHost
 from .logsafe import SessionLog
 from .pathio import GuardedPathIO
+from .state import SessionState
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 from .validation import as_seconds
-
-if TYPE_CHECKING:
-    from .base import ServerBase as Server
 
 __all__ = ["Session"]
 
@@ -85,12 +83,20 @@ class _Transfer:
     done: trio.Event = field(default_factory=trio.Event)
 
 
+class _IdleTimeout(Exception):
+    """No complete command within ``idle_timeout`` (see :meth:`Session._next_command`)."""
+
+
 class Session:
-    """The trio glue for one control connection (created by ``Server``; not public API)."""
+    """The trio glue for one control connection (created by ``Server``; not public API).
+
+    It is the handlers' :class:`~trio_ftp.interfaces.SessionControl` (``connection.control``)
+    and knows its server only as a :class:`~trio_ftp.interfaces.SessionHost`.
+    """
 
     def __init__(
         self,
-        server: Server,
+        server: SessionHost,
         stream: trio.abc.Stream,
         *,
         peer: tuple[str, int] | None = None,
@@ -113,7 +119,8 @@ class Session:
         self.log = SessionLog(
             logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
         )
-        self.decoder = CommandDecoder(server.encoding)
+        self.options = server.options
+        self.decoder = CommandDecoder(self.options.protocol.encoding)
         self._replies: list[bytes] = []
         self._write_lock: trio.Lock | None = None
         self._writers = 0
@@ -125,34 +132,29 @@ class Session:
         # Cancelled when the transfer ends, to wake the loop out of its read (see _serve).
         self._wake: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        # The cancel scope of the read waiting for a command: its deadline is the idle clock.
+        self._idle_scope: trio.CancelScope | None = None
         self._ended_normally = False
-        self._waiting_for_command = False
-        self.connection = Connection(
+        self.state = SessionState(
+            session_id=self.id,
             client_host=self.peer_host,
             client_port=self.peer_port,
             server_host=self.local_host,
             server_port=self.local_port,
-            command_connection=stream,
-            socket_timeout=server.socket_timeout,
-            idle_timeout=server.idle_timeout,
-            wait_future_timeout=server.wait_future_timeout,
-            block_size=server.block_size,
-            path_timeout=server.path_timeout,
-            current_directory=PurePosixPath("/"),
-            restart_offset=0,
-            transfer_type="A",
-            tls=False,
-            prot="C",
-            acquired=False,
-            response=self.respond,
-            start_transfer=self.start_transfer,
-            session=self,
-            log=self.log,
         )
-        self.data = DataChannels(self)
+        connection = self.connection = Connection(self.state)
+        connection.response = self.respond
+        connection.log = self.log
+        connection.control = self
+        timeouts = self.options.timeouts
+        connection.socket_timeout = timeouts.socket
+        connection.idle_timeout = timeouts.idle
+        connection.wait_future_timeout = timeouts.data_connection_wait
+        connection.path_timeout = timeouts.path_io
+        connection.block_size = self.options.limits.block_size
+        self.data = connection.data = DataChannels(connection, self.options, server.data_ports)
         # Server-level limits until a login adds the user's (handlers/auth.py).
-        read, write = server.throttles.for_connection(None)
-        self.connection.read_throttle, self.connection.write_throttle = read, write
+        connection.read_throttle, connection.write_throttle = server.throttles.for_connection(None)
         # The backend is user code (path_io_factory): if it raises, run() answers 421 and
         # ends this session only. A factory is synchronous: it must not block.
         self._backend_failed = False
@@ -162,13 +164,13 @@ class Session:
             self.log.exception("path_io_factory raised")
             self._backend_failed = True
         else:
-            self.connection.path_io = GuardedPathIO(backend, server.path_timeout)
+            self.connection.path_io = GuardedPathIO(backend, timeouts.path_io)
 
     # replies -------------------------------------------------------------------------------
     def respond(self, code: str, text: str | list[str] = "") -> None:
         """Queue a reply; :meth:`flush` sends it. Multi-line when ``text`` is a list."""
         self.log.debug("<- %s %s", code, text)
-        self._replies.append(encode_reply(code, text, self.server.encoding))
+        self._replies.append(encode_reply(code, text, self.options.protocol.encoding))
 
     def _flushed_now(self) -> bool:
         """Send the queued replies without yielding, if they can be: nobody is mid-write
@@ -213,7 +215,7 @@ class Session:
             data = self._write_now(data)
             if not data:
                 return
-        with trio.fail_after(as_seconds(self.server.socket_timeout)):
+        with trio.fail_after(as_seconds(self.options.timeouts.socket)):
             await stream.send_all(data)
 
     def _write_now(self, data: bytes) -> bytes:
@@ -236,7 +238,6 @@ class Session:
         transfer = _Transfer(self._verb)
         self.transfer = transfer
         self.server.transfer_began()
-        self._reset_idle_clock()
         self._nursery.start_soon(self._run_transfer, transfer, fn, args)
 
     async def _run_transfer(
@@ -251,10 +252,11 @@ class Session:
                         self._respond_error(exc, transfer.verb)
             finally:
                 self.transfer = None
-                self._reset_idle_clock()
                 transfer.done.set()
                 if self._wake is not None:  # the queued commands' turn has come
                     self._wake.cancel()
+                elif self._idle_scope is not None:  # idle time counts from now on
+                    self._idle_scope.deadline = self._idle_deadline()
             # The transfer's last replies (226, or 426/226) go out whole even if the session
             # is being cancelled: a send cut halfway would leave the client a broken line.
             try:
@@ -275,6 +277,11 @@ class Session:
         await transfer.done.wait()
         return True
 
+    @property
+    def transfer_running(self) -> bool:
+        """True while a transfer runs (``STAT`` and ``ABOR`` ask)."""
+        return self.transfer is not None
+
     def cancel(self) -> None:
         """End the session from any task (the teardown still runs)."""
         if self._nursery is not None:
@@ -288,10 +295,9 @@ class Session:
         self.log.info("session started (local %s:%s)", self.local_host, self.local_port)
         self.server.publish(self.connection, "connect")
         try:
-            # The nursery's deadline is the idle clock (armed only while the loop waits for
-            # a command and no transfer runs: see _reset_idle_clock).
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.data.run_in(nursery)
                 try:
                     if self._backend_failed:
                         self.respond("421", "service not available, closing connection")
@@ -302,11 +308,11 @@ class Session:
                     self.log.info("control connection lost: %s", type(exc).__name__)
                 except TLSHandshakeFailed as exc:
                     self.log.info("%s", exc)
+                except _IdleTimeout:
+                    self.log.info("idle timeout")
+                    self.respond("421", "idle timeout, closing control connection")
                 finally:
                     nursery.cancel_scope.cancel()
-            if nursery.cancel_scope.cancelled_caught and self._waiting_for_command:
-                self.log.info("idle timeout")
-                self.respond("421", "idle timeout, closing control connection")
         except Exception:
             self.log.exception("session failed")
         finally:
@@ -320,7 +326,7 @@ class Session:
     @property
     def tls_context(self) -> ssl.SSLContext | None:
         """The context that protects (or may protect) this session's connections."""
-        return self.server.ssl or self.server.tls_context
+        return self.options.tls.context
 
     async def start_tls(self) -> None:
         """Upgrade the control connection in place (implicit FTPS, or after ``AUTH TLS``).
@@ -335,34 +341,33 @@ class Session:
         assert context is not None
         if self.decoder.buffered:
             self.log.warning("discarded %d bytes sent before TLS", self.decoder.buffered)
-        self.decoder = CommandDecoder(self.server.encoding)
+        self.decoder = CommandDecoder(self.options.protocol.encoding)
         if self._queued is not None:  # commands queued behind AUTH came in clear too
             self.log.warning("discarded %d commands sent before TLS", len(self._queued))
             self._queued = None
         stream = wrap_server_side(self.stream, context)
         self.stream = stream
         try:
-            with trio.fail_after(as_seconds(self.server.tls_handshake_timeout)):
+            with trio.fail_after(as_seconds(self.options.tls.handshake_timeout)):
                 await handshake(stream)
         except trio.TooSlowError:
             raise TLSHandshakeFailed("TLS handshake timed out") from None
-        self.connection.tls = True
+        self.state.tls_started(implicit=self.options.tls.implicit)
         self.log.info("control connection is TLS (%s)", stream.version())
 
     async def stop_tls(self) -> None:
         """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
         stream = self.stream
         assert isinstance(stream, trio.SSLStream)
-        with trio.fail_after(as_seconds(self.server.socket_timeout)):
+        with trio.fail_after(as_seconds(self.options.timeouts.socket)):
             transport, trailing = await stream.unwrap()
         self.stream = transport
         self.decoder.feed(bytes(trailing))
-        self.connection.tls = False
+        self.state.tls_stopped()
 
     async def _serve(self) -> None:
-        if self.server.ssl is not None:
-            await self.start_tls()
-            self.connection.prot = "P"  # implicit FTPS: data is protected from the start
+        if self.options.tls.implicit:
+            await self.start_tls()  # implicit FTPS: data is protected from the start
         if not await self.server.greet(self.connection):
             await self.flush()
             return
@@ -480,53 +485,50 @@ class Session:
                 return await self._next_command()
             finally:
                 self._wake = None
-        self._waiting_for_command = False
         return False
+
+    def _idle_deadline(self) -> float:
+        """When the read now starting gives up: ``idle_timeout`` from now, or never while
+        a transfer runs or commands wait for one (a long download is not idleness)."""
+        if self._busy:
+            return math.inf
+        return trio.current_time() + as_seconds(self.options.timeouts.idle)
 
     async def _next_command(self) -> Command | None:
         """The next command, or None at EOF.
 
         Timeouts: ``idle_timeout`` from the end of the previous command to the end of this
-        one, so a client trickling bytes that never complete a line is still dropped; not
-        counted while a transfer runs (a long download is not idleness).
+        one (raises :class:`_IdleTimeout`), so a client trickling bytes that never complete
+        a line is still dropped; not counted while a transfer runs: the transfer's end
+        starts the clock (``_run_transfer``). The timeout bounds this read only, never a
+        child task of the session.
         """
-        self._waiting_for_command = True
-        self._reset_idle_clock()
-        while (command := self.decoder.next_command()) is None:
-            # Reading is inlined here on purpose: an idle session is suspended right here,
-            # and every frame in the chain costs memory per connection. On a plain TCP
-            # connection it waits for readability alone, then reads without blocking.
-            stream = self.stream
-            if type(stream) is not trio.SocketStream:
-                data = bytes(await stream.receive_some(_RECEIVE_SIZE))
-            else:
-                await trio.lowlevel.wait_readable(stream.socket)
-                try:
-                    data = os.read(stream.socket.fileno(), _RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue  # woken without data (it happens): wait again
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"control connection: {exc}") from exc
-            if not data:
-                self._waiting_for_command = False  # the client left: not an idle timeout
-                return None
-            self.decoder.feed(data)
-        self._waiting_for_command = False
-        self._reset_idle_clock()  # a command runs under its own timeouts
-        self.log.debug("-> %r", command)
-        return command
-
-    def _reset_idle_clock(self) -> None:
-        """Idle time counts from now while the loop waits for a command; not at all while a
-        transfer runs (a long download is not idleness), commands wait for one, or a
-        command is being handled."""
-        if self._nursery is None:
-            return
-        if self._busy or not self._waiting_for_command:
-            self._nursery.cancel_scope.deadline = math.inf
-        else:
-            deadline = trio.current_time() + as_seconds(self.server.idle_timeout)
-            self._nursery.cancel_scope.deadline = deadline
+        with trio.CancelScope(deadline=self._idle_deadline()) as self._idle_scope:
+            try:
+                while (command := self.decoder.next_command()) is None:
+                    # Reading is inlined here on purpose: an idle session is suspended right
+                    # here, and every frame in the chain costs memory per connection. On a
+                    # plain TCP connection it waits for readability alone, then reads
+                    # without blocking.
+                    stream = self.stream
+                    if type(stream) is not trio.SocketStream:
+                        data = bytes(await stream.receive_some(_RECEIVE_SIZE))
+                    else:
+                        await trio.lowlevel.wait_readable(stream.socket)
+                        try:
+                            data = os.read(stream.socket.fileno(), _RECEIVE_SIZE)
+                        except BlockingIOError:
+                            continue  # woken without data (it happens): wait again
+                        except OSError as exc:
+                            raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+                    if not data:
+                        return None
+                    self.decoder.feed(data)
+                self.log.debug("-> %r", command)
+                return command
+            finally:
+                self._idle_scope = None
+        raise _IdleTimeout
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session. Before login only the verbs
@@ -537,40 +539,36 @@ class Session:
         if handler is None:
             self.respond("502", f"command {command.verb!r} not implemented")
             return True
-        if not (spec is not None and spec.before_login) and not self.connection.get("logged"):
+        if not (spec is not None and spec.before_login) and not self.state.logged_in:
             self.respond("530", "bad sequence of commands (not logged in)")  # as _login says
             return True
         if spec is not None and spec.needs_argument and not command.arg.strip():
             self.respond("501", f"syntax error: {command.verb} needs an argument")
             return True
         if has_surrogates(command.arg) and not await self._names_existing_path(command.arg):
-            self.respond("501", f"argument is not valid {self.server.encoding}")
+            self.respond("501", f"argument is not valid {self.options.protocol.encoding}")
             return True
-        self.connection.path_cache = {}  # get_paths' cache, for this one command
-        # RFC 959 §4.1.3: RNTO must come right after RNFR. A pending rename lives for that
-        # one command, whatever its outcome, so a refused RNFR or RNTO (or anything in
-        # between) can never let a later RNTO move some other file.
-        if verb != "rnto":
-            self.connection.pop("rename_from")
+        connection = self.connection
+        connection.path_cache = {}  # get_paths' cache, for this one command
+        self.state.command_began(command.verb)
         self._verb = command.verb  # a transfer it starts answers errors as this verb
         try:
-            result = await handler(self.connection, command.arg)
+            result = await handler(connection, command.arg)
         except TLSHandshakeFailed:
             raise  # the control stream is unusable: end the session
         except Exception as exc:
             self._respond_error(exc, command.verb)
             return not (isinstance(exc, ReplyError) and exc.fatal)
         finally:
-            self.connection.pop("path_cache")
-            self.connection.path_io.forget_stats()  # a command sees its own file system only
-            if verb == "rnto":
-                self.connection.pop("rename_from")
+            connection.path_cache = None
+            connection.path_io.forget_stats()  # a command sees its own file system only
+            self.state.command_ended(command.verb)
         return result is not False
 
     async def _names_existing_path(self, argument: str) -> bool:
         """An argument with bytes invalid in the encoding is accepted only as the name of an
         existing file (one the client saw in a listing), never to create a new name."""
-        if not self.connection.get("logged"):
+        if not self.state.logged_in:
             return False
         try:
             real, _ = await self.server.get_paths(self.connection, argument)

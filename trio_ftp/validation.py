@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["as_seconds", "check_positive_int", "check_timeout"]
+__all__ = ["as_seconds", "check_flag", "check_positive_int", "check_timeout"]
 
 
-def check_positive_int(name: str, value: int | None) -> int | None:
-    """``value`` if it is ``None`` or a positive integer, else ``ValueError`` naming it."""
-    if value is None:
+def check_positive_int(name: str, value: int | None, *, allow_none: bool = True) -> int | None:
+    """``value`` if it is a positive integer (or ``None`` when allowed), else ``ValueError``
+    naming it."""
+    if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -24,6 +25,14 @@ def check_timeout(name: str, value: float | None, *, allow_zero: bool = False) -
         raise ValueError(f"{name} must be a number of seconds or None, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         raise ValueError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return value
+
+
+def check_flag(name: str, value: bool) -> bool:
+    """``value`` if it is ``True`` or ``False``, else ``ValueError``: a switch given as
+    ``"no"`` or ``0`` must not silently mean something."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
     return value
 
 

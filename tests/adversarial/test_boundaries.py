@@ -312,7 +312,7 @@ async def closes_in_bounded_time(running: Running, grace: float | None = None) -
         await running.server.close(grace)
     assert trio.current_time() - start < bound
     assert running.server.connections == {}
-    assert running.server._connections_per_ip == {}
+    assert running.server.runtime.connections_per_ip == {}
     assert running.server.available_connections.value == 50  # every slot given back
 
 
@@ -555,7 +555,7 @@ async def test_greeting(serve, root, caplog, how):
         replies = await replies_until_closed(evil)
         assert replies[-1].startswith(b"421"), replies
         with trio.fail_after(5):
-            while EVIL_HOST in running.server._connections_per_ip:  # noqa: ASYNC110
+            while EVIL_HOST in running.server.runtime.connections_per_ip:  # noqa: ASYNC110
                 await trio.sleep(0.01)
     await still_serving(running)
     assert_logged_once(caplog, how)
@@ -784,7 +784,7 @@ async def test_session_ended_hook(nursery, autojump_clock, caplog, how):
     # The hook as a whole has a second more than each call in it (those are cut first).
     assert trio.current_time() - start <= boundaries.SESSION_END_TIMEOUT + 1 + CLOSE_SLACK
     assert server.available_connections.value == 1
-    assert server._connections_per_ip == {}
+    assert server.runtime.connections_per_ip == {}
     assert_logged_once(caplog, how)
     following = await start_memory_session(nursery, server)
     assert (await following.reply())[0] == "220"

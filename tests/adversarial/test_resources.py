@@ -112,7 +112,7 @@ def passive_port(reply: bytes) -> int:
 def decoder_bytes(server: object) -> int:
     """Bytes held by the command decoders of every live session of ``server``."""
     return sum(
-        connection.session.decoder.buffered
+        connection.control.decoder.buffered
         for connection in list(server.connections.values())  # type: ignore[attr-defined]
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import PurePosixPath
 from typing import TypeVar
 
 import trio
@@ -46,7 +45,7 @@ class AuthCommands(ServerBase):
 
     def _refuse_clear_login(self, connection: Connection) -> bool:
         """With ``tls_control_required``, no login (and no password) over a clear connection."""
-        if self.tls_control_required and not connection.tls:
+        if self.options.tls.control_required and not connection.tls:
             connection.response("530", "TLS required on the control connection: use AUTH TLS")
             return True
         return False
@@ -62,8 +61,7 @@ class AuthCommands(ServerBase):
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         # Per-connection buckets live as long as the login: every limit level of this user.
         connection.read_throttle, connection.write_throttle = self.throttles.for_connection(user)
-        connection.logged = True
-        connection.current_directory = user.home_path
+        connection.state.login_succeeded(user)
         connection.log.info("user %r logged in", connection.login_name)
         self.publish(connection, "login")
         connection.response("230", reply)
@@ -73,14 +71,13 @@ class AuthCommands(ServerBase):
         if self._refuse_clear_login(connection):
             return True
         await self.forget_user(connection)
-        connection.login_name = rest
+        connection.state.user_given(rest, None)
         state, user, info = await self._ask_user_manager(
             connection, f"get_user({rest!r})", lambda: self.user_manager.get_user(rest)
         )
         if state is GetUserResponse.ERROR and user is not None:
             raise ReplyError("421", f"{info}, closing connection", fatal=True)
-        if user is not None:
-            connection.user = user
+        connection.state.user_given(rest, user)
         if state is GetUserResponse.OK and user is not None:
             await self._logged_in(connection, user, info)
         else:
@@ -93,20 +90,20 @@ class AuthCommands(ServerBase):
     async def pass_(self, connection: Connection, rest: str) -> bool:
         if self._refuse_clear_login(connection):
             return True
-        if connection.get("logged"):
+        if connection.logged:
             connection.response("230", "already logged in")
             return True
-        if "login_name" not in connection:
+        if connection.login_name is None:
             connection.response("503", "bad sequence of commands (use USER first)")
             return True
         # Every failure is answered at the same moment after the PASS arrived, whether the
         # user exists or not and however long checking took: nothing to time from outside.
-        answer_at = trio.current_time() + (self.login_failure_delay or 0)
+        answer_at = trio.current_time() + (self.options.login.failure_delay or 0)
         host = connection.client_host
         if self.login_failures.blocked(host, trio.current_time()):
             await trio.sleep_until(answer_at)
             raise ReplyError("421", "too many failed logins from your address", fatal=True)
-        user = connection.get("user")
+        user = connection.user
         try:
             ok = user is not None and await self._ask_user_manager(
                 connection,
@@ -117,16 +114,15 @@ class AuthCommands(ServerBase):
             if not exc.fatal:  # answered when a failure would be: nothing to time
                 await trio.sleep_until(answer_at)
             raise
-        if ok:
+        if ok and user is not None:
             await self._logged_in(connection, user, "login successful")
             return True
-        failures = connection.get("login_failures", 0) + 1
-        connection.login_failures = failures
+        failures = connection.state.login_failed()
         self.login_failures.record(host, trio.current_time())
         connection.log.info("failed login for %r (%d)", connection.login_name, failures)
         self.publish(connection, "login_failed", path=None, target=connection.login_name)
         await trio.sleep_until(answer_at)  # trio.sleep: only this session waits
-        limit = self.maximum_login_attempts
+        limit = self.options.login.failures_per_session
         if limit is not None and failures >= limit:
             raise ReplyError("421", "too many failed logins, closing connection", fatal=True)
         connection.response("530", "login incorrect")
@@ -134,7 +130,7 @@ class AuthCommands(ServerBase):
 
     @command("ACCT", help="ACCT <account>: accounts are not used here", before_login=True)
     async def acct(self, connection: Connection, rest: str) -> bool:
-        if connection.get("logged"):
+        if connection.logged:
             connection.response("202", "ACCT not needed, already logged in")
         else:
             connection.response("502", "accounts are not used; log in with USER and PASS")
@@ -147,14 +143,9 @@ class AuthCommands(ServerBase):
         The control connection's TLS stays (RFC 4217 lets a server keep it); data
         protection returns to its start (``PROT C`` after AUTH, ``P`` with implicit TLS).
         """
-        await connection.session.data.close()
+        await connection.data.close()
         await self.forget_user(connection)
-        for key in ("login_name", "rename_from", "mlst_facts", "hash_algorithm", "epsv_all"):
-            connection.pop(key)
-        connection.current_directory = PurePosixPath("/")
-        connection.restart_offset = 0
-        connection.transfer_type = "A"
-        connection.prot = "P" if self.ssl is not None else "C"
+        connection.state.reinitialized(implicit_tls=self.options.tls.implicit)
         connection.response("220", "session reset, send USER")
         return True
 

@@ -114,7 +114,7 @@ class DataChannelCommands(ServerBase):
 
     async def _open_passive(self, connection: Connection) -> PassiveListener | None:
         try:
-            listener: PassiveListener = await connection.session.data.open_passive()
+            listener: PassiveListener = await connection.data.open_passive()
             return listener
         except NoAvailablePort:
             connection.response("425", "no free data port, try again later")
@@ -133,7 +133,7 @@ class DataChannelCommands(ServerBase):
         Raises:
             UserCodeFailed: ``451``, already logged.
         """
-        chooser = self.passive_address
+        chooser = self.options.data_channels.passive_address
         if not callable(chooser):
             return _announced(chooser, local)
 
@@ -146,7 +146,7 @@ class DataChannelCommands(ServerBase):
         return await call_user_code(
             choose,
             what="passive_address callable",
-            seconds=self.callback_timeout,
+            seconds=self.options.timeouts.user_code,
             log=connection.log,
             failed=UserCodeFailed("451", "can't choose the passive address, try EPSV"),
         )
@@ -154,7 +154,7 @@ class DataChannelCommands(ServerBase):
     @command("PASV", help="PASV: open a passive data port (IPv4)", feat=None)
     @_login
     async def pasv(self, connection: Connection, rest: str) -> bool:
-        if connection.get("epsv_all"):
+        if connection.epsv_all:
             connection.response("503", "PASV not allowed after EPSV ALL")
             return True
         local = _ipv4_of(connection.server_host)
@@ -189,10 +189,10 @@ class DataChannelCommands(ServerBase):
 
     def _active_refused(self, connection: Connection, verb: str) -> bool:
         """Answer and return True when active mode can't be used now."""
-        if not self.active_mode:
+        if not self.options.data_channels.active_mode:
             connection.response("504", f"{verb} refused: active mode disabled (use EPSV or PASV)")
             return True
-        if connection.get("epsv_all"):
+        if connection.epsv_all:
             connection.response("503", f"{verb} not allowed after EPSV ALL")  # RFC 2428 §4
             return True
         return False
@@ -205,7 +205,7 @@ class DataChannelCommands(ServerBase):
     @_login
     async def port(self, connection: Connection, rest: str) -> bool:
         if not self._active_refused(connection, "PORT"):
-            await connection.session.data.open_active(*parse_port_argument(rest))
+            await connection.data.open_active(*parse_port_argument(rest))
             connection.response("200", "PORT command successful")
         return True
 
@@ -218,6 +218,6 @@ class DataChannelCommands(ServerBase):
     @_login
     async def eprt(self, connection: Connection, rest: str) -> bool:
         if not self._active_refused(connection, "EPRT"):
-            await connection.session.data.open_active(*parse_eprt_argument(rest))
+            await connection.data.open_active(*parse_eprt_argument(rest))
             connection.response("200", "EPRT command successful")
         return True

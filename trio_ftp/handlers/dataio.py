@@ -8,9 +8,7 @@ from __future__ import annotations
 import errno
 import functools
 import math
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
@@ -19,6 +17,7 @@ from ..connection import Connection
 from ..errors import TransferAborted
 from ..fastpath import StallClock, StallTimeout
 from ..pathio import AsyncFile
+from ..state import TransferProgress
 from ..tls import is_ragged_eof
 from ..validation import as_seconds
 
@@ -92,6 +91,8 @@ async def receive_block(
     stream: trio.abc.Stream,
     size: int,
     progress: TransferProgress | None = None,
+    *,
+    strict_eof: bool = False,
 ) -> bytes:
     """Receive up to ``size`` bytes from a data connection, gathering reads (over TLS, one
     record each) into one block. A block shorter than ``size`` means the upload ended.
@@ -105,7 +106,8 @@ async def receive_block(
     is paid for before the next, so TCP flow control slows the client; waiting for the
     throttle is not counted as a timeout. Whether a limit applies is read once per block, so
     one switched on mid-transfer holds from the next block. A TLS upload ended by a bare TCP
-    FIN (no ``close_notify``) is a normal end unless ``tls_strict_eof``; a reset is always a
+    FIN (no ``close_notify``) is a normal end unless ``strict_eof`` (the server's
+    ``tls_strict_eof``); a reset is always a
     failure (``426``).
     """
     throttle = connection.read_throttle
@@ -120,7 +122,7 @@ async def receive_block(
             except trio.BrokenResourceError as exc:
                 if not is_ragged_eof(exc):
                     raise
-                if connection.session.server.tls_strict_eof:
+                if strict_eof:
                     raise TransferAborted("upload ended without TLS close_notify") from exc
                 break
             if not data:
@@ -158,15 +160,16 @@ def kernel_fd(connection: Connection, stream: trio.abc.Stream, file: AsyncFile) 
 
 
 async def kernel_copy(
-    connection: Connection, clock: StallClock, fn: Callable[..., T], *args: object
+    limiter: trio.CapacityLimiter, clock: StallClock, fn: Callable[..., T], *args: object
 ) -> T:
-    """Run a :mod:`..fastpath` copy in a worker thread (cancellable, see there), with the
-    errors the Python path would give: a stall is ``426``, a broken connection ``426``."""
+    """Run a :mod:`..fastpath` copy in a worker thread of ``limiter``'s (cancellable, see
+    there), with the errors the Python path would give: a stall is ``426``, a broken
+    connection ``426``."""
     try:
         return await trio.to_thread.run_sync(
             functools.partial(fn, *args, clock),
             abandon_on_cancel=False,
-            limiter=connection.session.server.kernel_copy_threads,
+            limiter=limiter,
         )
     except StallTimeout:
         raise TransferAborted("data connection timed out; transfer aborted") from None
@@ -174,12 +177,3 @@ async def kernel_copy(
         if exc.errno in _BROKEN_CONNECTION:
             raise trio.BrokenResourceError(str(exc)) from exc
         raise
-
-
-@dataclass
-class TransferProgress:
-    """What ``STAT`` reports about the running transfer."""
-
-    what: str
-    bytes: int = 0
-    started: float = field(default_factory=time.monotonic)

@@ -18,10 +18,16 @@ if TYPE_CHECKING:
     from pathlib import PurePosixPath
 
 
-__all__ = ["FileCommands", "facts_line"]
+__all__ = ["FileCommands", "chosen_facts", "facts_line"]
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 _exists = PathConditions.path_must_exists
+
+
+def chosen_facts(connection: Connection) -> tuple[str, ...]:
+    """The MLST/MLSD facts this session shows: ``OPTS MLST``'s choice, else the default."""
+    chosen = connection.mlst_facts
+    return DEFAULT_FACTS if chosen is None else chosen
 
 
 async def facts_line(
@@ -38,9 +44,9 @@ async def facts_line(
     path's stat result when the caller already has it, as listings do)."""
     if stat is None:
         stat = await connection.path_io.stat(real)
-    permission = await connection.user.get_permissions(virtual)
+    permission = await connection.logged_in_user.get_permissions(virtual)
     perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
-    facts = connection.get("mlst_facts", DEFAULT_FACTS)
+    facts = chosen_facts(connection)
     return mlsx_line(name, stat, perm=perm, facts=facts, type=type)
 
 
@@ -76,7 +82,9 @@ class FileCommands(ServerBase):
     @ConnectionConditions(ConnectionConditions.rename_from_required)
     @PathPermissions(PathPermissions.writable)
     async def rnto(self, connection: Connection, rest: str) -> bool:
-        source_virtual = connection.pop("rename_from")
+        source_virtual = connection.rename_from
+        if source_virtual is None:  # the condition above answered 503 already
+            return True
         source, _ = await self.get_paths(connection, source_virtual)
         destination, target = await self.get_paths(connection, rest)
         await connection.path_io.rename(source, destination)

@@ -98,7 +98,7 @@ class HashCommands(ServerBase):
 
     def hash_algorithm(self, connection: Connection) -> str:
         """The session's selected algorithm (``OPTS HASH``), by default the first one."""
-        selected: str | None = connection.get("hash_algorithm")
+        selected = connection.hash_algorithm
         if selected is None or selected not in self.hash_algorithms:
             return next(iter(self.hash_algorithms))
         return selected

@@ -7,7 +7,8 @@ import codecs
 from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
-from ..listing import DEFAULT_FACTS, SUPPORTED_FACTS, mlst_feat_line
+from ..listing import SUPPORTED_FACTS, mlst_feat_line
+from .files import chosen_facts
 
 __all__ = ["InfoCommands"]
 
@@ -17,7 +18,7 @@ class InfoCommands(ServerBase):
 
     @command("SYST", help="SYST: system type", before_login=True)
     async def syst(self, connection: Connection, rest: str) -> bool:
-        connection.response("215", self.system_type)
+        connection.response("215", self.options.protocol.system_type)
         return True
 
     @command("NOOP", help="NOOP: do nothing (keep-alive)", immediate=True, before_login=True)
@@ -32,11 +33,11 @@ class InfoCommands(ServerBase):
             for verb, spec in self.command_specs.items()
             if spec.feat and verb.lower() in self.commands_mapping
         }
-        if not self.active_mode:
+        if not self.options.data_channels.active_mode:
             lines.discard("EPRT")
         lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
-            lines.add(mlst_feat_line(connection.get("mlst_facts", DEFAULT_FACTS)))
+            lines.add(mlst_feat_line(chosen_facts(connection)))
         lines.add("TVFS")
         if self.speaks_utf8:
             lines.add("UTF8")  # RFC 2640: only when paths really are UTF-8
@@ -46,7 +47,7 @@ class InfoCommands(ServerBase):
     @property
     def speaks_utf8(self) -> bool:
         """The server's encoding is UTF-8: only then may FEAT announce ``UTF8``."""
-        return codecs.lookup(self.encoding).name == "utf-8"
+        return codecs.lookup(self.options.protocol.encoding).name == "utf-8"
 
     @command("FEAT", help="FEAT: list extensions", before_login=True)
     async def feat(self, connection: Connection, rest: str) -> bool:
@@ -74,7 +75,9 @@ class InfoCommands(ServerBase):
         server's encoding is UTF-8, which is then always on; refused (``504``) otherwise,
         so a client never believes its UTF-8 names are understood when they are not."""
         if not self.speaks_utf8:
-            connection.response("504", f"UTF8 not available: this server speaks {self.encoding}")
+            connection.response(
+                "504", f"UTF8 not available: this server speaks {self.options.protocol.encoding}"
+            )
         elif value.upper() in ("ON", ""):
             connection.response("200", "UTF8 mode is always on")
         else:

@@ -123,7 +123,7 @@ class SiteCommands(ServerBase):
             connection.response("504", f"unknown SITE command {name[:40]!r} (try SITE HELP)")
             return True
         handler, spec = found
-        if spec.login_required and not connection.get("logged"):
+        if spec.login_required and not connection.logged:
             connection.response("530", "not logged in")
             return True
         return await handler(connection, arguments.lstrip(" ")) is not False
@@ -158,7 +158,7 @@ class SiteCommands(ServerBase):
             connection.response("501", "syntax: SITE CHMOD <octal mode, 1 to 4 digits> <path>")
             return True
         bits = int(mode, 8)
-        if bits & SPECIAL_MODE_BITS and not self.permit_special_mode_bits:
+        if bits & SPECIAL_MODE_BITS and not self.options.files.permit_special_mode_bits:
             connection.response(
                 "550", "setuid, setgid and sticky bits are not permitted on this server"
             )

@@ -5,17 +5,19 @@ from __future__ import annotations
 from ..base import ServerBase
 from ..commands import command
 from ..connection import Connection
+from ..state import Protection
 
 __all__ = ["TLSCommands", "tls_features"]
+
+_LEVELS: dict[str, Protection] = {"C": "C", "P": "P"}
 
 
 def tls_features(server: ServerBase) -> list[str]:
     """FEAT lines for TLS (RFC 4217 §6), only when TLS is configured."""
-    if server.tls_context is not None:
-        return ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]
-    if server.ssl is not None:
-        return ["PBSZ", "PROT"]
-    return []
+    tls = server.options.tls
+    if tls.context is None:
+        return []
+    return ["PBSZ", "PROT"] if tls.implicit else ["AUTH TLS", "AUTH SSL", "PBSZ", "PROT"]
 
 
 class TLSCommands(ServerBase):
@@ -31,8 +33,8 @@ class TLSCommands(ServerBase):
         before_login=True,
     )
     async def auth(self, connection: Connection, rest: str) -> bool:
-        session = connection.session
-        if session.tls_context is None:
+        control = connection.control
+        if control.tls_context is None:
             connection.response("502", "TLS is not configured on this server")
         elif connection.tls:
             connection.response("503", "the control connection is already protected")
@@ -40,11 +42,8 @@ class TLSCommands(ServerBase):
             connection.response("504", f"security mechanism {rest!r} not understood")
         else:
             connection.response("234", f"AUTH {rest.strip().upper()} ok, start the TLS handshake")
-            await session.flush()
-            await session.start_tls()
-            # RFC 4217 §4: a new security exchange resets the data protection state.
-            connection.pop("pbsz")
-            connection.prot = "C"
+            await control.flush()
+            await control.start_tls()  # RFC 4217 §4: data protection starts over
         return True
 
     @command(
@@ -72,16 +71,16 @@ class TLSCommands(ServerBase):
         level = rest.strip().upper()
         if not connection.tls:
             connection.response("503", "bad sequence of commands (use AUTH TLS first)")
-        elif "pbsz" not in connection and self.ssl is None:
+        elif connection.pbsz is None and not self.options.tls.implicit:
             connection.response("503", "bad sequence of commands (use PBSZ 0 first)")
         elif level in ("S", "E"):
             connection.response("536", f"protection level {level} not supported with TLS")
-        elif level not in ("C", "P"):
+        elif level not in _LEVELS:
             connection.response("504", f"unknown protection level {rest!r}")
-        elif level == "C" and self.tls_data_required:
+        elif level == "C" and self.options.tls.data_required:
             connection.response("534", "clear data connections are refused by policy")
         else:
-            connection.prot = level
+            connection.prot = _LEVELS[level]
             connection.response("200", f"protection level set to {level}")
         return True
 
@@ -89,10 +88,10 @@ class TLSCommands(ServerBase):
     async def ccc(self, connection: Connection, rest: str) -> bool:
         if not connection.tls:
             connection.response("533", "the control connection is not protected")
-        elif not self.tls_allow_ccc or self.ssl is not None:
+        elif not self.options.tls.allow_ccc or self.options.tls.implicit:
             connection.response("534", "CCC refused by policy: the control connection stays TLS")
         else:
             connection.response("200", "CCC ok, the control connection is clear from now on")
-            await connection.session.flush()
-            await connection.session.stop_tls()
+            await connection.control.flush()
+            await connection.control.stop_tls()
         return True

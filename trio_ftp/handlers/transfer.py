@@ -25,8 +25,10 @@ from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
 from ..errors import FTPError, PathIOError, ReplyError
+from ..events import EventKind
 from ..fastpath import KernelCopyUnsupported, StallClock, receive_into_file, send_file
-from ..listing import DEFAULT_FACTS, list_lines, mlsx_line, mlsx_lines, perm_fact
+from ..listing import list_lines, mlsx_line, mlsx_lines, perm_fact
+from ..state import TransferType
 from ..throttle import Throttle
 from .dataio import (
     KERNEL_CHUNK,
@@ -40,13 +42,13 @@ from .dataio import (
     send_data,
     socket_timeout,
 )
-from .files import facts_line
+from .files import chosen_facts, facts_line
 
 __all__ = ["TransferCommands", "strip_list_options"]
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 _data_channel = ConnectionConditions(
-    ConnectionConditions.passive_server_started,
+    ConnectionConditions.data_channel_ready,
     fail_code="425",  # RFC 959 §5.4: the transfer commands' replies have 425, not 503
     fail_info="no data connection: use PASV, EPSV, PORT or EPRT first",
 )
@@ -64,7 +66,7 @@ _MIN_READ = 64 * 1024
 #: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
-_TYPES = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
+_TYPES: dict[str, TransferType] = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
 
 
 def strip_list_options(argument: str) -> str:
@@ -139,8 +141,7 @@ class TransferCommands(ServerBase):
             connection.response("501", "REST needs a non-negative integer offset")
             return True
         _refuse_ascii_offset(connection, int(rest))
-        connection.restart_offset = int(rest)
-        connection.pop("restart_end")  # REST replaces a RANG
+        connection.state.restart_at(int(rest))  # REST replaces a RANG
         connection.response("350", f"restarting at {int(rest)}, send the transfer command")
         return True
 
@@ -159,14 +160,12 @@ class TransferCommands(ServerBase):
             return True
         start, end = int(words[0]), int(words[1])
         if (start, end) == (1, 0):
-            connection.restart_offset = 0
-            connection.pop("restart_end")
+            connection.state.restart_at(0)
             connection.response("350", "range cleared")
         elif end < start:
             connection.response("501", "RANG end is before its start")
         else:
-            connection.restart_offset = start
-            connection.restart_end = end
+            connection.state.restart_at(start, end)
             connection.response("350", f"restarting at {start}, ending byte at {end}")
         return True
 
@@ -175,23 +174,22 @@ class TransferCommands(ServerBase):
         """RFC 959 §4.1.3: a running transfer ends with ``426`` then ``226``; with nothing
         to abort, ``226`` alone (aioftp's ``Client.abort()`` accepts nothing else). Either
         way the data channel (a PASV listener, a connection not yet used) is closed."""
-        session = connection.session
-        if session.transfer is not None:
-            had_worker = "worker_active" in connection
-            await session.abort_transfer()
+        if connection.control.transfer_running:
+            had_worker = connection.worker_active
+            await connection.control.abort_transfer()
             if not had_worker:
                 connection.response("226", "abort successful")
         else:
             connection.response("226", "nothing to abort")
-        await session.data.close()
+        await connection.data.close()
         return True
 
     def _block_size(self, throttle: Throttle) -> int:
         """Bytes per block on the Python path: ``block_size``, cut to the throttle's burst
         when a speed limit applies, so a limited transfer moves evenly."""
         if throttle.current_rate() is None:
-            return self.block_size
-        return min(self.block_size, THROTTLE_BURST)
+            return self.options.limits.block_size
+        return min(self.options.limits.block_size, THROTTLE_BURST)
 
     def _take_offset(self, connection: Connection) -> int:
         """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503),
@@ -210,7 +208,7 @@ class TransferCommands(ServerBase):
         opening: str | None = None,
     ) -> None:
         """Queue ``150`` and start ``job`` as the session's abortable transfer."""
-        if self.tls_data_required and connection.prot != "P":
+        if self.options.tls.data_required and connection.prot != "P":
             connection.response("521", "data connections must be protected: use PROT P")
             return
 
@@ -219,7 +217,7 @@ class TransferCommands(ServerBase):
         verb, _, path = what.partition(" ")
         direction = _DIRECTIONS.get(verb, "listing")
 
-        def publish(kind: str) -> None:
+        def publish(kind: EventKind) -> None:
             seconds = time.monotonic() - progress.started
             self.publish(
                 connection,
@@ -233,7 +231,7 @@ class TransferCommands(ServerBase):
         @worker
         async def transfer(server: ServerBase, connection: Connection) -> None:
             connection.transfer_progress = progress
-            stream = await connection.session.data.take_stream()
+            stream = await connection.data.take_stream()
             publish("transfer_started")
             try:
                 await job(stream, progress)
@@ -266,7 +264,7 @@ class TransferCommands(ServerBase):
         """RFC 959 §4.1.3: without argument, the session's status (also mid-transfer);
         with a path, its ``ls -l`` listing over the control connection (``213``)."""
         if rest.strip():
-            if not connection.get("logged"):
+            if not connection.logged:
                 connection.response("530", "not logged in")
                 return True
             lines = await self.listing_lines(connection, rest)
@@ -278,9 +276,9 @@ class TransferCommands(ServerBase):
 
     def status_lines(self, connection: Connection) -> list[str]:
         """What ``STAT`` without argument says about the session."""
-        user = connection.get("user")
+        user = connection.user
         lines = [f"connected to {connection.client_host}:{connection.client_port}"]
-        if connection.get("logged") and user is not None:
+        if connection.logged and user is not None:
             lines.append(f"logged in as {user.login or 'anonymous'}")
         else:
             lines.append("not logged in")
@@ -289,8 +287,8 @@ class TransferCommands(ServerBase):
         protection = "private (TLS)" if connection.prot == "P" else "clear"
         control = "TLS" if connection.tls else "clear"
         lines.append(f"control connection: {control}; data protection: {protection}")
-        progress = connection.get("transfer_progress")
-        if connection.session.transfer is not None and progress is not None:
+        progress = connection.transfer_progress
+        if connection.control.transfer_running and progress is not None:
             lines.append(f"transfer in progress: {progress.what}, {progress.bytes} bytes so far")
         else:
             lines.append("no transfer in progress")
@@ -331,7 +329,7 @@ class TransferCommands(ServerBase):
                         while connection.write_throttle.current_rate() is None:
                             wanted = next_size(KERNEL_CHUNK, limit, progress.bytes)
                             _, ended = await kernel_copy(  # progress counts as it goes
-                                connection,
+                                self.kernel_copy_threads,
                                 clock,
                                 send_file,
                                 stream.socket.fileno(),
@@ -388,9 +386,15 @@ class TransferCommands(ServerBase):
         else:
             mode = "ab" if append else "wb"
         keep_mode = None
-        if self.atomic_uploads and mode == "wb" and await connection.path_io.exists(real):
+        if (
+            self.options.files.atomic_uploads
+            and mode == "wb"
+            and await connection.path_io.exists(real)
+        ):
             keep_mode = (await connection.path_io.stat(real)).st_mode & 0o7777
-            if not self.permit_special_mode_bits:  # never carried over (vsftpd's chmod mask)
+            if (
+                not self.options.files.permit_special_mode_bits
+            ):  # never carried over (vsftpd's chmod mask)
                 keep_mode &= ~_SPECIAL_MODE_BITS
 
         self._receive_file(
@@ -426,7 +430,7 @@ class TransferCommands(ServerBase):
         """
 
         ascii_mode = connection.transfer_type == "A"
-        atomic = self.atomic_uploads and mode == "wb"
+        atomic = self.options.files.atomic_uploads and mode == "wb"
         # A short name: the temporary must fit wherever the target's name fits.
         written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
@@ -443,7 +447,7 @@ class TransferCommands(ServerBase):
                     told = False
                     while connection.read_throttle.current_rate() is None:
                         _, ended = await kernel_copy(  # progress counts as it goes
-                            connection,
+                            self.kernel_copy_threads,
                             clock,
                             receive_into_file,
                             stream.socket.fileno(),
@@ -465,7 +469,9 @@ class TransferCommands(ServerBase):
                 # worker-thread call, per block.
                 size = self._block_size(connection.read_throttle)
                 while True:
-                    block = await receive_block(connection, stream, size, progress)
+                    block = await receive_block(
+                        connection, stream, size, progress, strict_eof=self.options.tls.strict_eof
+                    )
                     data = block if from_network is None else from_network.convert(block)
                     if data:
                         await file.write(data)
@@ -511,7 +517,7 @@ class TransferCommands(ServerBase):
         for attempt in range(_STOU_ATTEMPTS):
             candidate = wanted if attempt == 0 else wanted.with_name(f"{wanted.name}.{attempt}")
             real, virtual = await self.get_paths(connection, str(candidate))
-            if not (await connection.user.get_permissions(virtual)).writable:
+            if not (await connection.logged_in_user.get_permissions(virtual)).writable:
                 connection.response("553", "permission denied")
                 return True
             # exists() first: a name leading out of the root is refused (550), not skipped.
@@ -562,7 +568,7 @@ class TransferCommands(ServerBase):
         if not await path_io.exists(real):
             connection.response(refusal, "path does not exist")
             return None
-        if not (await connection.user.get_permissions(virtual)).readable:
+        if not (await connection.logged_in_user.get_permissions(virtual)).readable:
             connection.response(refusal, "permission denied")
             return None
         if not await path_io.is_dir(real):
@@ -578,9 +584,9 @@ class TransferCommands(ServerBase):
     def _start_listing(self, connection: Connection, what: str, lines: list[str]) -> None:
         text = "".join(f"{line}\r\n" for line in lines)
         try:  # names that were not valid in the encoding go back as the same bytes
-            data = text.encode(self.encoding, "surrogateescape")
+            data = text.encode(self.options.protocol.encoding, "surrogateescape")
         except UnicodeEncodeError:
-            data = text.encode(self.encoding, "replace")
+            data = text.encode(self.options.protocol.encoding, "replace")
 
         async def job(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             await send_data(connection, stream, data)
@@ -627,16 +633,16 @@ class TransferCommands(ServerBase):
             lines.append(
                 await facts_line(self, connection, parent, virtual.parent, "..", type="pdir")
             )
-        facts = connection.get("mlst_facts", DEFAULT_FACTS)
+        facts = chosen_facts(connection)
         entries = [(name, stat) for name, stat in listed[1] if stat is not None]
-        shared = connection.user.children_permission(virtual)
+        shared = connection.logged_in_user.children_permission(virtual)
         if shared is not None:  # one permission for all: ask once, format in one pass
             file_perm = perm_fact(False, shared.readable, shared.writable)
             dir_perm = perm_fact(True, shared.readable, shared.writable)
             lines += mlsx_lines(entries, file_perm=file_perm, dir_perm=dir_perm, facts=facts)
         else:
             for name, stat in entries:
-                permission = await connection.user.get_permissions(virtual / name)
+                permission = await connection.logged_in_user.get_permissions(virtual / name)
                 perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
                 lines.append(mlsx_line(name, stat, perm=perm, facts=facts))
         self._start_listing(connection, "MLSD", lines)
