@@ -25,10 +25,10 @@ def resolve_virtual(
     if not path.is_absolute():
         path = current_directory / path
     parts: list[str] = []
-    for part in path.parts[1:]:
+    for part in path.parts[1:]:  # pathlib has already dropped "." and empty parts
         if part == "..":
             if parts:
                 parts.pop()
-        elif part not in ("", "."):
+        else:
             parts.append(part)
     return ROOT.joinpath(*parts)
