@@ -34,7 +34,6 @@ import contextlib
 import itertools
 import logging
 import math
-import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -47,6 +46,7 @@ import trio
 from . import boundaries
 from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_http_request
 from .connection import Connection
+from .controlsocket import ControlSocket
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .logsafe import SessionLog
@@ -98,7 +98,7 @@ class Session:
     ) -> None:
         """``peer``/``local`` default to the socket's addresses (give them for other streams)."""
         self.server = server
-        self.stream: trio.abc.Stream = stream
+        self.control = ControlSocket(stream)  # the one reader and writer of the socket
         self.id = next(_session_ids)
         if isinstance(stream, trio.SocketStream):
             peer = peer or stream.socket.getpeername()
@@ -174,10 +174,10 @@ class Session:
         """Send the queued replies without yielding, if they can be: nobody is mid-write
         (no other task can slip a reply in between) and the plain TCP socket takes them
         whole. False when something is left for :meth:`flush`."""
-        if self._write_lock is not None or type(self.stream) is not trio.SocketStream:
+        if self._write_lock is not None or not self.control.plain:
             return not self._replies and self._write_lock is None
         if self._replies:
-            data = self._write_now(b"".join(self._replies))
+            data = self.control.send_now(b"".join(self._replies))
             self._replies.clear()
             if data:
                 self._replies.append(data)
@@ -208,23 +208,11 @@ class Session:
         """Send ``data`` on the control connection. A reply nearly always fits the socket
         buffer: on plain TCP it is written at once, without a timeout scope; whatever does
         not fit is sent under ``socket_timeout``."""
-        stream = self.stream
-        if type(stream) is trio.SocketStream:
-            data = self._write_now(data)
-            if not data:
-                return
+        data = self.control.send_now(data)
+        if not data:
+            return
         with trio.fail_after(as_seconds(self.server.socket_timeout)):
-            await stream.send_all(data)
-
-    def _write_now(self, data: bytes) -> bytes:
-        """Write what the plain TCP control socket takes without waiting; the rest."""
-        assert type(self.stream) is trio.SocketStream
-        try:
-            return data[os.write(self.stream.socket.fileno(), data) :]
-        except BlockingIOError:
-            return data
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+            await self.control.send_all(data)
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -339,8 +327,8 @@ class Session:
         if self._queued is not None:  # commands queued behind AUTH came in clear too
             self.log.warning("discarded %d commands sent before TLS", len(self._queued))
             self._queued = None
-        stream = wrap_server_side(self.stream, context)
-        self.stream = stream
+        stream = wrap_server_side(self.control.stream, context)
+        self.control.use(stream)
         try:
             with trio.fail_after(as_seconds(self.server.tls_handshake_timeout)):
                 await handshake(stream)
@@ -351,11 +339,11 @@ class Session:
 
     async def stop_tls(self) -> None:
         """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
-        stream = self.stream
+        stream = self.control.stream
         assert isinstance(stream, trio.SSLStream)
         with trio.fail_after(as_seconds(self.server.socket_timeout)):
             transport, trailing = await stream.unwrap()
-        self.stream = transport
+        self.control.use(transport)
         self.decoder.feed(bytes(trailing))
         self.connection.tls = False
 
@@ -493,20 +481,7 @@ class Session:
         self._waiting_for_command = True
         self._reset_idle_clock()
         while (command := self.decoder.next_command()) is None:
-            # Reading is inlined here on purpose: an idle session is suspended right here,
-            # and every frame in the chain costs memory per connection. On a plain TCP
-            # connection it waits for readability alone, then reads without blocking.
-            stream = self.stream
-            if type(stream) is not trio.SocketStream:
-                data = bytes(await stream.receive_some(_RECEIVE_SIZE))
-            else:
-                await trio.lowlevel.wait_readable(stream.socket)
-                try:
-                    data = os.read(stream.socket.fileno(), _RECEIVE_SIZE)
-                except BlockingIOError:
-                    continue  # woken without data (it happens): wait again
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+            data = await self.control.receive_some(_RECEIVE_SIZE)
             if not data:
                 self._waiting_for_command = False  # the client left: not an idle timeout
                 return None
@@ -594,10 +569,10 @@ class Session:
         except (*_STREAM_GONE, OSError):
             flushed = True  # nobody left to read it
         with trio.CancelScope(shield=True):
-            if flushed and type(self.stream) is trio.SocketStream:
+            if flushed and self.control.plain:
                 # Nothing left to wait for: a plain socket closes at once, no timeouts needed.
                 await self.data.close()
-                await self.stream.aclose()
+                await self.control.aclose()
             else:
                 with trio.move_on_after(_GOODBYE_TIMEOUT):
                     try:
@@ -606,9 +581,9 @@ class Session:
                         pass
                 await self.data.close()
                 with trio.move_on_after(_GOODBYE_TIMEOUT) as scope:
-                    await self.stream.aclose()
+                    await self.control.aclose()
                 if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
-                    await trio.aclose_forcefully(self.stream)
+                    await trio.aclose_forcefully(self.control.stream)
             try:
                 await self._session_ended()
             finally:
