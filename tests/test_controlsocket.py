@@ -16,7 +16,7 @@ import pytest
 import trio
 import trio.testing
 from adversarial.wire import Wire, reset_socket
-from conftest import LOGIN, PASSWORD, MiB, TLSCerts, random_bytes
+from conftest import LOGIN, PASSWORD, TEST_DEADLINE, MiB, TLSCerts, random_bytes
 
 from trio_ftp.controlsocket import ControlSocket
 
@@ -28,7 +28,8 @@ SMALL_BUFFER = 4096
 async def loopback(*, small_buffers: bool = False) -> AsyncIterator[tuple[trio.SocketStream, ...]]:
     """A connected TCP pair on 127.0.0.1: (ours, peer). ``small_buffers`` shrinks the peer's
     receive buffer and our send buffer, so that a peer that does not read stops our writes
-    after a few KiB. Both are closed on exit."""
+    after a few KiB. Both are closed on exit; the block using them fails after
+    ``TEST_DEADLINE`` seconds instead of hanging."""
     listener = trio.socket.socket()
     peer_socket = trio.socket.socket()
     try:
@@ -48,7 +49,8 @@ async def loopback(*, small_buffers: bool = False) -> AsyncIterator[tuple[trio.S
     if small_buffers:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
     try:
-        yield ours, peer
+        with trio.fail_after(TEST_DEADLINE):
+            yield ours, peer
     finally:
         ours.socket.close()
         peer.socket.close()
@@ -233,12 +235,13 @@ async def test_memory_stream_uses_the_streams_own_methods() -> None:
     control = ControlSocket(ours)
     assert not control.plain
     assert control.send_now(b"220 hi\r\n") == b"220 hi\r\n"
-    await control.send_all(b"230 ok\r\n")
-    assert await peer.receive_some(100) == b"230 ok\r\n"  # only what send_all sent
-    await peer.send_all(b"NOOP\r\n")
-    assert await control.receive_some(100) == b"NOOP\r\n"
-    await peer.aclose()
-    assert await control.receive_some(100) == b""
+    with trio.fail_after(TEST_DEADLINE):
+        await control.send_all(b"230 ok\r\n")
+        assert await peer.receive_some(100) == b"230 ok\r\n"  # only what send_all sent
+        await peer.send_all(b"NOOP\r\n")
+        assert await control.receive_some(100) == b"NOOP\r\n"
+        await peer.aclose()
+        assert await control.receive_some(100) == b""
 
 
 async def test_use_switches_to_tls_and_back(tls: TLSCerts) -> None:
@@ -301,8 +304,9 @@ async def test_session_sends_a_reply_bigger_than_the_buffers_whole(start_server,
     wire = await slow_reader(running.host, running.port)
     try:
         await wire.send(b"STAT /\r\n")
-        await trio.lowlevel.wait_readable(wire.stream.socket)  # the reply is being written
-        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(TEST_DEADLINE):
+            await trio.lowlevel.wait_readable(wire.stream.socket)  # the reply is being written
+            await trio.testing.wait_all_tasks_blocked()
         pending = readable_bytes(wire.stream.socket)
         reply = await receive_until(wire.stream, b"213 end of status\r\n")
         assert pending < len(reply)  # the server could not write it all at once
