@@ -2,8 +2,10 @@
 
 Theory of operation
 -------------------
-A session owns one nursery. Its body runs the command loop: read bytes (under the idle
-timeout), let the codec cut them into commands, look the verb up in ``commands_mapping`` and
+A session owns one nursery. Its body runs the command loop: read bytes (through
+:class:`~trio_ftp.controlsocket.ControlSocket`, the one owner of the control socket's I/O,
+with the idle timeout as a cancel scope around that read alone), let the codec cut them into
+commands, look the verb up in ``commands_mapping`` and
 await the handler inline, then flush the replies the handler queued. Replies are queued with
 ``connection.response(code, text)`` (synchronous, as in aioftp) and written by :meth:`flush`,
 the one writer, under a lock and ``socket_timeout``, so replies never interleave and a client
@@ -34,7 +36,6 @@ import contextlib
 import itertools
 import logging
 import math
-import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ import trio
 from . import boundaries
 from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_http_request
 from .connection import Connection
+from .controlsocket import ControlSocket
 from .datachannel import DataChannels
 from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .interfaces import SessionHost
@@ -104,7 +106,7 @@ class Session:
     ) -> None:
         """``peer``/``local`` default to the socket's addresses (give them for other streams)."""
         self.server = server
-        self.stream: trio.abc.Stream = stream
+        self.control_socket = ControlSocket(stream)  # the one reader and writer of the socket
         self.id = next(_session_ids)
         if isinstance(stream, trio.SocketStream):
             peer = peer or stream.socket.getpeername()
@@ -176,10 +178,10 @@ class Session:
         """Send the queued replies without yielding, if they can be: nobody is mid-write
         (no other task can slip a reply in between) and the plain TCP socket takes them
         whole. False when something is left for :meth:`flush`."""
-        if self._write_lock is not None or type(self.stream) is not trio.SocketStream:
+        if self._write_lock is not None or not self.control_socket.plain:
             return not self._replies and self._write_lock is None
         if self._replies:
-            data = self._write_now(b"".join(self._replies))
+            data = self.control_socket.send_now(b"".join(self._replies))
             self._replies.clear()
             if data:
                 self._replies.append(data)
@@ -210,23 +212,11 @@ class Session:
         """Send ``data`` on the control connection. A reply nearly always fits the socket
         buffer: on plain TCP it is written at once, without a timeout scope; whatever does
         not fit is sent under ``socket_timeout``."""
-        stream = self.stream
-        if type(stream) is trio.SocketStream:
-            data = self._write_now(data)
-            if not data:
-                return
+        data = self.control_socket.send_now(data)
+        if not data:
+            return
         with trio.fail_after(as_seconds(self.options.timeouts.socket)):
-            await stream.send_all(data)
-
-    def _write_now(self, data: bytes) -> bytes:
-        """Write what the plain TCP control socket takes without waiting; the rest."""
-        assert type(self.stream) is trio.SocketStream
-        try:
-            return data[os.write(self.stream.socket.fileno(), data) :]
-        except BlockingIOError:
-            return data
-        except OSError as exc:
-            raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+            await self.control_socket.send_all(data)
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -276,6 +266,11 @@ class Session:
         transfer.scope.cancel()
         await transfer.done.wait()
         return True
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The control connection's stream now in use (TLS after ``AUTH TLS``)."""
+        return self.control_socket.stream
 
     @property
     def transfer_running(self) -> bool:
@@ -345,8 +340,8 @@ class Session:
         if self._queued is not None:  # commands queued behind AUTH came in clear too
             self.log.warning("discarded %d commands sent before TLS", len(self._queued))
             self._queued = None
-        stream = wrap_server_side(self.stream, context)
-        self.stream = stream
+        stream = wrap_server_side(self.control_socket.stream, context)
+        self.control_socket.use(stream)
         try:
             with trio.fail_after(as_seconds(self.options.tls.handshake_timeout)):
                 await handshake(stream)
@@ -357,11 +352,11 @@ class Session:
 
     async def stop_tls(self) -> None:
         """``CCC``: go back to a clear control connection (RFC 4217 §6)."""
-        stream = self.stream
+        stream = self.control_socket.stream
         assert isinstance(stream, trio.SSLStream)
         with trio.fail_after(as_seconds(self.options.timeouts.socket)):
             transport, trailing = await stream.unwrap()
-        self.stream = transport
+        self.control_socket.use(transport)
         self.decoder.feed(bytes(trailing))
         self.state.tls_stopped()
 
@@ -506,21 +501,7 @@ class Session:
         with trio.CancelScope(deadline=self._idle_deadline()) as self._idle_scope:
             try:
                 while (command := self.decoder.next_command()) is None:
-                    # Reading is inlined here on purpose: an idle session is suspended right
-                    # here, and every frame in the chain costs memory per connection. On a
-                    # plain TCP connection it waits for readability alone, then reads
-                    # without blocking.
-                    stream = self.stream
-                    if type(stream) is not trio.SocketStream:
-                        data = bytes(await stream.receive_some(_RECEIVE_SIZE))
-                    else:
-                        await trio.lowlevel.wait_readable(stream.socket)
-                        try:
-                            data = os.read(stream.socket.fileno(), _RECEIVE_SIZE)
-                        except BlockingIOError:
-                            continue  # woken without data (it happens): wait again
-                        except OSError as exc:
-                            raise trio.BrokenResourceError(f"control connection: {exc}") from exc
+                    data = await self.control_socket.receive_some(_RECEIVE_SIZE)
                     if not data:
                         return None
                     self.decoder.feed(data)
@@ -592,10 +573,10 @@ class Session:
         except (*_STREAM_GONE, OSError):
             flushed = True  # nobody left to read it
         with trio.CancelScope(shield=True):
-            if flushed and type(self.stream) is trio.SocketStream:
+            if flushed and self.control_socket.plain:
                 # Nothing left to wait for: a plain socket closes at once, no timeouts needed.
                 await self.data.close()
-                await self.stream.aclose()
+                await self.control_socket.aclose()
             else:
                 with trio.move_on_after(_GOODBYE_TIMEOUT):
                     try:
@@ -604,9 +585,9 @@ class Session:
                         pass
                 await self.data.close()
                 with trio.move_on_after(_GOODBYE_TIMEOUT) as scope:
-                    await self.stream.aclose()
+                    await self.control_socket.aclose()
                 if scope.cancelled_caught:  # a TLS goodbye that never came: close the socket
-                    await trio.aclose_forcefully(self.stream)
+                    await trio.aclose_forcefully(self.control_socket.stream)
             try:
                 await self._session_ended()
             finally:
