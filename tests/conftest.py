@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,17 @@ import pytest
 import trio
 import trustme
 
-from trio_ftp import Permission, Server, User
+from trio_ftp import Permission, Server, User, fastpath
 
 T = TypeVar("T")
 
 LOGIN, PASSWORD = "user", "secret"
 #: Every test that talks to a server finishes within this many seconds or fails.
 TEST_DEADLINE = 30
+#: ``login_failure_delay`` of the servers ``start_server`` starts unless the test gives one:
+#: a wrong password in a test is not about the delay (1 s by default), tests of the delay
+#: pass their own.
+TEST_LOGIN_FAILURE_DELAY = 0.05
 
 
 MiB = 1024 * 1024
@@ -102,6 +107,7 @@ async def start_server(
     servers: list[Server] = []
 
     async def start(users: Any = None, **kwargs: Any) -> Running:
+        kwargs.setdefault("login_failure_delay", TEST_LOGIN_FAILURE_DELAY)
         server = Server(default_users(root) if users is None else users, **kwargs)
         host, port = await nursery.start(server.serve, "127.0.0.1", 0)
         servers.append(server)
@@ -134,6 +140,39 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run a blocking client call in a thread, failing the test if it takes too long."""
     with trio.fail_after(TEST_DEADLINE):
         return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+
+
+async def in_thread_with_cpu(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """:func:`in_thread`, and the CPU seconds the thread spent in ``fn``: a test of the
+    server's CPU subtracts it, since the server and its clients share this process."""
+
+    def timed() -> tuple[T, float]:
+        started = time.thread_time()
+        result = fn(*args)
+        return result, time.thread_time() - started
+
+    return await in_thread(timed)
+
+
+@pytest.fixture(params=["within-one-call", "across-calls"])
+def stall_timeout(request: pytest.FixtureRequest) -> float:
+    """A short ``socket_timeout`` for a test of a stalled data connection: 0.3 s, within one
+    kernel-path call (1 s), or 0.5 s across five calls of 0.1 s (``short_kernel_calls``), so
+    the kernel path's stall clock must count across its calls."""
+    if request.param == "across-calls":
+        request.getfixturevalue("short_kernel_calls")
+        return 0.5
+    return 0.3
+
+
+@pytest.fixture
+def short_kernel_calls(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Kernel-path transfer calls (:mod:`trio_ftp.fastpath`) give their worker thread back
+    after 0.1 s instead of 1 s, so a test of what happens across calls (a stall timeout
+    longer than one call, a speed limit switched on mid-transfer) waits tenths of a second."""
+    budget = 0.1
+    monkeypatch.setattr(fastpath, "CALL_BUDGET", budget)
+    return budget
 
 
 @dataclass
