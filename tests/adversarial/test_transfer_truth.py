@@ -171,9 +171,9 @@ async def test_download_cut_by_reset_is_not_complete(start_server, root, kind):
 
 
 @TYPES
-@pytest.mark.parametrize("stall", [1, 3], ids=["timeout-1s", "timeout-3s"])
-async def test_stalled_upload_is_not_complete(start_server, root, kind, stall):
+async def test_stalled_upload_is_not_complete(start_server, root, kind, stall_timeout):
     """An upload that stalls past socket_timeout is answered 426, and the file is a prefix."""
+    stall = stall_timeout
     running = await start_server(socket_timeout=stall)
     base = await baseline()
     wire = await logged_in(running.host, running.port, kind=kind)
@@ -250,14 +250,19 @@ async def test_tls_upload_with_close_notify_is_complete(start_server, root, tls)
 
 
 # atomic uploads ---------------------------------------------------------------------------------
+#: socket_timeout of an upload cut by a stall after its payload.
+STALL_AFTER_PAYLOAD = 0.75
+
+
 @TYPES
 @pytest.mark.parametrize("cut", ["data-reset", "abor", "stall", "control-reset"])
 async def test_atomic_upload_cut_leaves_nothing(start_server, root, kind, cut):
     """atomic_uploads: an upload cut in any way is not 226 and leaves no file, temporary or not."""
     (root / "keep.txt").write_bytes(b"unrelated")
-    # STAT sees kernel-path progress only when a worker-thread call returns (after up to a
-    # second), so the stall timeout must be longer than that for until_received.
-    running = await start_server(atomic_uploads=True, socket_timeout=2 if cut == "stall" else None)
+    # until_received (STAT polls) must see the whole payload before the stall timeout.
+    running = await start_server(
+        atomic_uploads=True, socket_timeout=STALL_AFTER_PAYLOAD if cut == "stall" else None
+    )
     base = await baseline()
     wire = await logged_in(running.host, running.port, kind=kind)
     data = await data_connect(await wire.pasv())
@@ -426,7 +431,7 @@ async def test_prot_p_download_never_goes_out_in_clear(start_server, root, tls, 
     payload = b"TOP-SECRET:" + random_bytes(256 * KiB, seed=21)
     (root / "secret.bin").write_bytes(payload)
     running = await start_server(
-        tls_context=tls.server_context, tls_handshake_timeout=1, wait_future_timeout=2
+        tls_context=tls.server_context, tls_handshake_timeout=0.3, wait_future_timeout=0.6
     )
     base = await baseline()
     wire = await tls_logged_in(running.host, running.port, tls)
@@ -448,7 +453,7 @@ async def test_prot_p_upload_in_clear_is_not_stored(start_server, root, tls):
     """PROT P: plaintext bytes sent on the data connection are never written to the file."""
     payload = b"PLAINTEXT-UPLOAD:" + random_bytes(64 * KiB, seed=22)
     running = await start_server(
-        tls_context=tls.server_context, tls_handshake_timeout=1, wait_future_timeout=2
+        tls_context=tls.server_context, tls_handshake_timeout=0.3, wait_future_timeout=0.6
     )
     base = await baseline()
     wire = await tls_logged_in(running.host, running.port, tls)
