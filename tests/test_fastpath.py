@@ -6,11 +6,14 @@ from __future__ import annotations
 import ftplib
 import io
 import logging
+import os
+import re
 import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +42,26 @@ def kernel_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     monkeypatch.setattr(transfer, "send_file", spy("send_file"))
     monkeypatch.setattr(transfer, "receive_into_file", spy("receive_into_file"))
     return calls
+
+
+def until_stuck(client: ftplib.FTP) -> None:
+    """Wait (bounded) until two ``STAT`` replies 20 ms apart show the running transfer at
+    the same byte: the server is blocked on a full socket buffer."""
+    previous = None
+    for _ in range(250):
+        match = re.search(r"(\d+) bytes so far", client.sendcmd("STAT"))
+        assert match is not None, "no transfer in progress"
+        if match.group(1) == previous:
+            return
+        previous = match.group(1)
+        time.sleep(0.02)
+    raise AssertionError("the transfer never stopped moving")
+
+
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes that costs no disk (for transfers nobody reads)."""
+    path.write_bytes(b"")
+    os.truncate(path, size)
 
 
 def download(client: ftplib.FTP, name: str, rest: int | None = None) -> bytes:
@@ -105,7 +128,7 @@ async def test_abor_stops_a_sendfile_download_and_the_session_goes_on(
     start_server, root, kernel_calls
 ):
     """ABOR while sendfile waits for a client that stopped reading: 426 then 226, fast."""
-    (root / "big.bin").write_bytes(random_bytes(64 * MiB))
+    sparse_file(root / "big.bin", 64 * MiB)
     running = await start_server()
 
     def client() -> tuple[str, float, str]:
@@ -113,7 +136,7 @@ async def test_abor_stops_a_sendfile_download_and_the_session_goes_on(
             ftp.voidcmd("TYPE I")
             data = ftp.transfercmd("RETR big.bin")
             data.recv(65536)
-            time.sleep(0.3)  # the server is now blocked on a full socket buffer
+            until_stuck(ftp)
             started = time.monotonic()
             ftp.sock.sendall(b"ABOR\r\n")
             first = ftp.getline()
@@ -251,8 +274,8 @@ async def test_cut_upload_through_splice_is_426_and_keeps_a_prefix(
 
 async def test_stalled_sendfile_client_times_out_with_426(start_server, root, kernel_calls):
     """socket_timeout holds on the fast path: a client that stops reading gets 426."""
-    (root / "big.bin").write_bytes(random_bytes(64 * MiB))
-    running = await start_server(socket_timeout=1)
+    sparse_file(root / "big.bin", 64 * MiB)
+    running = await start_server(socket_timeout=0.3)
 
     def client() -> tuple[str, str]:
         with running.ftp() as ftp:
@@ -274,7 +297,7 @@ async def test_stalled_sendfile_client_times_out_with_426(start_server, root, ke
 
 
 async def test_speed_limit_switched_on_mid_download_takes_over(
-    start_server, root, kernel_calls, monkeypatch
+    start_server, root, kernel_calls, monkeypatch, short_kernel_calls
 ):
     """A limit set while a sendfile download runs moves the rest of it to the throttled
     path (and the file still arrives exact)."""
@@ -300,7 +323,12 @@ async def test_speed_limit_switched_on_mid_download_takes_over(
                 while len(received) < MiB:
                     received.extend(data.recv(1 << 20))
                 assert limit_set.wait(10)
-                time.sleep(1.5)  # the server's kernel call gives its thread back meanwhile
+                # Not reading: the server's kernel call gives its thread back after
+                # CALL_BUDGET, and the next chunk goes through the throttled path.
+                for _ in range(1000):
+                    if throttled_sends:
+                        break
+                    time.sleep(0.01)
                 while chunk := data.recv(1 << 20):
                     received.extend(chunk)
             ftp.voidresp()
