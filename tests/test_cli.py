@@ -95,15 +95,17 @@ def test_bad_options_are_one_line_errors(args):
     assert result.stderr.startswith("trio-ftp: error:")
 
 
-def test_bad_config_file_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize(
+    "text", ["port = [", "colour = 'blue'", "port = 'x'", "[[users]]\nlogin = 'a'"]
+)
+def test_bad_config_file_is_a_one_line_error(tmp_path, text):
     """A config file that is not TOML, or has an unknown key: one line, exit status 2."""
-    for text in ["port = [", "colour = 'blue'", "port = 'x'", "[[users]]\nlogin = 'a'"]:
-        config = tmp_path / "c.toml"
-        config.write_text(text)
-        result = run_cli("--config", str(config))
-        assert result.returncode == 2, (text, result.stderr)
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert "Traceback" not in result.stderr
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    result = run_cli("--config", str(config))
+    assert result.returncode == 2, (text, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_parser_and_builder_pass_every_limit(tmp_path):
@@ -200,6 +202,7 @@ async def test_users_upload_and_anonymous_cannot(tmp_path):
     assert not (tmp_path / "anon.txt").exists()
 
 
+@pytest.mark.slow  # the wrong password costs the CLI's 1 s login_failure_delay
 async def test_config_file_user_with_hash(tmp_path):
     """A [[users]] table with a password_hash logs in; a wrong password is refused."""
     home = tmp_path / "home"
@@ -323,7 +326,7 @@ async def test_sigint_waits_for_transfers_and_second_sigint_forces(tmp_path):
             with trio.fail_after(10):
                 await downloading.wait()
             process.send_signal(signal.SIGINT)
-            await trio.sleep(1)
+            await trio.sleep(0.5)  # without the grace it would be gone by now
             assert process.returncode is None  # still waiting for the download
             process.send_signal(signal.SIGINT)
             with trio.fail_after(10):

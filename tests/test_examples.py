@@ -308,6 +308,7 @@ async def test_event_log(tmp_path):
     assert lines[2].endswith("transfer_started upload /up.bin")
 
 
+@pytest.mark.slow  # a pytest subprocess
 def test_fixtures_example(pytester: pytest.Pytester):
     """test_with_fixtures: the copyable test file passes with the trio and threaded fixtures."""
     shutil.copy(EXAMPLES / "test_with_fixtures.py", pytester.path / "test_with_fixtures.py")

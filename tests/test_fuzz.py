@@ -183,6 +183,7 @@ def decode_chunks(decoder: CommandDecoder, chunks: Iterable[bytes]) -> list[Even
     return events
 
 
+@pytest.mark.slow  # CPU: hypothesis examples
 @settings(max_examples=examples(1000), deadline=None, database=None)
 @given(data=byte_streams, cuts=st.lists(st.integers(0, 10_000)), limit=line_limits, enc=encodings)
 def test_decoder_only_raises_protocol_errors_and_stays_bounded(
@@ -192,6 +193,7 @@ def test_decoder_only_raises_protocol_errors_and_stays_bounded(
     decode_chunks(CommandDecoder(enc, limit), chunked(data, cuts))
 
 
+@pytest.mark.slow  # CPU: hypothesis examples
 @settings(max_examples=examples(1000), deadline=None, database=None)
 @given(data=byte_streams, cuts=st.lists(st.integers(0, 10_000)), limit=line_limits, enc=encodings)
 def test_decoder_chunking_invariance(data: bytes, cuts: list[int], limit: int, enc: str) -> None:
@@ -227,6 +229,7 @@ def expected_text(text: str, encoding: str) -> bytes:
     return safe.encode(encoding, errors="replace")
 
 
+@pytest.mark.slow  # CPU: hypothesis examples
 @settings(max_examples=examples(1000), deadline=None, database=None)
 @given(
     code=reply_codes,
@@ -786,6 +789,7 @@ def check_session(caplog: pytest.LogCaptureFixture, script: list[Step], atomic: 
     assert open_fds() <= fds, f"descriptors leaked: {sorted(open_fds() - fds)}"
 
 
+@pytest.mark.slow  # CPU: hypothesis examples
 @settings(
     max_examples=examples(1200),
     deadline=None,

@@ -386,6 +386,7 @@ async def apply(path_io: AbstractPathIO[Any], root: Any, op: tuple[Any, ...]) ->
     return None
 
 
+@pytest.mark.slow  # CPU and disk: hypothesis examples on the real file system
 @settings(max_examples=150, deadline=None, database=None)
 @given(st.lists(operation, max_size=12))
 @example([("write", "a", "wb", 1, b"")])  # an empty write past the end extends nothing

@@ -61,7 +61,7 @@ async def test_commands_before_login_get_530(nursery):
     assert await client.code("NOOP") == "200"
 
 
-async def test_login_sequences(nursery):
+async def test_login_sequences(nursery, autojump_clock):
     """Wrong password 530, PASS without USER 503, anonymous with any password 230."""
     server = memory_server()
     client = await start_memory_session(nursery, server)

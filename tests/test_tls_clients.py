@@ -391,7 +391,10 @@ async def test_tls_require_session_reuse_through_ftplib(start_server, tls, root,
     425; a client resuming the control session on its data connections transfers."""
     (root / "f.bin").write_bytes(payload(MiB, seed=14))
     tls.server_context.minimum_version = tls.server_context.maximum_version = version
-    running = await start_server(tls_context=tls.server_context, tls_require_session_reuse=True)
+    # The refused data connection is answered 425 once wait_future_timeout is over.
+    running = await start_server(
+        tls_context=tls.server_context, tls_require_session_reuse=True, wait_future_timeout=0.3
+    )
 
     def fresh() -> tuple[str, str]:
         with explicit_client(running, tls) as ftp:
