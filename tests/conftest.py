@@ -123,6 +123,16 @@ async def start_server(
 
 
 @pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytest's ``pytester``, without the pytest-xdist worker's environment: the pytest it
+    runs in a subprocess is no xdist worker (pytest-benchmark, where installed, would think
+    it is and warn, an error under filterwarnings = error)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+@pytest.fixture
 def worker_thread_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every function handed to ``trio.to_thread.run_sync`` during the test, in order."""
     calls: list[object] = []
