@@ -94,7 +94,7 @@ async def test_graceful_close_lets_transfers_finish(start_server):
     """close(grace=...) stops accepting, lets a running download finish (226), then closes
     sessions with 421."""
     running = await start_server(write_speed_limit=1_000_000, block_size=65536)
-    payload = os.urandom(1_000_000)  # about one second at the limit
+    payload = os.urandom(600_000)  # 0.6 s at the limit
     (running.root / "f.bin").write_bytes(payload)
     token = trio.lowlevel.current_trio_token()
     started = trio.Event()
