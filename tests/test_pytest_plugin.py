@@ -61,6 +61,7 @@ def run_sample(
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", *args, timeout=60)
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_ftp_server_fixture_upload_download_list_and_anonymous(pytester: pytest.Pytester) -> None:
     """ftp_server serves .root read/write to .login and read-only to anonymous."""
     result = run_sample(
@@ -120,6 +121,7 @@ async def test_anonymous_is_read_only(ftp_server):
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_ftps_server_fixture(pytester: pytest.Pytester) -> None:
     """ftps_server speaks AUTH TLS with a certificate its client_context and ca_file trust."""
     result = run_sample(
@@ -178,6 +180,7 @@ async def test_untrusting_client_is_refused(ftps_server):
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_ftp_server_factory_files_users_and_kwargs(pytester: pytest.Pytester) -> None:
     """ftp_server_factory seeds MemoryPathIO from files=, takes users= and Server keywords."""
     result = run_sample(
@@ -244,6 +247,7 @@ async def test_server_keywords_and_several_servers(ftp_server_factory):
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_thread_fixtures_without_pytest_trio(pytester: pytest.Pytester) -> None:
     """ftp_server_thread and ftps_server_thread serve plain sync tests, pytest-trio disabled."""
     result = run_sample(
@@ -364,6 +368,7 @@ def test_threaded_server_reports_bad_options_and_leaves_no_thread(tmp_path: Path
     assert _threads() == []
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_trio_fixture_closes_server_when_the_test_fails(pytester: pytest.Pytester) -> None:
     """A failing test's ftp_server is still closed at teardown: its port is free afterwards."""
     result = run_sample(
@@ -392,6 +397,7 @@ def test_b_previous_server_is_closed():
     result.assert_outcomes(passed=1, failed=1)
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_plugin_imports_without_trustme_or_pytest_trio(pytester: pytest.Pytester) -> None:
     """Importing the plugin pulls in neither trustme nor pytest-trio."""
     result = pytester.run(
@@ -449,6 +455,7 @@ def pytest_collection_finish(session):
 """
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 @pytest.mark.parametrize("pytest_trio", ["enabled", "disabled"])
 def test_loading_the_plugin_imports_neither_trio_ftp_nor_trio(
     pytester: pytest.Pytester, pytest_trio: str
@@ -503,6 +510,7 @@ def test_threaded_still_works(ftp_server_thread):
 """
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_trio_fixtures_without_pytest_trio_point_to_the_threaded_ones(
     pytester: pytest.Pytester,
 ) -> None:
@@ -525,6 +533,7 @@ def test_trio_fixtures_without_pytest_trio_point_to_the_threaded_ones(
     assert "PytestRemovedIn9Warning" not in output
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_trio_fixtures_in_a_test_that_is_not_trio_point_to_the_threaded_ones(
     pytester: pytest.Pytester,
 ) -> None:
@@ -544,6 +553,7 @@ def test_trio_fixtures_in_a_test_that_is_not_trio_point_to_the_threaded_ones(
     assert "Trio fixtures can only be used by Trio tests" not in result.stdout.str()
 
 
+@pytest.mark.slow  # runs pytest in a subprocess: 1-2 s
 def test_fixtures_by_pytest_plugins_with_autoload_disabled(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
