@@ -15,7 +15,7 @@ import trio
 import trio.testing
 from conftest import LOGIN, PASSWORD, default_users, in_thread, open_fds
 
-from trio_ftp import Server
+from trio_ftp import Server, User
 
 
 async def test_nursery_start_reports_address(nursery, root):
@@ -215,3 +215,36 @@ async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
             await running.server.close()
         closed.set()
     assert result == [["426", "226", "421"]]
+
+
+async def test_a_connection_gone_before_its_session_begins_costs_nothing(caplog):
+    """The accept handler makes the session synchronously: a socket whose peer is already
+    gone (getpeername fails) gets a task that does nothing, and nothing is raised into the
+    accept loop; a session that cannot even be made (a bug) is logged the same way."""
+    import logging
+
+    import trio_ftp.base
+
+    server = Server([User()])
+    unconnected = trio.SocketStream(trio.socket.socket(socket.AF_INET))
+    with caplog.at_level(logging.DEBUG, logger="trio_ftp.server"):
+        task = server._handle_connection(unconnected)
+        await task  # does nothing, raises nothing
+    assert "dropped before its session began" in caplog.text
+    await unconnected.aclose()
+
+    class Broken:
+        def __init__(self, *args: object) -> None:
+            raise RuntimeError("bug")
+
+    original = trio_ftp.base.Session
+    trio_ftp.base.Session = Broken  # type: ignore[misc,assignment]
+    try:
+        a, b = trio.socket.socketpair()
+        with caplog.at_level(logging.ERROR, logger="trio_ftp.server"):
+            await server._handle_connection(trio.SocketStream(a))
+        assert "could not start a session" in caplog.text
+        a.close()
+        b.close()
+    finally:
+        trio_ftp.base.Session = original  # type: ignore[misc]

@@ -104,8 +104,8 @@ class Connection:
     )
 
     state: SessionState
-    _extra: dict[str, Any]
-    _waiters: dict[str, trio.Event]
+    _extra: dict[str, Any] | None  # user code's own keys (None until there is one)
+    _waiters: dict[str, trio.Event] | None  # wait_for's events (None until one waits)
     #: Queue a reply: ``response(code, text)``, multi-line when ``text`` is a list.
     response: Callable[[str, str | list[str]], None]
     log: SessionLog
@@ -151,8 +151,8 @@ class Connection:
 
     def __init__(self, state: SessionState | None = None, **values: object) -> None:
         object.__setattr__(self, "state", state or SessionState())
-        object.__setattr__(self, "_extra", {})
-        object.__setattr__(self, "_waiters", {})
+        object.__setattr__(self, "_extra", None)
+        object.__setattr__(self, "_waiters", None)
         for name, value in values.items():
             self[name] = value
 
@@ -204,6 +204,8 @@ class Connection:
 
     def __getitem__(self, name: str) -> Any:
         if not self._is_attribute(name):
+            if self._extra is None:
+                raise KeyError(name)
             return self._extra[name]
         try:
             value = getattr(self, name)
@@ -217,14 +219,16 @@ class Connection:
         if self._is_attribute(name):
             object.__setattr__(self, name, value)
         else:
-            self._extra[name] = value
+            if self._extra is None:
+                object.__setattr__(self, "_extra", {})
+            self._extra[name] = value  # type: ignore[index]
         self._changed(_ALIASES.get(name, name))
 
     def __delitem__(self, name: str) -> None:
         self[name]  # KeyError if absent
         if self._is_attribute(name):
             object.__delattr__(self, name)
-        else:
+        elif self._extra is not None:
             del self._extra[name]
 
     def __contains__(self, name: object) -> bool:
@@ -237,7 +241,7 @@ class Connection:
         return True
 
     def __iter__(self) -> Iterator[str]:
-        names = [*sorted(_ATTRIBUTES), *self._extra]
+        names = [*sorted(_ATTRIBUTES), *(self._extra or ())]
         return iter([name for name in names if name in self])
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -264,9 +268,13 @@ class Connection:
         for name in names:
             while name not in self:
                 key = _ALIASES.get(name, name)
-                await self._waiters.setdefault(key, trio.Event()).wait()
+                if self._waiters is None:
+                    object.__setattr__(self, "_waiters", {})
+                await self._waiters.setdefault(key, trio.Event()).wait()  # type: ignore[union-attr]
 
     def _changed(self, field: str) -> None:
+        if self._waiters is None:
+            return
         waiter = self._waiters.pop(field, None)
         if waiter is not None:
             waiter.set()
@@ -274,10 +282,10 @@ class Connection:
     if not TYPE_CHECKING:
         # aioftp's free-form keys, at run time only: mypy sees the typed attributes alone.
         def __getattr__(self, name: str) -> Any:
-            try:
-                return self._extra[name]
-            except KeyError:
-                raise AttributeError(f"{name!r} not in connection") from None
+            extra = self._extra
+            if extra is None or name not in extra:
+                raise AttributeError(f"{name!r} not in connection")
+            return extra[name]
 
         def __setattr__(self, name: str, value: Any) -> None:
             self[name] = value

@@ -93,8 +93,33 @@ class Session:
     """The trio glue for one control connection (created by ``Server``; not public API).
 
     It is the handlers' :class:`~trio_ftp.interfaces.SessionControl` (``connection.control``)
-    and knows its server only as a :class:`~trio_ftp.interfaces.SessionHost`.
+    and knows its server only as a :class:`~trio_ftp.interfaces.SessionHost`. Slotted: an
+    idle session's memory is what it keeps, and a dict of two dozen attributes was a sixth
+    of it.
     """
+
+    __slots__ = (
+        "_backend_failed",
+        "_ended_normally",
+        "_idle_scope",
+        "_nursery",
+        "_queued",
+        "_replies",
+        "_verb",
+        "_wake",
+        "_write_lock",
+        "_writers",
+        "connection",
+        "control_socket",
+        "data",
+        "decoder",
+        "id",
+        "log",
+        "options",
+        "server",
+        "state",
+        "transfer",
+    )
 
     def __init__(
         self,
@@ -116,11 +141,8 @@ class Session:
                 stream.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
         if peer is None or local is None:
             raise ValueError("peer and local addresses are needed for a non-socket stream")
-        self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
-        self.local_host, self.local_port = str(local[0]), int(local[1])
-        self.log = SessionLog(
-            logger, {"session": self.id, "peer": f"{self.peer_host}:{self.peer_port}"}
-        )
+        peer_host, peer_port = str(peer[0]), int(peer[1])
+        self.log = SessionLog(logger, {"session": self.id, "peer": f"{peer_host}:{peer_port}"})
         self.options = server.options
         self.decoder = CommandDecoder(self.options.protocol.encoding)
         self._replies: list[bytes] = []
@@ -139,10 +161,10 @@ class Session:
         self._ended_normally = False
         self.state = SessionState(
             session_id=self.id,
-            client_host=self.peer_host,
-            client_port=self.peer_port,
-            server_host=self.local_host,
-            server_port=self.local_port,
+            client_host=peer_host,
+            client_port=peer_port,
+            server_host=str(local[0]),
+            server_port=int(local[1]),
         )
         connection = self.connection = Connection(self.state)
         connection.response = self.respond
@@ -284,10 +306,12 @@ class Session:
 
     # the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the connection until it ends; never raises for anything the client does.
+        """Serve the connection until it ends; never raises an :class:`Exception`, whatever
+        the client or user code does (``Cancelled`` and ``KeyboardInterrupt`` go through).
         The session is listed in ``server.connections`` while it runs."""
         self.server.connections[self.id] = self.connection
-        self.log.info("session started (local %s:%s)", self.local_host, self.local_port)
+        state = self.state
+        self.log.info("session started (local %s:%s)", state.server_host, state.server_port)
         self.server.publish(self.connection, "connect")
         try:
             async with trio.open_nursery() as nursery:
@@ -313,6 +337,8 @@ class Session:
         finally:
             try:
                 await self._teardown()
+            except Exception:  # never out of here: the server's handler relies on it
+                self.log.exception("session teardown failed")
             finally:
                 del self.server.connections[self.id]
             self.log.info("session ended")
