@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 import trio
@@ -117,6 +118,7 @@ async def test_close_while_transfers_run(start_server):
     (running.root / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
     token = trio.lowlevel.current_trio_token()
     ready = trio.Semaphore(0)
+    hold = threading.Event()  # the clients stop reading: the downloads cannot finish early
 
     def download():
         try:
@@ -125,6 +127,7 @@ async def test_close_while_transfers_run(start_server):
                 with ftp.transfercmd("RETR big.bin") as data:
                     data.recv(1024)
                     trio.from_thread.run_sync(ready.release, trio_token=token)
+                    hold.wait(10)
                     while data.recv(65536):
                         pass
                     ftp.voidresp()
@@ -135,11 +138,14 @@ async def test_close_while_transfers_run(start_server):
     async with trio.open_nursery() as nursery:
         for _ in range(2):
             nursery.start_soon(in_thread, download)
-        with trio.fail_after(10):
-            await ready.acquire()
-            await ready.acquire()
-            assert len(running.server.connections) == 2
-            await running.server.close()
+        try:
+            with trio.fail_after(10):
+                await ready.acquire()
+                await ready.acquire()
+                assert len(running.server.connections) == 2
+                await running.server.close()
+        finally:
+            hold.set()
     assert running.server.connections == {}
 
 
