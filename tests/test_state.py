@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import trio_ftp
-from trio_ftp import Connection, User
+from trio_ftp import Connection, Server, User
 from trio_ftp.state import InvalidTransition, LoginState, SessionState
 
 
@@ -205,3 +205,22 @@ def test_deprecated_names_warn_and_still_import() -> None:
         assert any(issubclass(w.category, DeprecationWarning) for w in caught)
     with pytest.raises(AttributeError):
         trio_ftp.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_throttles_are_made_when_a_transfer_first_asks() -> None:
+    """An idle session holds no throttles; ``limit_by`` (the login) starts over."""
+    from trio_ftp.throttle import ThrottleRegistry
+
+    server = Server([User()], write_speed_limit=1000)
+    registry = ThrottleRegistry(server, burst=1024)
+    connection = Connection()
+    connection.limit_by(registry, None)
+    assert connection._throttles is None
+    first = connection.write_throttle
+    assert first.current_rate() == 1000
+    assert connection.write_throttle is first  # made once
+    user = User("bob", "pw", write_speed_limit=10)
+    connection.limit_by(registry, user)
+    assert connection._throttles is None
+    assert connection.write_throttle.current_rate() == 10  # the narrowest limit
+    assert Connection().read_throttle.current_rate() is None  # detached: unlimited

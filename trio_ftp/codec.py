@@ -108,6 +108,16 @@ class CommandDecoder:
         max_line_length: the longest accepted line in bytes, terminator excluded.
     """
 
+    __slots__ = (
+        "_buffer",
+        "_discard_cr",
+        "_discarding",
+        "_tail_start",
+        "_telnet_state",
+        "encoding",
+        "max_line_length",
+    )
+
     def __init__(self, encoding: str = "utf-8", max_line_length: int = MAX_LINE_LENGTH) -> None:
         if max_line_length < 1:
             raise ValueError("max_line_length must be positive")

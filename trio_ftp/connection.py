@@ -28,6 +28,7 @@ import trio
 
 from .datachannel import ActiveTarget, PassiveListener
 from .state import LoginState, Protection, SessionState, TransferProgress, TransferType
+from .throttle import Throttle
 from .users import User
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from .interfaces import SessionControl
     from .logsafe import SessionLog
     from .pathio import GuardedPathIO
-    from .throttle import Throttle
+    from .throttle import SpeedLimits, ThrottleRegistry
 
 __all__ = ["Connection"]
 
@@ -86,6 +87,8 @@ class Connection:
 
     __slots__ = (
         "_extra",
+        "_limits",
+        "_throttles",
         "_waiters",
         "block_size",
         "control",
@@ -95,12 +98,10 @@ class Connection:
         "path_cache",
         "path_io",
         "path_timeout",
-        "read_throttle",
         "response",
         "socket_timeout",
         "state",
         "wait_future_timeout",
-        "write_throttle",
     )
 
     state: SessionState
@@ -112,8 +113,9 @@ class Connection:
     path_io: GuardedPathIO[Any]
     data: DataChannels
     control: SessionControl
-    read_throttle: Throttle
-    write_throttle: Throttle
+    #: Where the throttles come from: ``(registry, user or None)`` (see :meth:`limit_by`).
+    _limits: tuple[ThrottleRegistry, SpeedLimits | None] | None
+    _throttles: tuple[Throttle, Throttle] | None
     #: ``get_paths``' cache while a command runs (None between commands).
     path_cache: dict[tuple[PurePosixPath, str], tuple[Any, PurePosixPath]] | None
     socket_timeout: float | None
@@ -152,6 +154,8 @@ class Connection:
     def __init__(self, state: SessionState | None = None, **values: object) -> None:
         object.__setattr__(self, "state", state or SessionState())
         object.__setattr__(self, "_extra", None)
+        object.__setattr__(self, "_limits", None)
+        object.__setattr__(self, "_throttles", None)
         object.__setattr__(self, "_waiters", None)
         for name, value in values.items():
             self[name] = value
@@ -173,6 +177,43 @@ class Connection:
     @logged.deleter
     def logged(self) -> None:
         self.logged = False
+
+    # speed limits --------------------------------------------------------------------------
+    def limit_by(self, registry: ThrottleRegistry, user: SpeedLimits | None) -> None:
+        """Transfers are paced by ``registry``'s limits for ``user`` (None: the server's
+        only) from now on. The throttles are made when a transfer first asks for them: an
+        idle session holds none."""
+        object.__setattr__(self, "_limits", (registry, user))
+        object.__setattr__(self, "_throttles", None)
+
+    def _throttle_pair(self) -> tuple[Throttle, Throttle]:
+        pair = self._throttles
+        if pair is None:
+            if self._limits is None:  # a detached connection: unlimited
+                pair = (Throttle(), Throttle())
+            else:
+                registry, user = self._limits
+                pair = registry.for_connection(user)
+            object.__setattr__(self, "_throttles", pair)
+        return pair
+
+    @property
+    def read_throttle(self) -> Throttle:
+        """Paces uploads: every read speed limit that applies to this connection."""
+        return self._throttle_pair()[0]
+
+    @read_throttle.setter
+    def read_throttle(self, throttle: Throttle) -> None:
+        object.__setattr__(self, "_throttles", (throttle, self._throttle_pair()[1]))
+
+    @property
+    def write_throttle(self) -> Throttle:
+        """Paces downloads: every write speed limit that applies to this connection."""
+        return self._throttle_pair()[1]
+
+    @write_throttle.setter
+    def write_throttle(self, throttle: Throttle) -> None:
+        object.__setattr__(self, "_throttles", (self._throttle_pair()[0], throttle))
 
     @property
     def logged_in_user(self) -> User:
@@ -302,8 +343,8 @@ class Connection:
 
 #: The names item access maps to attributes (the rest are user code's own keys).
 _ATTRIBUTES = frozenset(
-    {*_START, *_ALIASES, "logged", "command_connection", *Connection.__slots__}
-    - {"state", "_extra", "_waiters"}
+    {*_START, *_ALIASES, "logged", "command_connection", "read_throttle", "write_throttle"}
+    | ({*Connection.__slots__} - {"state", "_extra", "_limits", "_throttles", "_waiters"})
 )
 
 

@@ -178,7 +178,7 @@ class Session:
         connection.block_size = self.options.limits.block_size
         self.data = connection.data = DataChannels(connection, self.options, server.data_ports)
         # Server-level limits until a login adds the user's (handlers/auth.py).
-        connection.read_throttle, connection.write_throttle = server.throttles.for_connection(None)
+        connection.limit_by(server.throttles, None)
         # The backend is user code (path_io_factory): if it raises, run() answers 421 and
         # ends this session only. A factory is synchronous: it must not block.
         self._backend_failed = False

@@ -60,7 +60,7 @@ class AuthCommands(ServerBase):
             name = user.login or "anonymous"
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         # Per-connection buckets live as long as the login: every limit level of this user.
-        connection.read_throttle, connection.write_throttle = self.throttles.for_connection(user)
+        connection.limit_by(self.throttles, user)
         connection.state.login_succeeded(user)
         connection.log.info("user %r logged in", connection.login_name)
         self.publish(connection, "login")
