@@ -88,6 +88,7 @@ class Connection:
     __slots__ = (
         "_extra",
         "_limits",
+        "_response",
         "_throttles",
         "_waiters",
         "block_size",
@@ -98,7 +99,6 @@ class Connection:
         "path_cache",
         "path_io",
         "path_timeout",
-        "response",
         "socket_timeout",
         "state",
         "wait_future_timeout",
@@ -107,8 +107,7 @@ class Connection:
     state: SessionState
     _extra: dict[str, Any] | None  # user code's own keys (None until there is one)
     _waiters: dict[str, trio.Event] | None  # wait_for's events (None until one waits)
-    #: Queue a reply: ``response(code, text)``, multi-line when ``text`` is a list.
-    response: Callable[[str, str | list[str]], None]
+    _response: Callable[[str, str | list[str]], None] | None
     log: SessionLog
     path_io: GuardedPathIO[Any]
     data: DataChannels
@@ -155,6 +154,7 @@ class Connection:
         object.__setattr__(self, "state", state or SessionState())
         object.__setattr__(self, "_extra", None)
         object.__setattr__(self, "_limits", None)
+        object.__setattr__(self, "_response", None)
         object.__setattr__(self, "_throttles", None)
         object.__setattr__(self, "_waiters", None)
         for name, value in values.items():
@@ -177,6 +177,16 @@ class Connection:
     @logged.deleter
     def logged(self) -> None:
         self.logged = False
+
+    @property
+    def response(self) -> Callable[[str, str | list[str]], None]:
+        """Queue a reply: ``response(code, text)``, multi-line when ``text`` is a list (the
+        session's ``respond`` unless one was set)."""
+        return self._response or self.control.respond
+
+    @response.setter
+    def response(self, respond: Callable[[str, str | list[str]], None]) -> None:
+        object.__setattr__(self, "_response", respond)
 
     # speed limits --------------------------------------------------------------------------
     def limit_by(self, registry: ThrottleRegistry, user: SpeedLimits | None) -> None:
@@ -344,7 +354,11 @@ class Connection:
 #: The names item access maps to attributes (the rest are user code's own keys).
 _ATTRIBUTES = frozenset(
     {*_START, *_ALIASES, "logged", "command_connection", "read_throttle", "write_throttle"}
-    | ({*Connection.__slots__} - {"state", "_extra", "_limits", "_throttles", "_waiters"})
+    | {"response"}
+    | (
+        {*Connection.__slots__}
+        - {"state", "_extra", "_limits", "_response", "_throttles", "_waiters"}
+    )
 )
 
 

@@ -173,6 +173,8 @@ class DataChannels:
     (:meth:`run_in`, called by the session once its nursery is open).
     """
 
+    __slots__ = ("_connection", "_nursery", "_options", "_pool", "_tls", "failure")
+
     def __init__(self, connection: Connection, options: ServerOptions, pool: PortPool) -> None:
         self._connection = connection
         self._options = options.data_channels

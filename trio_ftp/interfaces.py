@@ -79,6 +79,9 @@ class SessionControl(Protocol):
     @property
     def transfer_running(self) -> bool: ...
 
+    def respond(self, code: str, text: str | list[str] = "") -> None:
+        """Queue a reply (``connection.response``)."""
+
     async def flush(self) -> None:
         """Send the queued replies now (before a TLS handshake, for instance)."""
 

@@ -10,7 +10,7 @@ argument of a session's log calls goes through :func:`printable`, in one place
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 __all__ = ["SessionLog", "printable"]
@@ -76,9 +76,13 @@ class SessionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     errors quote client strings with :func:`repr` only.
     """
 
+    def __init__(self, logger: logging.Logger, extra: Mapping[str, object]) -> None:
+        # Only the prefix is kept (no mapping per session: idle sessions are many).
+        super().__init__(logger, None)
+        self.prefix = f"[{extra.get('session')} {extra.get('peer')}] "
+
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        extra = self.extra or {}
-        return f"[{extra.get('session')} {extra.get('peer')}] {msg}", kwargs
+        return self.prefix + str(msg), kwargs
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
         if self.isEnabledFor(level):  # escape only what will be written

@@ -167,7 +167,6 @@ class Session:
             server_port=int(local[1]),
         )
         connection = self.connection = Connection(self.state)
-        connection.response = self.respond
         connection.log = self.log
         connection.control = self
         timeouts = self.options.timeouts
