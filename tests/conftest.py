@@ -106,9 +106,13 @@ async def start_server(
     fds_before = open_fds()
     servers: list[Server] = []
 
-    async def start(users: Any = None, **kwargs: Any) -> Running:
-        kwargs.setdefault("login_failure_delay", TEST_LOGIN_FAILURE_DELAY)
-        server = Server(default_users(root) if users is None else users, **kwargs)
+    async def start(users: Any = None, *, server: Server | None = None, **kwargs: Any) -> Running:
+        """Build a Server from ``users`` and keywords, or serve the ``server`` given."""
+        if server is None:
+            kwargs.setdefault("login_failure_delay", TEST_LOGIN_FAILURE_DELAY)
+            server = Server(default_users(root) if users is None else users, **kwargs)
+        elif users is not None or kwargs:
+            raise TypeError("give a server, or users and keywords, not both")
         host, port = await nursery.start(server.serve, "127.0.0.1", 0)
         servers.append(server)
         return Running(server, host, port, root)

@@ -231,21 +231,14 @@ def short_session_end(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def serve(start_server, nursery: trio.Nursery, root: Path, short_session_end):
-    """Serve a given server on 127.0.0.1:0; at teardown close it (the start_server fixture
-    this depends on then checks that no descriptor leaked)."""
-    started: list[Server] = []
+def serve(start_server, short_session_end):
+    """Serve a given server on 127.0.0.1:0 (start_server closes it at teardown and checks
+    that no descriptor leaked)."""
 
     async def start(server: Server) -> Running:
-        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
-        started.append(server)
-        return Running(server, host, port, root)
+        return await start_server(server=server)
 
-    yield start
-    with trio.fail_after(10):
-        for server in started:
-            await server.close()
-            assert server.connections == {}
+    return start
 
 
 async def in_flight(wire: Wire, line: str) -> bytes:
@@ -314,6 +307,20 @@ async def closes_in_bounded_time(running: Running, grace: float | None = None) -
     assert running.server.connections == {}
     assert running.server.runtime.connections_per_ip == {}
     assert running.server.available_connections.value == 50  # every slot given back
+
+
+async def serving_then_closed(
+    running: Running, evil: Wire, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """The end of a raise-or-hang test: the server still serves and closes in bounded
+    time; a hung session is told 421 without a traceback, a raise was logged once."""
+    await still_serving(running)
+    await closes_in_bounded_time(running)
+    if how == "hang":
+        assert (await replies_until_closed(evil))[-1].startswith(b"421")
+        assert tracebacks(caplog) == []
+    else:
+        assert_logged_once(caplog, how)
 
 
 async def replies_until_closed(wire: Wire) -> list[bytes]:
@@ -493,13 +500,7 @@ async def test_path_io_in_a_command(serve, root, caplog, how):
         if how == "raise":
             assert (await evil.reply()).startswith(b"451")
             assert (await evil.command("NOOP")).startswith(b"200")
-    await still_serving(running)
-    await closes_in_bounded_time(running)
-    if how == "hang":
-        assert (await replies_until_closed(evil))[-1].startswith(b"421")
-        assert tracebacks(caplog) == []
-    else:
-        assert_logged_once(caplog, how)
+    await serving_then_closed(running, evil, caplog, how)
 
 
 # the server's own extensions -------------------------------------------------------------------
@@ -517,13 +518,7 @@ async def test_command_handlers(serve, root, caplog, line, how):
         if how != "hang":
             assert (await evil.reply()).startswith(b"451")
             assert (await evil.command("NOOP")).startswith(b"200")
-    await still_serving(running)
-    await closes_in_bounded_time(running)
-    if how == "hang":
-        assert (await replies_until_closed(evil))[-1].startswith(b"421")
-        assert tracebacks(caplog) == []
-    else:
-        assert_logged_once(caplog, how)
+    await serving_then_closed(running, evil, caplog, how)
 
 
 @RAISE_OR_HANG
