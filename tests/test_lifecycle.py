@@ -223,7 +223,7 @@ async def test_close_answers_426_then_226_for_a_running_transfer(start_server):
     assert result == [["426", "226", "421"]]
 
 
-async def test_a_connection_gone_before_its_session_begins_costs_nothing(caplog):
+async def test_a_connection_gone_before_its_session_begins_costs_nothing(caplog, monkeypatch):
     """The accept handler makes the session synchronously: a socket whose peer is already
     gone (getpeername fails) gets a task that does nothing, and nothing is raised into the
     accept loop; a session that cannot even be made (a bug) is logged the same way."""
@@ -243,14 +243,10 @@ async def test_a_connection_gone_before_its_session_begins_costs_nothing(caplog)
         def __init__(self, *args: object) -> None:
             raise RuntimeError("bug")
 
-    original = trio_ftp.base.Session
-    trio_ftp.base.Session = Broken  # type: ignore[misc,assignment]
-    try:
-        a, b = trio.socket.socketpair()
-        with caplog.at_level(logging.ERROR, logger="trio_ftp.server"):
-            await server._handle_connection(trio.SocketStream(a))
-        assert "could not start a session" in caplog.text
-        a.close()
-        b.close()
-    finally:
-        trio_ftp.base.Session = original  # type: ignore[misc]
+    monkeypatch.setattr(trio_ftp.base, "Session", Broken)
+    a, b = trio.socket.socketpair()
+    with caplog.at_level(logging.ERROR, logger="trio_ftp.server"):
+        await server._handle_connection(trio.SocketStream(a))
+    assert "could not start a session" in caplog.text
+    a.close()
+    b.close()

@@ -498,11 +498,6 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             logger.exception("session %d failed", session.id)
 
     # hooks the session calls -----------------------------------------------------------------
-    def take_range(self, connection: Connection) -> tuple[int, int | None]:
-        """Consume the pending ``REST`` offset or ``RANG`` range: ``(start, byte count or
-        None for "to the end")``. Both hold until the next transfer (or HASH) uses them."""
-        return connection.state.take_range()
-
     def session_feature_lines(self, connection: Connection) -> list[str]:
         """FEAT lines that depend on configuration or session state; mixins extend this
         cooperatively (``[*super().session_feature_lines(connection), ...]``)."""

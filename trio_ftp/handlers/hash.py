@@ -134,7 +134,7 @@ class HashCommands(ServerBase):
     @PathPermissions(PathPermissions.readable)
     async def hash(self, connection: Connection, rest: str) -> bool:
         real, _ = await self.get_paths(connection, rest)
-        offset, limit = self.take_range(connection)
+        offset, limit = connection.state.take_range()
         info = await connection.path_io.stat(real)
         if not stat.S_ISREG(info.st_mode):  # whatever the backend's is_file said
             connection.response("550", "path is not a file")

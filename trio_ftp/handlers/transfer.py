@@ -194,7 +194,7 @@ class TransferCommands(ServerBase):
     def _take_offset(self, connection: Connection) -> int:
         """The REST offset for an upload; a RANG is refused for uploads (ReplyError 503),
         an offset in TYPE A too (504)."""
-        offset, limit = self.take_range(connection)
+        offset, limit = connection.state.take_range()
         if limit is not None:
             raise ReplyError("503", "RANG applies to RETR and HASH only")
         _refuse_ascii_offset(connection, offset)
@@ -301,7 +301,7 @@ class TransferCommands(ServerBase):
     @PathPermissions(PathPermissions.readable)
     async def retr(self, connection: Connection, rest: str) -> bool:
         real, virtual = await self.get_paths(connection, rest)
-        offset, limit = self.take_range(connection)  # REST, or RANG start..end
+        offset, limit = connection.state.take_range()  # REST, or RANG start..end
         _refuse_ascii_offset(connection, offset)
         info = await connection.path_io.stat(real)
         if not S_ISREG(info.st_mode):  # a FIFO or device, whatever the backend's is_file said
