@@ -532,20 +532,10 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
     async def greeting(self, connection: Connection) -> bool:
         """Send ``220``, or ``421`` when the server or this client's address is full (then
         the session ends). The slots taken here are given back by :meth:`session_ended`."""
-        if self.runtime.available_connections.locked():
-            connection.response("421", "too many connections, try again later")
+        refusal = self.runtime.admit(connection.client_host, self.options.limits.connections_per_ip)
+        if refusal is not None:
+            connection.response("421", refusal)
             return False
-        host = connection.client_host
-        if self.runtime.login_failures.blocked(host, trio.current_time()):
-            connection.response("421", "too many failed logins from your address, try later")
-            return False
-        per_ip = self.runtime.connections_per_ip.get(host, 0)
-        limit = self.options.limits.connections_per_ip
-        if limit is not None and per_ip >= limit:
-            connection.response("421", "too many connections from your address, try again later")
-            return False
-        self.runtime.available_connections.acquire()
-        self.runtime.connections_per_ip[host] = per_ip + 1
         connection.acquired = True
         connection.response("220", self.options.protocol.welcome_message)
         return True
@@ -555,13 +545,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         session calls it last, whatever user code did while the session ended."""
         if connection.acquired:
             connection.acquired = False
-            self.runtime.available_connections.release()
-            host = connection.client_host
-            remaining = self.runtime.connections_per_ip[host] - 1
-            if remaining:
-                self.runtime.connections_per_ip[host] = remaining
-            else:
-                del self.runtime.connections_per_ip[host]
+            self.runtime.release(connection.client_host)
 
     async def session_ended(self, connection: Connection) -> None:
         """Release what the session held (connection slots, user slot), whatever ended it.

@@ -74,3 +74,27 @@ class ServerRuntime:
     closing: bool = False
     active_transfers: int = 0
     transfer_ended: trio.Event = field(default_factory=trio.Event)
+
+    # connection slots ------------------------------------------------------------------------
+    def admit(self, host: str, per_ip_limit: int | None) -> str | None:
+        """Take a connection slot for a session from ``host``: None when taken, else why
+        not (the server is full, the address is banned for failed logins or full)."""
+        if self.available_connections.locked():
+            return "too many connections, try again later"
+        if self.login_failures.blocked(host, trio.current_time()):
+            return "too many failed logins from your address, try later"
+        per_ip = self.connections_per_ip.get(host, 0)
+        if per_ip_limit is not None and per_ip >= per_ip_limit:
+            return "too many connections from your address, try again later"
+        self.available_connections.acquire()
+        self.connections_per_ip[host] = per_ip + 1
+        return None
+
+    def release(self, host: str) -> None:
+        """Give back the slot :meth:`admit` took for ``host``."""
+        self.available_connections.release()
+        remaining = self.connections_per_ip[host] - 1
+        if remaining:
+            self.connections_per_ip[host] = remaining
+        else:
+            del self.connections_per_ip[host]
