@@ -13,9 +13,10 @@ teardown runs shielded with short time limits, and ``close()`` returns when
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl as _ssl
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
@@ -360,9 +361,8 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
                 # stops accepting and ends every session, and both are gone on exit.
                 async with trio.open_nursery() as sessions, trio.open_nursery() as accepting:
                     self.runtime.accept_scope = accepting.cancel_scope
-                    accepting.start_soon(
-                        _serve_listeners, self._handle_connection, self.runtime.listeners, sessions
-                    )
+                    serve = functools.partial(trio.serve_listeners, handler_nursery=sessions)
+                    accepting.start_soon(serve, self._handle_connection, self.runtime.listeners)
         finally:
             with trio.CancelScope(shield=True):
                 for listener in self.runtime.listeners:
@@ -612,14 +612,6 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
 
 async def _nothing() -> None:
     """A task with nothing to do."""
-
-
-async def _serve_listeners(
-    handler: Callable[[trio.SocketStream], Coroutine[Any, Any, None]],
-    listeners: list[trio.SocketListener],
-    sessions: trio.Nursery,
-) -> None:
-    await trio.serve_listeners(handler, listeners, handler_nursery=sessions)
 
 
 def _format(listener: trio.SocketListener) -> str:
