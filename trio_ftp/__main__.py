@@ -10,23 +10,28 @@ The only place in trio_ftp that configures logging.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import logging
 import math
-import signal
+import os
 import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import trio
 
 from . import __version__
+from .cliworker import worker_server
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
+from .graceful import serve_until_signal
 from .options import DataChannelOptions, Limits, ServerOptions, Timeouts, TLSOptions
+from .reuseport import ReusePortUnavailable
 from .server import Server
 from .users import Permission, User
+from .workers import serve_workers
 
 T = TypeVar("T")
 
@@ -76,6 +81,13 @@ def port_range(text: str) -> range:
     return range(low, high + 1)
 
 
+def _workers(text: str) -> int:
+    """``N`` (positive) or ``auto``: the number of CPUs."""
+    if text == "auto":
+        return os.cpu_count() or 1
+    return _positive_int(text)
+
+
 def _user(text: str) -> tuple[str, str]:
     login, colon, password = text.partition(":")
     if not login or not colon:
@@ -111,6 +123,14 @@ def make_parser() -> argparse.ArgumentParser:
     add("--root", default=".", help="directory to serve")
     add("--host", default="127.0.0.1", help="address to listen on")
     add("--port", type=_port, default=2121, help="port to listen on (0: any free port)")
+    add(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="processes sharing the port through SO_REUSEPORT (auto: one per CPU); "
+        "--data-ports is split between them",
+    )
     add(
         "--user",
         action="append",
@@ -388,39 +408,66 @@ def _describe(args: argparse.Namespace) -> str:
     return "; ".join(parts)
 
 
+def _announce(args: argparse.Namespace, address: tuple[str, int]) -> None:
+    """The line that says where the server listens (tests and scripts read the port in it)."""
+    host, port = address
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "ftps" if args.implicit_tls else "ftp"
+    workers = f" with {args.workers} workers" if args.workers > 1 else ""
+    print(
+        f"Serving {args.root} at {scheme}://{shown}:{port}/{workers} "
+        f"({_describe(args)}). Press Ctrl-C to stop.",
+        flush=True,
+    )
+
+
 async def _serve(server: Server, args: argparse.Namespace) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        await server.start(args.host, args.port)  # OSError (port in use...) escapes unwrapped
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.serve_forever)
-            host, port = server.address
-            shown = f"[{host}]" if ":" in host else host
-            scheme = "ftps" if args.implicit_tls else "ftp"
-            print(
-                f"Serving {args.root} at {scheme}://{shown}:{port}/ "
-                f"({_describe(args)}). Press Ctrl-C to stop.",
-                flush=True,
-            )
-            async for signum in signals:
-                logger.info(
-                    "%s: shutting down (grace %ss)", signal.Signals(signum).name, args.grace
-                )
-                break
-            async with trio.open_nursery() as closing:
-                closing.start_soon(_force_on_second_signal, signals, closing.cancel_scope)
-                await server.close(grace=args.grace)
-                closing.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
+    await serve_until_signal(
+        server,
+        args.host,
+        args.port,
+        grace=args.grace,
+        on_serving=functools.partial(_announce, args),
+    )
 
 
-async def _force_on_second_signal(
-    signals: AsyncIterator[int], grace_scope: trio.CancelScope
-) -> None:
-    """A second Ctrl-C during the grace period stops at once (transfers get 426)."""
-    async for signum in signals:
-        logger.info("%s again: stopping now", signal.Signals(signum).name)
-        grace_scope.cancel()
-        return
+def _serve_workers(args: argparse.Namespace) -> int:
+    """``--workers N`` with N > 1: a supervisor and N worker processes."""
+    if args.tls_self_signed:
+        print(
+            f"{PROG}: error: --tls-self-signed would make one certificate per worker; "
+            "with --workers give --tls-cert/--tls-key",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        build_server(args)  # the configuration's errors once, here, rather than N times
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = serve_workers(
+            functools.partial(worker_server, args),
+            args.host,
+            args.port,
+            workers=args.workers,
+            grace=args.grace,
+            data_ports=args.data_ports,
+            log_level=getattr(logging, args.log_level),
+            on_ready=functools.partial(_announce, args),
+        )
+    except ReusePortUnavailable as exc:
+        print(
+            f"{PROG}: error: --workers {args.workers} needs SO_REUSEPORT, "
+            f"which this system does not offer ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    except ValueError as exc:
+        print(f"{PROG}: error: --workers {args.workers}: {exc}", file=sys.stderr)
+        return 2
+    print("stopped", file=sys.stderr)
+    return status
 
 
 def _read_password() -> str:
@@ -461,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return hash_password_command(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT)
+    if args.workers > 1:
+        return _serve_workers(args)
     try:
         server = build_server(args)
     except ConfigError as exc:

@@ -33,6 +33,7 @@ from .login_failures import LoginFailures
 from .options import FlatOptionAttributes, PassiveAddressChooser, ServerOptions
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
+from .reuseport import open_reuse_port_listeners
 from .runtime import ServerRuntime
 from .session import Session
 from .throttle import SpeedLimited, ThrottleRegistry
@@ -327,12 +328,22 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         return self.runtime.kernel_copy_threads
 
     # lifecycle -----------------------------------------------------------------------------
-    async def start(self, host: str | None = None, port: int = 0) -> None:
-        """Bind the listening socket(s); :attr:`address` is then known. Does not serve yet."""
+    async def start(
+        self, host: str | None = None, port: int = 0, *, reuse_port: bool = False
+    ) -> None:
+        """Bind the listening socket(s); :attr:`address` is then known. Does not serve yet.
+
+        ``reuse_port``: share the port with other processes through ``SO_REUSEPORT`` (the
+        kernel spreads connections over them: :func:`trio_ftp.serve_workers`); raises
+        :class:`trio_ftp.reuseport.ReusePortUnavailable` where the system has no such option.
+        """
         if self.runtime.listeners:
             raise RuntimeError("server already started")
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        if port == 0 and len(listeners) > 1:
+        if reuse_port:
+            listeners = await open_reuse_port_listeners(host, port)
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        if port == 0 and len(listeners) > 1 and not reuse_port:
             # One port for every address family, so `address` tells the whole truth.
             chosen = listeners[0].socket.getsockname()[1]
             for listener in listeners:

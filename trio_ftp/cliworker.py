@@ -1,0 +1,26 @@
+"""The command line's server factory for ``--workers`` (one call in each worker process).
+
+It cannot live in ``trio_ftp/__main__.py``: under ``python -m trio_ftp`` that module is
+``__main__``, which multiprocessing's ``spawn`` does not re-import in the workers, so a
+function defined there would not unpickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .server import Server
+from .workers import WorkerContext
+
+__all__ = ["worker_server"]
+
+
+def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
+    """The server the command line describes, on this worker's slice of the data ports."""
+    from .__main__ import build_server  # the command line imports this module
+
+    worker_args = argparse.Namespace(**vars(args))
+    worker_args.data_ports = context.data_ports
+    # issue 15 (lead): once trio_ftp.stores exists, give the server the machine's shared
+    # store: workers.machine_store(context.state_path) (None without that module).
+    return build_server(worker_args)
