@@ -36,6 +36,7 @@ from .users import (
     Permission,
     User,
 )
+from .workers import WorkerContext, serve_workers
 
 __version__ = "0.1.0"
 
@@ -66,7 +67,9 @@ __all__ = [
     "ServerEvent",
     "TransferAborted",
     "User",
+    "WorkerContext",
     "command",
+    "serve_workers",
     "site_command",
     "worker",
 ]
