@@ -11,12 +11,19 @@ import ssl
 import subprocess
 from typing import Any
 
-from benchmarks.servers import FLOOR, LIMIT, ServerKind
+from benchmarks.servers import FLOOR, LIMIT, WORKERS_PYFTPDLIB, WORKERS_TRIO, ServerKind
 from benchmarks.settings import Mode
 
 __all__ = ["caption", "describe", "footnotes", "headers"]
 
-_MARKS = {"aioftp": "¹", "vsftpd": "²", LIMIT.name: "³", FLOOR.name: "⁴"}
+_MARKS = {
+    "aioftp": "¹",
+    "vsftpd": "²",
+    LIMIT.name: "³",
+    FLOOR.name: "⁴",
+    WORKERS_TRIO: "⁵",
+    WORKERS_PYFTPDLIB: "⁵",
+}
 
 
 def _cpu_model() -> str:
@@ -124,5 +131,12 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
             "same session dialogue (with TLS through `trio.SSLStream` in the FTPS row) with "
             "canned replies and checks nothing: the most sessions per second, and the least "
             "CPU per FTPS session, any trio server can reach on this machine with CPython."
+        )
+    if names & {WORKERS_TRIO, WORKERS_PYFTPDLIB}:
+        notes.append(
+            "⁵ Every core: `trio_ftp-2w` is `trio_ftp.serve_workers` with 2 worker processes "
+            "sharing the port through `SO_REUSEPORT` (the `trio_ftp` column is one process); "
+            "`pyftpdlib-2p` is pyftpdlib's prefork mode, `serve_forever(worker_processes=2)`. "
+            "Measured in the concurrent session rows only. The client shares the same cores."
         )
     return notes

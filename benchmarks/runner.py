@@ -36,7 +36,9 @@ class Row:
     keys: tuple[str, ...]  # the metric keys it fills
     run: Callable[[RunningServer], Sample]
     tls: bool = False
-    applies: Callable[[ServerKind], bool] = lambda kind: kind not in REFERENCES
+    applies: Callable[[ServerKind], bool] = lambda kind: (
+        kind not in REFERENCES and not kind.sessions_only
+    )
 
 
 def rows_for(mode: Mode, probe: Probe) -> list[Row]:
@@ -46,7 +48,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             "RETR",
             ("retr_mbps", "retr_cpu", "retr_client_cpu"),
             lambda s: probe.limit(s) if s.kind is LIMIT else probe.retr(s),
-            applies=lambda kind: kind is not FLOOR,
+            applies=lambda kind: kind is not FLOOR and not kind.sessions_only,
         ),
         Row("STOR", ("stor_mbps", "stor_cpu", "stor_client_cpu"), probe.stor),
         Row("LIST", ("list_ms",), lambda s: probe.listing(s, "LIST")),
@@ -54,7 +56,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             "MLSD",
             ("mlsd_ms",),
             lambda s: probe.listing(s, "MLSD"),
-            applies=lambda kind: kind not in REFERENCES and kind.mlsd,
+            applies=lambda kind: kind not in REFERENCES and kind.mlsd and not kind.sessions_only,
         ),
         Row(
             "FTPS RETR",
@@ -67,7 +69,7 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             ("ftps_session_cpu_ms",),
             lambda s: probe.ftps_sessions(s, mode.tls_sessions),
             tls=True,
-            applies=lambda kind: kind is not LIMIT,  # the trio floor too
+            applies=lambda kind: kind is not LIMIT and not kind.sessions_only,  # floor too
         ),
     ]
     for level in mode.session_levels:
@@ -145,7 +147,7 @@ class Runner:
         """Start and warm up every instance before the first measurement. One that fails
         is tried again by each of its measurements, which then record the failure."""
         for kind in self.kinds:
-            for tls in (False,) if kind is LIMIT else (False, True):
+            for tls in (False,) if kind is LIMIT or kind.sessions_only else (False, True):
                 try:
                     self.server(kind, tls)
                 except (MeasurementError, TimeoutError, OSError, RuntimeError) as exc:

@@ -12,6 +12,7 @@ settings need a change: no connection cap, the same listen backlog, logging at W
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import resource
@@ -19,6 +20,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -54,9 +56,27 @@ def serve_trio_ftp(args: argparse.Namespace) -> None:
     trio.run(run)
 
 
-def serve_pyftpdlib(args: argparse.Namespace) -> None:
+def _trio_ftp_worker(root: str, login: str, password: str, context: Any) -> Any:
+    """One worker's server for :func:`serve_trio_ftp_workers` (module level: picklable)."""
+    import trio_ftp
+
+    user = trio_ftp.User(login, password, base_path=Path(root), home_path="/")
+    return trio_ftp.Server([user], data_ports=context.data_ports)
+
+
+def serve_trio_ftp_workers(args: argparse.Namespace) -> None:
+    """``trio_ftp.serve_workers`` with 2 workers sharing the port (``SO_REUSEPORT``)."""
+    import trio_ftp
+
+    factory = functools.partial(_trio_ftp_worker, args.root, args.user, args.password)
+    trio_ftp.serve_workers(
+        factory, HOST, 0, workers=2, grace=0, on_ready=lambda address: _announce(address[1])
+    )
+
+
+def serve_pyftpdlib(args: argparse.Namespace, processes: int = 1) -> None:
     """``FTPServer`` (single-process async) with ``FTPHandler``, or ``TLS_FTPHandler`` for
-    explicit FTPS; sendfile on (its default)."""
+    explicit FTPS; sendfile on (its default). ``processes`` > 1: its prefork mode."""
     from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
     from pyftpdlib.handlers import FTPHandler  # type: ignore[import-untyped]
     from pyftpdlib.servers import FTPServer  # type: ignore[import-untyped]
@@ -76,7 +96,7 @@ def serve_pyftpdlib(args: argparse.Namespace) -> None:
     server = FTPServer((HOST, 0), handler, backlog=BACKLOG)
     server.max_cons = 0  # unlimited, as the others (its default is 512)
     _announce(server.address[1])
-    server.serve_forever(handle_exit=False)
+    server.serve_forever(handle_exit=False, worker_processes=processes)
 
 
 def serve_aioftp(args: argparse.Namespace) -> None:
@@ -205,7 +225,9 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
 
 SERVERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "trio_ftp": serve_trio_ftp,
+    "trio_ftp-2w": serve_trio_ftp_workers,
     "pyftpdlib": serve_pyftpdlib,
+    "pyftpdlib-2p": functools.partial(serve_pyftpdlib, processes=2),
     "aioftp": serve_aioftp,
     "sendfile": serve_sendfile_limit,
     "trio-floor": serve_trio_floor,

@@ -38,6 +38,8 @@ __all__ = [
 HOST = "127.0.0.1"
 USER, PASSWORD = "bench", "pw"
 VSFTPD = "/usr/sbin/vsftpd"
+WORKERS_TRIO = "trio_ftp-2w"
+WORKERS_PYFTPDLIB = "pyftpdlib-2p"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ServerKind:
     tls_mode: str = "explicit"  # "explicit" (AUTH TLS) or "implicit" (TLS from byte one)
     mlsd: bool = True
     idle_processes: int = 1  # the size of its process tree with no session open
+    sessions_only: bool = False  # a multi-process variant measured in the sessions rows only
 
 
 KINDS = (
@@ -59,6 +62,10 @@ KINDS = (
     # to the same root, uploads allowed) serves the same files without touching the system.
     # It runs under benchmarks.reaper: the reaper and the listener when idle.
     ServerKind("vsftpd", login=("anonymous", "bench@"), mlsd=False, idle_processes=2),
+    # Every core: trio_ftp.serve_workers with 2 workers (supervisor, multiprocessing's
+    # resource tracker, 2 workers), and pyftpdlib's prefork mode with 2 processes.
+    ServerKind(WORKERS_TRIO, idle_processes=4, sessions_only=True),
+    ServerKind(WORKERS_PYFTPDLIB, idle_processes=3, sessions_only=True),
 )
 # The reference columns, not FTP servers (benchmarks.serve): the loopback limit for RETR,
 # and the trio floor for the concurrent sessions. Both run plain only, never with TLS.
