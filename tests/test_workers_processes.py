@@ -198,8 +198,11 @@ def test_sigterm_lets_a_download_finish_then_every_process_exits(tmp_path):
         received = bytearray()
         started = threading.Event()
 
+        replies: list[str] = []
+
         def download() -> None:
-            with ftplib.FTP(timeout=30) as client:
+            client = ftplib.FTP(timeout=30)
+            try:
                 client.connect("127.0.0.1", supervised.port)
                 client.login()
 
@@ -207,7 +210,9 @@ def test_sigterm_lets_a_download_finish_then_every_process_exits(tmp_path):
                     received.extend(block)
                     started.set()
 
-                client.retrbinary("RETR big.bin", keep)
+                replies.append(client.retrbinary("RETR big.bin", keep))
+            finally:
+                client.close()  # no QUIT: the server closes every session (421) after it
 
         thread = threading.Thread(target=download)
         thread.start()
@@ -217,6 +222,8 @@ def test_sigterm_lets_a_download_finish_then_every_process_exits(tmp_path):
         assert supervised.process.wait(30) == 0
         thread.join(30)
         assert bytes(received) == payload
+        assert len(replies) == 1
+        assert replies[0].startswith("226"), replies
         assert time.monotonic() - began < 20
         wait_for(lambda: not any(alive(pid) for pid in pids), "every worker to exit", 5)
 
