@@ -22,9 +22,14 @@ def open_store(url: str) -> StateStore:
     """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme in ("redis", "rediss"):
-        from .redis_store import RedisStore
+        try:
+            from .redis_store import RedisStore
 
-        return RedisStore(url)
+            return RedisStore(url)
+        except ImportError:
+            raise ValueError(
+                f"state store {url!r}: Redis needs redis-py (pip install trio_ftp[redis])"
+            ) from None
     if scheme == "sqlite":
         from .machine import MachineStore
 
