@@ -230,3 +230,24 @@ async def shared_now(s1: Running, s2: Running) -> bool:
 
 async def assert_shared(s1: Running, s2: Running) -> None:
     assert await shared_now(s1, s2)
+
+
+@pytest.mark.slow
+async def test_server_wide_maximum_connections_holds_across_two_servers(
+    start_server: StartServer, two_stores: list[StateStore]
+) -> None:
+    """maximum_connections=2: two sessions on server 1 fill both; server 2, with no
+    session of its own, refuses a third (421) from another address."""
+    async with two_servers(start_server, two_stores, maximum_connections=2) as (s1, s2):
+        clients: list[ftplib.FTP | None] = []
+        try:
+            for source in (TWO, THREE):
+                code, client = await in_thread(greeting_code, s1, source)
+                clients.append(client)
+                assert code == "220"
+            code, client = await in_thread(greeting_code, s2, "127.0.0.4")
+            clients.append(client)
+            assert code == "421"
+            assert s2.server.available_connections.value == 2  # its own count: none
+        finally:
+            await in_thread(close_all, clients)

@@ -318,3 +318,28 @@ async def test_cli_state_store_option_and_config_key(tmp_path: Path) -> None:
     assert isinstance(build_server(parse_args([str(tmp_path)])).state_store, ProcessStore)
     with pytest.raises(ConfigError, match="state store"):
         build_server(parse_args(["--state-store", "memcached://x", str(tmp_path)]))
+
+
+def test_login_failures_property_is_deprecated_and_local_only(tmp_path: Path) -> None:
+    """server.login_failures still reads a ProcessStore's table (with a DeprecationWarning);
+    for a shared store, which keeps no such table, it says what to use instead."""
+    from trio_ftp import Server
+
+    server = Server(maximum_login_failures_per_ip=2, login_failure_window=60)
+    assert isinstance(server.state_store, ProcessStore)
+    server.state_store.failures.record("127.0.0.2", 0.0, keep=2)
+    server.state_store.failures.record("127.0.0.2", 1.0, keep=2)
+    with pytest.warns(DeprecationWarning, match="state_store"):
+        table = server.login_failures
+    assert table.blocked("127.0.0.2", 2.0)
+    assert not table.blocked("127.0.0.2", 61.0)
+    store = MachineStore(tmp_path / "limits.db")
+    try:
+        shared = Server(state_store=store)
+        with (
+            pytest.warns(DeprecationWarning, match="state_store"),
+            pytest.raises(TypeError, match="failure_count"),
+        ):
+            shared.login_failures  # noqa: B018
+    finally:
+        trio.run(store.aclose)
