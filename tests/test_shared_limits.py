@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,16 +47,15 @@ def greeting_code(running: Running, source: str) -> tuple[str, ftplib.FTP | None
 @contextlib.asynccontextmanager
 async def two_servers(
     start_server: StartServer, stores: list[StateStore], **kwargs: Any
-) -> AsyncIterator[tuple[Running, Running]]:
-    """Two servers, one per store object (all on one database); at the end the servers
+) -> AsyncIterator[tuple[Running, ...]]:
+    """Servers (two, usually), one per store object (all on one database); at the end the servers
     close, then the stores."""
-    first = await start_server(state_store=stores[0], **kwargs)
-    second = await start_server(state_store=stores[1], **kwargs)
+    servers = [await start_server(state_store=store, **kwargs) for store in stores]
     try:
-        yield first, second
+        yield tuple(servers)
     finally:
         with trio.CancelScope(shield=True), trio.fail_after(10):
-            for running in (first, second):
+            for running in servers:
                 await running.server.close()
             for store in stores:
                 await store.aclose()
@@ -251,3 +252,31 @@ async def test_server_wide_maximum_connections_holds_across_two_servers(
             assert s2.server.available_connections.value == 2  # its own count: none
         finally:
             await in_thread(close_all, clients)
+
+
+@pytest.mark.slow
+async def test_a_hung_redis_delays_a_greeting_by_the_short_timeout_only(
+    start_server: StartServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-server frozen (SIGSTOP: connections accepted by the kernel, never answered):
+    the first greeting waits the 0.5 s timeout once, the next ones none (the fallback
+    answers during the back-off)."""
+    caplog.set_level(logging.ERROR, logger="trio_ftp.stores")
+    with running_redis(tmp_path) as redis:
+        store = RedisStore(redis.url)
+        async with two_servers(start_server, [store], maximum_connections_per_ip=5) as (s1,):
+            assert redis.process is not None
+            os.kill(redis.process.pid, signal.SIGSTOP)
+            try:
+                delays = []
+                for _ in range(3):
+                    start = trio.current_time()
+                    code, client = await in_thread(greeting_code, s1, TWO)
+                    delays.append(trio.current_time() - start)
+                    await in_thread(close_all, [client])
+                    assert code == "220"
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)
+    assert 0.5 <= delays[0] < 1.5
+    assert max(delays[1:]) < 0.4
+    assert len(caplog.records) == 1
