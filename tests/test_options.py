@@ -187,6 +187,7 @@ def test_the_defaults_agree():
     }
     not_options = {
         "path_io_factory",
+        "state_store",
         "read_speed_limit",
         "write_speed_limit",
         "read_speed_limit_per_connection",

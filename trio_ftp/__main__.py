@@ -30,6 +30,7 @@ from .graceful import serve_until_signal
 from .options import DataChannelOptions, Limits, ServerOptions, Timeouts, TLSOptions
 from .reuseport import ReusePortUnavailable
 from .server import Server
+from .stores import open_store
 from .users import Permission, User
 from .workers import serve_workers
 
@@ -200,6 +201,14 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="control connections from one address at once",
+    )
+    limits.add_argument(
+        "--state-store",
+        default=None,
+        metavar="URL",
+        help="count the connection limits and login-failure bans in a shared store: "
+        "redis://HOST:PORT/DB (every instance) or sqlite:///PATH (the processes of this "
+        "machine); default: this process alone",
     )
     limits.add_argument(
         "--idle-timeout",
@@ -391,6 +400,7 @@ def build_server(args: argparse.Namespace) -> Server:
         return Server.from_options(
             options,
             HashedUserManager(users),
+            state_store=None if args.state_store is None else open_store(args.state_store),
             write_speed_limit=args.max_download_rate,
             read_speed_limit=args.max_upload_rate,
             write_speed_limit_per_connection=args.max_download_rate_per_connection,

@@ -34,8 +34,9 @@ from .options import FlatOptionAttributes, PassiveAddressChooser, ServerOptions
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .reuseport import open_reuse_port_listeners
-from .runtime import ServerRuntime
+from .runtime import ServerRuntime, counted_in, user_key
 from .session import Session
+from .stores import ProcessStore, StateStore
 from .throttle import SpeedLimited, ThrottleRegistry
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
 from .validation import as_seconds
@@ -139,6 +140,15 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         permit_special_mode_bits: like vsftpd's ``chmod`` mask: unless True, the setuid,
             setgid and sticky bits (``0o7000``) are never set, by ``SITE CHMOD`` (``550``)
             or by an atomic upload replacing a file that had them.
+        state_store: where ``maximum_connections`` (server and user),
+            ``maximum_connections_per_ip`` and the login-failure ban are counted: a
+            :class:`~trio_ftp.stores.StateStore`. By default a new
+            :class:`~trio_ftp.stores.ProcessStore` (this server alone);
+            :class:`~trio_ftp.stores.MachineStore` shares the counts with the other
+            processes of the machine, :class:`~trio_ftp.stores.RedisStore` with every
+            instance. A shared store is used through a
+            :class:`~trio_ftp.stores.ResilientStore` (see its policy for a store that is
+            down). Whoever made the store closes it.
 
     Configuration and state: the keywords below build :attr:`options`, a frozen
     :class:`~trio_ftp.options.ServerOptions` (``server.options.timeouts.idle``...); a
@@ -197,6 +207,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         login_failure_window: float = 600.0,
         atomic_uploads: bool = False,
         permit_special_mode_bits: bool = False,
+        state_store: StateStore | None = None,
     ) -> None:
         super().__init__(
             read_speed_limit,
@@ -243,11 +254,12 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             self.user_manager: AbstractUserManager = users
         else:
             self.user_manager = MemoryUserManager(users)
+        self.state_store = state_store if state_store is not None else ProcessStore()
         self.runtime = ServerRuntime(
             available_connections=AvailableConnections(options.limits.connections),
-            login_failures=LoginFailures(
-                options.login.failures_per_ip, as_seconds(options.login.failure_window)
-            ),
+            state_store=counted_in(self.state_store),
+            failures_per_ip=options.login.failures_per_ip,
+            failure_window=as_seconds(options.login.failure_window),
             port_pool=PortPool(options.data_channels.ports),
             throttles=ThrottleRegistry(self, burst=min(options.limits.block_size, THROTTLE_BURST)),
         )
@@ -270,6 +282,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         write_speed_limit: float | None = None,
         read_speed_limit_per_connection: float | None = None,
         write_speed_limit_per_connection: float | None = None,
+        state_store: StateStore | None = None,
     ) -> _ServerT:
         """A server configured by ``options`` (a :class:`~trio_ftp.options.ServerOptions`).
 
@@ -283,6 +296,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             write_speed_limit=write_speed_limit,
             read_speed_limit_per_connection=read_speed_limit_per_connection,
             write_speed_limit_per_connection=write_speed_limit_per_connection,
+            state_store=state_store,
             **options.keywords(),
         )
 
@@ -304,7 +318,9 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
 
     @property
     def login_failures(self) -> LoginFailures:
-        """Failed logins per client address."""
+        """Deprecated: failed logins per client address, for a
+        :class:`~trio_ftp.stores.ProcessStore` only (``state_store.failure_count`` counts
+        in any store)."""
         return self.runtime.login_failures
 
     @property
@@ -372,6 +388,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
                 # stops accepting and ends every session, and both are gone on exit.
                 async with trio.open_nursery() as sessions, trio.open_nursery() as accepting:
                     self.runtime.accept_scope = accepting.cancel_scope
+                    sessions.start_soon(self.runtime.state_store.keep_alive)  # leases, purges
                     serve = functools.partial(trio.serve_listeners, handler_nursery=sessions)
                     accepting.start_soon(serve, self._handle_connection, self.runtime.listeners)
         finally:
@@ -542,8 +559,10 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
 
     async def greeting(self, connection: Connection) -> bool:
         """Send ``220``, or ``421`` when the server or this client's address is full (then
-        the session ends). The slots taken here are given back by :meth:`session_ended`."""
-        refusal = self.runtime.admit(connection.client_host, self.options.limits.connections_per_ip)
+        the session ends). The slots taken here are given back by :meth:`release_slots`."""
+        refusal = await self.runtime.admit(
+            connection.session_id, connection.client_host, self.options.limits.connections_per_ip
+        )
         if refusal is not None:
             connection.response("421", refusal)
             return False
@@ -551,17 +570,23 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         connection.response("220", self.options.protocol.welcome_message)
         return True
 
-    def release_slots(self, connection: Connection) -> None:
-        """Give back the connection slots :meth:`greeting` took; again does nothing. The
-        session calls it last, whatever user code did while the session ended."""
+    async def release_slots(self, connection: Connection) -> None:
+        """Give back every slot the session holds (:meth:`greeting`'s, a login's); again
+        does nothing. The session calls it last, whatever user code did while the session
+        ended; each store call is bounded (``ResilientStore``), the whole by
+        ``boundaries.SESSION_END_TIMEOUT``."""
         if connection.acquired:
             connection.acquired = False
             self.runtime.release(connection.client_host)
+        with trio.move_on_after(session_end_limit(None)) as scope:
+            await self.runtime.release_keys(connection.session_id)
+        if scope.cancelled_caught:
+            connection.log.warning("the state store did not release the session's slots")
 
     async def session_ended(self, connection: Connection) -> None:
-        """Release what the session held (connection slots, user slot), whatever ended it.
+        """Release what the session held (user slot, connection slots), whatever ended it.
         Runs shielded, within ``boundaries.SESSION_END_TIMEOUT`` or so."""
-        self.release_slots(connection)
+        await self.release_slots(connection)
         await self.forget_user(connection, ending=True)
 
     @property
@@ -583,6 +608,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         user, logged = connection.state.logged_out()
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
+        await self.runtime.give_back(connection.session_id, user_key(user.login))
         timeout = self.user_manager_timeout
         what = f"user manager notify_logout({user.login!r})"
         try:

@@ -616,7 +616,7 @@ class Session:
             try:
                 await self._session_ended()
             finally:
-                self.server.release_slots(self.connection)  # never waits on user code
+                await self.server.release_slots(self.connection)  # bounded, no user code
 
     async def _session_ended(self) -> None:
         """``server.session_ended`` (which subclasses may extend) as a boundary: its calls

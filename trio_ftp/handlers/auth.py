@@ -12,6 +12,7 @@ from ..boundaries import UserCodeFailed, call_user_code
 from ..commands import command
 from ..connection import Connection
 from ..errors import ReplyError
+from ..runtime import user_key
 from ..users import GetUserResponse, User
 
 __all__ = ["AuthCommands"]
@@ -51,13 +52,23 @@ class AuthCommands(ServerBase):
         return False
 
     async def _logged_in(self, connection: Connection, user: User, reply: str) -> None:
-        allowed = await self._ask_user_manager(
-            connection,
-            f"notify_login({user.login!r})",
-            lambda: self.user_manager.notify_login(user),
-        )
+        """Let ``user`` in: a slot of the user's ``maximum_connections`` in the state store
+        (so the limit holds across workers and instances), then the user manager's word."""
+        name = user.login or "anonymous"
+        key = user_key(user.login)
+        if not await self.runtime.take(connection.session_id, key, user.maximum_connections):
+            raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
+        try:
+            allowed = await self._ask_user_manager(
+                connection,
+                f"notify_login({user.login!r})",
+                lambda: self.user_manager.notify_login(user),
+            )
+        except Exception:  # the session goes on (451) or ends (421): not as this user
+            await self.runtime.give_back(connection.session_id, key)
+            raise
         if not allowed:
-            name = user.login or "anonymous"
+            await self.runtime.give_back(connection.session_id, key)
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         # Per-connection buckets live as long as the login: every limit level of this user.
         connection.limit_by(self.throttles, user)
@@ -100,7 +111,7 @@ class AuthCommands(ServerBase):
         # user exists or not and however long checking took: nothing to time from outside.
         answer_at = trio.current_time() + (self.options.login.failure_delay or 0)
         host = connection.client_host
-        if self.login_failures.blocked(host, trio.current_time()):
+        if await self.runtime.banned(host):
             await trio.sleep_until(answer_at)
             raise ReplyError("421", "too many failed logins from your address", fatal=True)
         user = connection.user
@@ -118,7 +129,7 @@ class AuthCommands(ServerBase):
             await self._logged_in(connection, user, "login successful")
             return True
         failures = connection.state.login_failed()
-        self.login_failures.record(host, trio.current_time())
+        await self.runtime.login_failed(host)
         connection.log.info("failed login for %r (%d)", connection.login_name, failures)
         self.publish(connection, "login_failed", path=None, target=connection.login_name)
         await trio.sleep_until(answer_at)  # trio.sleep: only this session waits
