@@ -294,3 +294,74 @@ def test_a_worker_that_cannot_start_stops_the_others_and_fails(tmp_path):
     assert "workers could not start: worker 1: the server factory raised" in result.stderr
     assert "no server for this one" in result.stderr
     assert "ready at" not in result.stdout
+
+
+def greeting_from(port: int, source: str) -> tuple[socket.socket, str]:
+    """Connect from ``source`` and read the greeting line; the socket stays open."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    line = sock.makefile("rb").readline().decode()
+    return sock, line
+
+
+def test_the_per_ip_limit_counts_the_sessions_of_every_worker(tmp_path):
+    """Two workers, at most two sessions per address: with per-process counts the workers
+    would take four between them (two each); the machine's store makes it two in all."""
+    with supervising(tmp_path, "--max-connections-per-ip", "2") as supervised:
+        held = []
+        try:
+            for _ in range(2):
+                sock, line = greeting_from(supervised.port, "127.0.0.2")
+                held.append(sock)
+                assert line.startswith("220"), line
+            # Connections from other source ports hash onto both workers: every one refused.
+            refused = []
+            for _ in range(8):
+                sock, line = greeting_from(supervised.port, "127.0.0.2")
+                sock.close()
+                refused.append(line[:3])
+            assert refused == ["421"] * 8
+            # Another address has its own count.
+            other, line = greeting_from(supervised.port, "127.0.0.3")
+            other.close()
+            assert line.startswith("220"), line
+        finally:
+            for sock in held:
+                sock.close()
+
+        # Once the sessions end, the address is welcome again (on whichever worker).
+        def welcome() -> bool:
+            sock, line = greeting_from(supervised.port, "127.0.0.2")
+            sock.close()
+            return line.startswith("220")
+
+        wait_for(welcome, "the freed slots")
+
+
+def test_a_killed_workers_slots_are_freed_for_the_others(tmp_path):
+    """kill -9 leaves no goodbye: the supervisor frees the dead worker's slots in the store."""
+    with supervising(tmp_path, "--max-connections", "2") as supervised:
+        sessions = []
+        try:
+            for _ in range(2):
+                sock, line = greeting_from(supervised.port, "127.0.0.2")
+                sessions.append(sock)
+                assert line.startswith("220"), line
+            sock, line = greeting_from(supervised.port, "127.0.0.3")
+            sock.close()
+            assert line.startswith("421"), line
+            for pid in supervised.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: len(supervised.restarted_pids()) == 2, "both workers restarted")
+
+            def welcome() -> bool:
+                try:
+                    sock, line = greeting_from(supervised.port, "127.0.0.3")
+                except OSError:
+                    return False
+                sock.close()
+                return line.startswith("220")
+
+            wait_for(welcome, "the dead workers' slots freed")
+        finally:
+            for sock in sessions:
+                sock.close()

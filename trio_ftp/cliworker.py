@@ -16,11 +16,13 @@ __all__ = ["worker_server"]
 
 
 def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
-    """The server the command line describes, on this worker's slice of the data ports."""
+    """The server the command line describes, on this worker's slice of the data ports,
+    counting its limits with the other workers (the machine's store, unless
+    ``--state-store`` names a shared one)."""
     from .__main__ import build_server  # the command line imports this module
 
     worker_args = argparse.Namespace(**vars(args))
     worker_args.data_ports = context.data_ports
-    # issue 15 (lead): once trio_ftp.stores exists, give the server the machine's shared
-    # store: workers.machine_store(context.state_path) (None without that module).
+    if worker_args.state_store is None:  # limits count every worker of this machine
+        worker_args.state_store = f"sqlite:///{context.state_path}"
     return build_server(worker_args)

@@ -37,12 +37,14 @@ import trio
 from .graceful import serve_until_signal
 from .reuseport import ReusePortUnavailable, reserve_port
 from .server import Server
+from .stores import MachineStore
 
 __all__ = [
     "ReusePortUnavailable",
     "WorkerContext",
     "WorkerFactory",
     "forget_dead_worker",
+    "machine_store",
     "serve_workers",
     "split_ports",
 ]
@@ -111,27 +113,17 @@ def split_ports(ports: Sequence[int], count: int) -> list[tuple[int, ...]]:
 def forget_dead_worker(state_path: str, pid: int) -> None:
     """Free the connection slots a dead worker held in the machine's shared store.
 
-    ``trio_ftp.stores`` may be absent (then there is nothing to free); its errors are logged,
-    never raised: a broken store must not stop the supervisor.
+    Its errors are logged, never raised: a broken store must not stop the supervisor.
     """
-    try:
-        from trio_ftp.stores import MachineStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
     try:
         MachineStore.forget_process(state_path, pid)
     except Exception:
         logger.exception("could not free the slots of dead worker pid %d in %s", pid, state_path)
 
 
-def machine_store(state_path: str) -> object | None:
-    """``trio_ftp.stores.MachineStore(state_path)``, or ``None`` where that module is absent."""
-    try:
-        from trio_ftp.stores import MachineStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    store: object = MachineStore(state_path)
-    return store
+def machine_store(state_path: str) -> MachineStore:
+    """The store the workers of this machine share (``context.state_path``)."""
+    return MachineStore(state_path)
 
 
 def serve_workers(
