@@ -14,12 +14,12 @@ from trio_ftp import MemoryPathIO, Server, User
 from trio_ftp.base import ServerBase
 from trio_ftp.options import (
     DataChannelOptions,
-    ProxyOptions,
     FileOptions,
     FlatOptionAttributes,
     Limits,
     LoginPolicy,
     ProtocolOptions,
+    ProxyOptions,
     ServerOptions,
     Timeouts,
     TLSOptions,
