@@ -338,3 +338,36 @@ async def test_passive_address_map(start_server):
     for client, announced in expected.items():
         wire = await control_for(running, client)
         assert (await wire.pasv())[0] == announced, client
+
+
+async def test_data_header_comes_before_the_prot_p_handshake(start_server, tls):
+    """Explicit FTPS with PROT P and proxy_protocol_data: the data connection's header is
+    read in clear, then its TLS handshake; the listing arrives protected."""
+    running = await start_server(
+        **proxied(proxy_protocol_data=True), tls_context=tls.server_context
+    )
+    (running.root / "file").write_bytes(b"x")
+    clear = await through_balancer(running, v2(("127.0.0.2", 4000), ("127.0.0.1", 21)))
+    assert (await clear.greeting()).startswith(b"220")
+    assert (await clear.command("AUTH TLS")).startswith(b"234")
+    control = trio.SSLStream(clear.stream, tls.client_context, server_hostname="127.0.0.1")
+    wire = Wire(control)  # type: ignore[arg-type]
+    assert (await wire.login(LOGIN, PASSWORD)).startswith(b"230")
+    assert (await wire.command("PBSZ 0")).startswith(b"200")
+    assert (await wire.command("PROT P")).startswith(b"200")
+    host, port = await wire.pasv()
+    data = await Wire.connect(host, port)
+    await data.send(v1(("127.0.0.2", 7000), ("127.0.0.1", 20)))
+    protected = trio.SSLStream(data.stream, tls.client_context, server_hostname="127.0.0.1")
+    with trio.fail_after(10):
+        await protected.do_handshake()
+    assert (await wire.command("LIST")).startswith(b"150")
+    chunks = []
+    with trio.fail_after(10):
+        try:
+            while chunk := await protected.receive_some(65536):
+                chunks.append(chunk)
+        except trio.BrokenResourceError:
+            pass  # the server may close without close_notify's reply
+    assert b"file" in b"".join(chunks)
+    assert (await wire.reply()).startswith(b"226")
