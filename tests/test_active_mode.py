@@ -484,10 +484,11 @@ async def test_wildcard_bind_never_announces_zeros(nursery, root):
             {"passive_address": "10.0.0.1", "ipv4_pasv_forced_response_address": "10.0.0.2"},
             "not both",
         ),
-        ({"passive_address": "example.com"}, "IPv4 address"),
-        ({"passive_address": "::1"}, "IPv4 address"),
-        ({"ipv4_pasv_forced_response_address": "10.0.0.256"}, "IPv4 address"),
-        ({"passive_address": 42}, "a str or a callable"),
+        ({"passive_address": "example..com"}, "IPv4 address or a host name"),
+        ({"passive_address": "::1"}, "IPv4 address or a host name"),
+        ({"ipv4_pasv_forced_response_address": "10.0.0.256"}, "IPv4 address or a host name"),
+        ({"passive_address": "dialled"}, "trio_ftp.DIALLED"),
+        ({"passive_address": 42}, "a str, trio_ftp.DIALLED or a callable"),
     ],
 )
 def test_passive_address_validation(kwargs, message):

@@ -209,10 +209,12 @@ def test_missing_key_file_is_named(tmp_path, tls_ca):
 
 
 def test_server_refusal_becomes_exit_status_2(tmp_path, capsys):
-    """A value the Server refuses (not an IPv4 PASV address): one line, status 2, no server."""
-    assert main([str(tmp_path), "--passive-address", "nonsense", "--port", "0"]) == 2
+    """A value the Server refuses (PROXY headers and nobody to send them): one line,
+    status 2, no server."""
+    assert main([str(tmp_path), "--proxy-protocol", "required", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == "trio-ftp: error: passive_address must be an IPv4 address, got 'nonsense'\n"
+    assert err.startswith("trio-ftp: error: proxy_protocol='required' needs proxy_protocol_from")
+    assert err.count("\n") == 1
 
 
 def test_hash_password_refuses_an_empty_password(capsys, monkeypatch):

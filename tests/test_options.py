@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import ipaddress
 import ssl
 
 import pytest
@@ -18,6 +19,7 @@ from trio_ftp.options import (
     Limits,
     LoginPolicy,
     ProtocolOptions,
+    ProxyOptions,
     ServerOptions,
     Timeouts,
     TLSOptions,
@@ -63,6 +65,12 @@ FLAT = {
     "login_failure_window": 60.0,
     "atomic_uploads": True,
     "permit_special_mode_bits": True,
+    "passive_address_map": ((ipaddress.ip_network("10.0.0.0/8"), "192.0.2.8"),),
+    "data_peer_check": "transport",
+    "proxy_protocol": "optional",
+    "proxy_protocol_from": (ipaddress.ip_network("127.0.0.0/8"),),
+    "proxy_protocol_timeout": 2.0,
+    "proxy_protocol_data": True,
 }
 
 #: The same configuration, built group by group.
@@ -87,11 +95,14 @@ GROUPED = ServerOptions(
         active_mode=False,
         permit_foreign_addresses=True,
         permit_privileged_ports=True,
+        passive_address_map={"10.0.0.0/8": "192.0.2.8"},
+        peer_check="transport",
     ),
     protocol=ProtocolOptions(
         encoding="latin-1", welcome_message="hello there", system_type="custom system"
     ),
     files=FileOptions(atomic_uploads=True, permit_special_mode_bits=True),
+    proxy=ProxyOptions(mode="optional", trusted=("127.0.0.0/8",), header_timeout=2.0, data=True),
 )
 
 
@@ -134,6 +145,20 @@ FIELD_OF = {
     "login_failure_window": ("login", "failure_window"),
     "atomic_uploads": ("files", "atomic_uploads"),
     "permit_special_mode_bits": ("files", "permit_special_mode_bits"),
+    "passive_address_map": ("data_channels", "passive_address_map"),
+    "data_peer_check": ("data_channels", "peer_check"),
+    "proxy_protocol": ("proxy", "mode"),
+    "proxy_protocol_from": ("proxy", "trusted"),
+    "proxy_protocol_timeout": ("proxy", "header_timeout"),
+    "proxy_protocol_data": ("proxy", "data"),
+}
+
+
+#: Keywords that are refused without others: a PROXY mode needs trusted senders, PROXY
+#: headers on data connections need a mode.
+NEEDS = {
+    "proxy_protocol": ("proxy_protocol_from",),
+    "proxy_protocol_data": ("proxy_protocol", "proxy_protocol_from"),
 }
 
 
@@ -152,12 +177,14 @@ def changed_fields(options):
 @pytest.mark.parametrize("name", sorted(FIELD_OF))
 def test_each_flat_keyword_sets_its_field(name):
     """One flat keyword changes its own field and no other, and the flat attribute of the
-    same name reads it back."""
-    options = ServerOptions.from_keywords(**{name: FLAT[name]})
+    same name reads it back. (The PROXY keywords that mean nothing alone come with the
+    ones they need: their fields change too.)"""
+    keywords = {other: FLAT[other] for other in (name, *NEEDS.get(name, ()))}
+    options = ServerOptions.from_keywords(**keywords)
     group, field = FIELD_OF[name]
-    assert changed_fields(options) == {(group, field)}
+    assert changed_fields(options) == {FIELD_OF[other] for other in keywords}
     assert getattr(getattr(options, group), field) == FLAT[name]
-    server = Server(**{name: FLAT[name]})
+    server = Server(**keywords)
     if name == "data_ports":  # the attribute is the pool of free ports
         assert server.data_ports.free == len(FLAT[name])
     else:
@@ -240,8 +267,8 @@ def test_keywords_round_trip():
         (lambda: DataChannelOptions(ports=(0,)), ValueError, "data_ports: 0 is not a TCP port"),
         (lambda: DataChannelOptions(ports=(70000,)), ValueError, "data_ports: 70000"),
         (lambda: DataChannelOptions(ports=[2121]), ValueError, "data_ports must be a tuple"),
-        (lambda: DataChannelOptions(passive_address="nat.example"), ValueError, "IPv4"),
-        (lambda: DataChannelOptions(passive_address=5), ValueError, "a str or a callable"),
+        (lambda: DataChannelOptions(passive_address="nat..example"), ValueError, "IPv4"),
+        (lambda: DataChannelOptions(passive_address=5), ValueError, "a str, trio_ftp.DIALLED"),
         (lambda: DataChannelOptions(active_mode="off"), ValueError, "active_mode"),
         (lambda: DataChannelOptions(permit_foreign_addresses=1), ValueError, "foreign"),
         (lambda: DataChannelOptions(permit_privileged_ports=1), ValueError, "privileged"),
@@ -267,7 +294,7 @@ def test_each_group_checks_its_values(build, error, words):
         ({"block_size": 0}, lambda: Limits(block_size=0)),
         ({"maximum_login_attempts": -1}, lambda: LoginPolicy(failures_per_session=-1)),
         ({"data_ports": [0]}, lambda: DataChannelOptions(ports=(0,))),
-        ({"passive_address": "x"}, lambda: DataChannelOptions(passive_address="x")),
+        ({"passive_address": "x..y"}, lambda: DataChannelOptions(passive_address="x..y")),
         ({"ssl": "x"}, lambda: TLSOptions(context="x", implicit=True)),
         ({"tls_context": "x"}, lambda: TLSOptions(context="x")),
         ({"encoding": "no-such-codec"}, lambda: ProtocolOptions(encoding="no-such-codec")),

@@ -26,6 +26,7 @@ from .errors import (
 )
 from .events import EventStream, ServerEvent
 from .handlers.site import site_command
+from .options import DIALLED
 from .pathio import AbstractPathIO, MemoryPathIO, PathIO
 from .server import Server
 from .users import (
@@ -41,6 +42,7 @@ from .workers import WorkerContext, serve_workers
 __version__ = "0.1.0"
 
 __all__ = [
+    "DIALLED",
     "AbstractPathIO",
     "AbstractUserManager",
     "AvailableConnections",

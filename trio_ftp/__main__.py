@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import ipaddress
 import logging
 import math
 import os
@@ -27,7 +28,17 @@ from . import __version__
 from .cliworker import worker_server
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
 from .graceful import serve_until_signal
-from .options import DataChannelOptions, Limits, ServerOptions, Timeouts, TLSOptions
+from .options import (
+    DIALLED,
+    DataChannelOptions,
+    DialledAddress,
+    Limits,
+    ProxyOptions,
+    ServerOptions,
+    Timeouts,
+    TLSOptions,
+    is_host_name,
+)
 from .reuseport import ReusePortUnavailable
 from .server import Server
 from .stores import open_store
@@ -87,6 +98,40 @@ def _workers(text: str) -> int:
     if text == "auto":
         return os.cpu_count() or 1
     return _positive_int(text)
+
+
+def _passive_address(text: str) -> str | DialledAddress:
+    """``--passive-address``: an IPv4 address, a host name, or ``dialled``."""
+    if text == DIALLED.value:
+        return DIALLED
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        pass
+    if is_host_name(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected an IPv4 address, a host name or 'dialled': {text!r}"
+    )
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A CIDR network (``10.0.0.0/8``; a bare address is a /32 or /128)."""
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a network (CIDR): {text!r}: {exc}") from None
+
+
+def _address_override(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]:
+    """``--passive-address-map CIDR=ADDRESS``."""
+    network, equals, address = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected CIDR=ADDRESS, got {text!r}")
+    try:
+        return _network(network), str(ipaddress.IPv4Address(address))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {address!r}") from None
 
 
 def _user(text: str) -> tuple[str, str]:
@@ -178,7 +223,54 @@ def make_parser() -> argparse.ArgumentParser:
         "--data-ports", type=port_range, default=None, metavar="LOW-HIGH", help="passive ports"
     )
     net.add_argument(
-        "--passive-address", default=None, help="address announced in PASV replies (NAT)"
+        "--passive-address",
+        type=_passive_address,
+        default=None,
+        help="address announced in PASV replies (NAT): an IPv4 address, a host name "
+        "(resolved at each PASV) or 'dialled' (the address the client dialled)",
+    )
+    proxy = parser.add_argument_group("PROXY protocol / load balancer")
+    proxy.add_argument(
+        "--proxy-protocol",
+        choices=["off", "optional", "required"],
+        default="off",
+        help="PROXY protocol (v1/v2) headers from load balancers on the control port",
+    )
+    proxy.add_argument(
+        "--proxy-from",
+        action="append",
+        type=_network,
+        default=[],
+        metavar="CIDR",
+        help="a network whose connections may send PROXY headers (repeatable)",
+    )
+    proxy.add_argument(
+        "--proxy-timeout",
+        type=_positive_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="time a trusted sender has to send its PROXY header",
+    )
+    proxy.add_argument(
+        "--proxy-protocol-data",
+        action="store_true",
+        help="passive data connections from trusted senders start with a PROXY header too",
+    )
+    proxy.add_argument(
+        "--data-peer-check",
+        choices=["strict", "transport", "off"],
+        default="strict",
+        help="who may connect to a passive port: the client (strict), the control "
+        "connection's peer, e.g. the balancer (transport), anyone (off: insecure)",
+    )
+    proxy.add_argument(
+        "--passive-address-map",
+        action="append",
+        type=_address_override,
+        default=[],
+        metavar="CIDR=ADDRESS",
+        help="announce ADDRESS in PASV replies to clients in CIDR (repeatable; the "
+        "longest prefix wins; others get --passive-address)",
     )
     limits = parser.add_argument_group("limits")
     for name, what in [
@@ -255,19 +347,28 @@ def _config_defaults(parser: argparse.ArgumentParser, data: dict[str, Any]) -> d
                 raise ConfigError(f"{raw_key} must be true or false, got {value!r}")
             defaults[key] = value
             continue
+        if isinstance(action, argparse._AppendAction):  # repeatable: a list, or one value
+            values = value if isinstance(value, list) else [value]
+            defaults[key] = [_config_value(action, raw_key, item) for item in values]
+            continue
         if key == "data_ports" and isinstance(value, list) and len(value) == 2:
             value = f"{value[0]}-{value[1]}"
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise ConfigError(f"{raw_key} must be a string or a number, got {value!r}")
-        convert = action.type if callable(action.type) else str
-        try:
-            converted = convert(str(value))
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            raise ConfigError(f"{raw_key}: {exc}") from None
-        if action.choices is not None and converted not in action.choices:
-            raise ConfigError(f"{raw_key} must be one of {', '.join(map(str, action.choices))}")
-        defaults[key] = converted
+        defaults[key] = _config_value(action, raw_key, value)
     return defaults
+
+
+def _config_value(action: argparse.Action, raw_key: str, value: object) -> Any:
+    """One config value, converted and checked by ``action`` as the command line's."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{raw_key} must be a string or a number, got {value!r}")
+    convert = action.type if callable(action.type) else str
+    try:
+        converted = convert(str(value))
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ConfigError(f"{raw_key}: {exc}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ConfigError(f"{raw_key} must be one of {', '.join(map(str, action.choices))}")
+    return converted
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -336,7 +437,7 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         ca = trustme.CA()
         names = ["localhost", "127.0.0.1", "::1"]
         for extra in (args.host, args.passive_address):
-            if extra and extra not in names and extra not in ("0.0.0.0", "::"):
+            if isinstance(extra, str) and extra not in names and extra not in ("0.0.0.0", "::"):
                 names.append(extra)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(*names).configure_cert(context)
@@ -389,6 +490,14 @@ def build_server(args: argparse.Namespace) -> Server:
             data_channels=DataChannelOptions(
                 ports=None if args.data_ports is None else tuple(args.data_ports),
                 passive_address=args.passive_address,
+                passive_address_map=tuple(args.passive_address_map),
+                peer_check=args.data_peer_check,
+            ),
+            proxy=ProxyOptions(
+                mode=args.proxy_protocol,
+                trusted=tuple(args.proxy_from),
+                header_timeout=args.proxy_timeout,
+                data=args.proxy_protocol_data,
             ),
             tls=TLSOptions(
                 context=context,

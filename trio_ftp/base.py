@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl as _ssl
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
@@ -30,7 +30,15 @@ from .errors import FTPError
 from .events import EventBus, EventKind, EventStream, ServerEvent
 from .interfaces import Handler
 from .login_failures import LoginFailures
-from .options import FlatOptionAttributes, PassiveAddressChooser, ServerOptions
+from .options import (
+    DataPeerCheck,
+    DialledAddress,
+    FlatOptionAttributes,
+    Network,
+    PassiveAddressChooser,
+    ProxyMode,
+    ServerOptions,
+)
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
 from .reuseport import open_reuse_port_listeners
@@ -96,7 +104,17 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             default), or an async one (awaited within ``callback_timeout``). A plain
             callable runs on the event loop: it must not block. The default, and
             ``0.0.0.0``, mean the control connection's local address; a callable that
-            raises or times out gets ``451``.
+            raises or times out gets ``451``. Also a host name (resolved again for each
+            ``PASV``, within ``callback_timeout``; failure: ``451``), or
+            :data:`trio_ftp.DIALLED`: the address the client dialled (behind a load balancer,
+            the PROXY header's destination; else the local address).
+        passive_address_map: client networks (CIDR) -> the IPv4 address ``227`` announces
+            to clients in them (SFTPGo's ``passive_ip_overrides``); the longest matching
+            prefix wins, a client in none gets ``passive_address``.
+        data_peer_check: who may connect to a passive data port: ``"strict"`` (default)
+            the session's client address (the proxied one when ``proxy_protocol_data``);
+            ``"transport"`` the control connection's transport peer (the load balancer);
+            ``"off"`` anyone (then anyone who guesses the port can take the transfer).
         data_ports: the ports passive listeners may use; ``None`` lets the kernel choose.
         active_mode: honour ``PORT``/``EPRT`` (the server connects to the client); when
             False they are answered ``504``.
@@ -140,6 +158,19 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         permit_special_mode_bits: like vsftpd's ``chmod`` mask: unless True, the setuid,
             setgid and sticky bits (``0o7000``) are never set, by ``SITE CHMOD`` (``550``)
             or by an atomic upload replacing a file that had them.
+        proxy_protocol: PROXY protocol (haproxy's v1 and v2 headers) on the control
+            listener: ``"off"`` (default), ``"optional"`` (a trusted sender may send a
+            header; one that sends nothing within ``proxy_protocol_timeout`` is served as a
+            direct client) or ``"required"`` (only trusted senders, each with a header). A
+            header from an untrusted sender, a malformed header, or none in ``required``
+            mode closes the connection (logged). The header's source is then the session's
+            client address everywhere: logs, events, per-IP limits, login-failure bans,
+            PORT/EPRT checks.
+        proxy_protocol_from: the networks (CIDR strings or ``ipaddress`` networks) whose
+            connections may carry a header: the load balancers. Needed unless ``"off"``.
+        proxy_protocol_timeout: seconds a trusted sender has to send its header (3).
+        proxy_protocol_data: passive data connections take PROXY headers too: one from a
+            trusted sender must start with a header (before any TLS handshake).
         state_store: where ``maximum_connections`` (server and user),
             ``maximum_connections_per_ip`` and the login-failure ban are counted: a
             :class:`~trio_ftp.stores.StateStore`. By default a new
@@ -185,7 +216,9 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         write_speed_limit_per_connection: float | None = None,
         ipv4_pasv_forced_response_address: str | None = None,
         data_ports: Iterable[int] | None = None,
-        passive_address: str | PassiveAddressChooser | None = None,
+        passive_address: str | DialledAddress | PassiveAddressChooser | None = None,
+        passive_address_map: Mapping[Network, str] | Iterable[tuple[Network, str]] = (),
+        data_peer_check: DataPeerCheck = "strict",
         active_mode: bool = True,
         permit_foreign_addresses: bool = False,
         permit_privileged_ports: bool = False,
@@ -207,6 +240,10 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         login_failure_window: float = 600.0,
         atomic_uploads: bool = False,
         permit_special_mode_bits: bool = False,
+        proxy_protocol: ProxyMode = "off",
+        proxy_protocol_from: Iterable[Network] = (),
+        proxy_protocol_timeout: float = 3.0,
+        proxy_protocol_data: bool = False,
         state_store: StateStore | None = None,
     ) -> None:
         super().__init__(
@@ -226,6 +263,8 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             ipv4_pasv_forced_response_address=ipv4_pasv_forced_response_address,
             data_ports=data_ports,
             passive_address=passive_address,
+            passive_address_map=passive_address_map,
+            data_peer_check=data_peer_check,
             active_mode=active_mode,
             permit_foreign_addresses=permit_foreign_addresses,
             permit_privileged_ports=permit_privileged_ports,
@@ -247,6 +286,10 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             login_failure_window=login_failure_window,
             atomic_uploads=atomic_uploads,
             permit_special_mode_bits=permit_special_mode_bits,
+            proxy_protocol=proxy_protocol,
+            proxy_protocol_from=proxy_protocol_from,
+            proxy_protocol_timeout=proxy_protocol_timeout,
+            proxy_protocol_data=proxy_protocol_data,
         )
         options = self._options
         self.path_io_factory = path_io_factory

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 
 import trio
 
@@ -29,19 +30,50 @@ __all__ = ["ControlSocket"]
 class ControlSocket:
     """Reads and writes of one control connection (not public API)."""
 
-    __slots__ = ("_sending", "_socket", "stream")
+    __slots__ = ("_ahead", "_sending", "_socket", "stream")
 
     stream: trio.abc.Stream
     """The stream currently in use."""
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._sending = False  # a task is in send_all: nobody else may write
+        self._ahead = b""  # what peek() read from a stream that cannot peek (not a socket)
         self.use(stream)
 
     def use(self, stream: trio.abc.Stream) -> None:
-        """Read and write ``stream`` from now on (after ``AUTH TLS`` or ``CCC``)."""
+        """Read and write ``stream`` from now on (after ``AUTH TLS`` or ``CCC``).
+
+        Raises:
+            trio.BrokenResourceError: :meth:`peek` read bytes ahead from the old stream (only
+                a stream that is not a socket) that the new one would lose.
+        """
+        if self._ahead:
+            raise trio.BrokenResourceError("bytes read ahead cannot be handed to a new stream")
         self.stream = stream
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+
+    async def peek(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the bytes the next reads will return, without taking them;
+        at least one, ``b""`` at EOF.
+
+        A socket is peeked (``MSG_PEEK``): nothing is taken from it, so the bytes are still
+        there for whoever reads the socket next (a TLS handshake too). Any other stream is
+        read, and what was read is kept for :meth:`receive_some` (at most ``max_bytes``).
+        A peek returns at once while peeked bytes wait: take them before peeking for more.
+
+        Raises and timeouts: as :meth:`receive_some`.
+        """
+        if self._ahead:
+            await trio.lowlevel.checkpoint()
+            return self._ahead[:max_bytes]
+        sock = self._socket
+        if sock is None:
+            self._ahead = bytes(await self.stream.receive_some(max_bytes))
+            return self._ahead
+        try:
+            return await sock.recv(max_bytes, socket.MSG_PEEK)
+        except OSError as exc:
+            raise _stream_error(exc) from exc
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` bytes, at least one; ``b""`` at EOF.
@@ -51,6 +83,11 @@ class ControlSocket:
             trio.ClosedResourceError: it was closed here.
         Timeouts: none; the caller bounds the wait.
         """
+        if self._ahead:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            taken, self._ahead = self._ahead[:max_bytes], self._ahead[max_bytes:]
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return taken
         sock = self._socket
         if sock is None:
             return bytes(await self.stream.receive_some(max_bytes))

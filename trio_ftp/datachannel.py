@@ -7,12 +7,17 @@ closed first (its listener socket closed and its port returned at once, so a one
 be reused immediately), then a listener is bound on the control connection's local address
 (RFC 959 §4.1.2: the data port is on the server the client talks to), on a port from the
 server-wide :class:`PortPool` when ``data_ports`` is set. A child task of the session nursery
-accepts connections until one comes from the control connection's peer address (others are
-dropped and logged: that is what stops data-port theft), stores it as
+accepts connections until one passes ``data_peer_check`` (by default: it comes from the
+session's client address; others are dropped and logged: that is what stops data-port
+theft), stores it as
 ``connection.data_connection`` and closes the listener. A transfer takes it with
 :meth:`DataChannels.take_stream`, which waits at most ``wait_future_timeout`` (then ``425``).
 The accept task has its own cancel scope; a new PASV, ABOR without a transfer, or the end of
 the session cancels it, and its ``finally`` closes the socket and returns the port.
+
+Behind a load balancer (``proxy_protocol_data``), a data connection from a trusted sender
+starts with a PROXY header naming the client, read (within ``proxy_protocol_timeout``, never
+a byte past it) before the peer check and before any TLS handshake.
 
 PORT/EPRT call :meth:`DataChannels.open_active` (RFC 959 §4.1.2, RFC 2428 §2), which closes
 any previous channel and only records the client's address as an :class:`ActiveTarget`:
@@ -37,7 +42,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .controlsocket import ControlSocket
 from .errors import DataConnectionError, NoAvailablePort, ReplyError
+from .proxyprotocol import ProxyProtocolError
+from .proxyreceive import receive_header
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 from .validation import as_seconds
 
@@ -173,12 +181,13 @@ class DataChannels:
     (:meth:`run_in`, called by the session once its nursery is open).
     """
 
-    __slots__ = ("_connection", "_nursery", "_options", "_pool", "_tls", "failure")
+    __slots__ = ("_connection", "_nursery", "_options", "_pool", "_proxy", "_tls", "failure")
 
     def __init__(self, connection: Connection, options: ServerOptions, pool: PortPool) -> None:
         self._connection = connection
         self._options = options.data_channels
         self._tls = options.tls
+        self._proxy = options.proxy
         self._pool = pool
         self._nursery: trio.Nursery | None = None
         #: Why the last data connection attempt was refused (for the 425 text).
@@ -278,13 +287,20 @@ class DataChannels:
                 while True:
                     sock, address = await listener.socket.accept()
                     stream = trio.SocketStream(sock)
-                    if not same_host(str(address[0]), self._connection.client_host):
+                    transport = str(address[0])
+                    peer = await self._data_peer(stream, transport)
+                    if peer is None:
+                        continue
+                    if not self._peer_allowed(peer, transport):
                         log.warning(
-                            "dropped data connection from %s: not the control peer", address[0]
+                            "dropped data connection from %s: not the %s (data_peer_check=%s)",
+                            peer,
+                            "control peer" if self._options.peer_check == "strict" else "balancer",
+                            self._options.peer_check,
                         )
                         await trio.aclose_forcefully(stream)
                         continue
-                    log.debug("data connection from %s:%s", address[0], address[1])
+                    log.debug("data connection from %s:%s", peer, address[1])
                     protected = await self._protect(stream)
                     if protected is None:
                         continue
@@ -294,6 +310,47 @@ class DataChannels:
             log.debug("passive listener ended: %r", exc)
         finally:
             listener.close()
+
+    async def _data_peer(self, stream: trio.SocketStream, transport: str) -> str | None:
+        """The client address of a passive data connection from ``transport``: the source
+        its PROXY header names when data connections take them (``proxy_protocol_data``)
+        and the sender is trusted, else ``transport``. None when it was dropped: an
+        untrusted sender in ``required`` mode, a missing, late or malformed header.
+
+        Timeouts: ``proxy_protocol_timeout`` for the header.
+        """
+        proxy = self._proxy
+        if not proxy.data:
+            return transport
+        log = self._connection.log
+        if not proxy.trusts(transport):
+            if proxy.mode == "optional":
+                return transport  # a direct connection, checked as it is
+            log.warning("dropped data connection from %s: not in proxy_protocol_from", transport)
+            await trio.aclose_forcefully(stream)
+            return None
+        try:
+            with trio.fail_after(proxy.header_timeout):
+                header = await receive_header(ControlSocket(stream))
+        except (ProxyProtocolError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            reason = str(exc) if isinstance(exc, ProxyProtocolError) else type(exc).__name__
+            log.warning("dropped data connection from %s: bad PROXY header: %s", transport, reason)
+            await trio.aclose_forcefully(stream)
+            return None
+        except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
+            await trio.aclose_forcefully(stream)
+            raise
+        return transport if header.source is None else header.source[0]
+
+    def _peer_allowed(self, peer: str, transport: str) -> bool:
+        """``data_peer_check``: strict, the session's client; transport, the control
+        connection's transport peer (the balancer); off, anyone."""
+        check = self._options.peer_check
+        if check == "strict":
+            return same_host(peer, self._connection.client_host)
+        if check == "transport":
+            return same_host(transport, self._connection.transport_host)
+        return True
 
     async def _protect(self, stream: trio.SocketStream) -> trio.abc.Stream | None:
         """With ``PROT P``, wrap and handshake at once (aioftp's client handshakes before it

@@ -13,11 +13,23 @@ The user manager and the path-IO factory are collaborators, not options.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
+import re
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeAlias, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    NoReturn,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 from .validation import check_flag, check_positive_int, check_timeout
 
@@ -25,13 +37,18 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 __all__ = [
+    "DIALLED",
     "DataChannelOptions",
+    "DataPeerCheck",
+    "DialledAddress",
     "FileOptions",
     "FlatOptionAttributes",
     "Limits",
     "LoginPolicy",
     "PassiveAddressChooser",
     "ProtocolOptions",
+    "ProxyMode",
+    "ProxyOptions",
     "ServerOptions",
     "TLSOptions",
     "Timeouts",
@@ -39,6 +56,127 @@ __all__ = [
 
 #: ``passive_address`` as a callable: the address to announce for a connection, or None.
 PassiveAddressChooser: TypeAlias = "Callable[[Connection], str | Awaitable[str | None] | None]"
+
+#: ``proxy_protocol``: PROXY protocol headers on the control listener never ("off"), from
+#: trusted senders when they send one ("optional"), or always ("required").
+ProxyMode = Literal["off", "optional", "required"]
+#: ``data_peer_check``: who may connect to a passive data port (see DataChannelOptions).
+DataPeerCheck = Literal["strict", "transport", "off"]
+#: A network as ``proxy_protocol_from`` and ``passive_address_map`` take it.
+Network: TypeAlias = "str | ipaddress.IPv4Network | ipaddress.IPv6Network"
+IPNetwork: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
+
+
+class DialledAddress(enum.Enum):
+    """``passive_address=trio_ftp.DIALLED``: announce the address the client dialled."""
+
+    DIALLED = "dialled"
+
+
+#: Announce in ``227`` the address the client dialled: the destination of the PROXY
+#: header when the balancer sent one, else the control connection's local address.
+DIALLED = DialledAddress.DIALLED
+
+# RFC 1123 host names; the last label is not all digits (so "10.0.0.256" is no host name).
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_host_name(text: str) -> bool:
+    """True if ``text`` is a syntactically valid DNS host name (not an IP address)."""
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    return (
+        0 < len(text) <= 253
+        and text.isascii()
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def _networks(name: str, values: object) -> tuple[IPNetwork, ...]:
+    """``values`` (CIDR strings or ``ip_network`` objects) as a tuple of networks."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a list of networks (CIDR), got {values!r}")
+    networks: list[IPNetwork] = []
+    for value in values:
+        if isinstance(value, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            networks.append(value)
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: {value!r} is not a network (CIDR)")
+        try:
+            networks.append(ipaddress.ip_network(value, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {value!r} is not a network (CIDR): {exc}") from None
+    return tuple(networks)
+
+
+def _address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4), None if none."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(host: str, networks: Iterable[IPNetwork]) -> bool:
+    """True if the address ``host`` is in one of ``networks`` (IPv4-mapped counts as IPv4)."""
+    address = _address_of(host)
+    return address is not None and any(address in network for network in networks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProxyOptions:
+    """PROXY protocol (haproxy's v1/v2 headers): the client's address from a load balancer.
+
+    Attributes:
+        mode: ``"off"`` (``proxy_protocol``; the default): no header is read. ``"optional"``:
+            a trusted sender may send one (within ``header_timeout``; a connection that
+            sends nothing in that time is served as a direct client); from anyone else a
+            header closes the connection. ``"required"``: only trusted senders may connect,
+            and each must send a header; anything else is closed.
+        trusted: the networks whose connections may carry a header (``proxy_protocol_from``;
+            CIDR strings or ``ipaddress`` networks): the balancers. Required unless off.
+        header_timeout: seconds a trusted sender has to send its header
+            (``proxy_protocol_timeout``).
+        data: passive data connections take a header too (``proxy_protocol_data``): one from
+            a trusted sender must start with one; from anyone else, in ``required`` mode it
+            is dropped, in ``optional`` mode it is taken as a direct connection.
+    """
+
+    mode: ProxyMode = "off"
+    trusted: tuple[IPNetwork, ...] = ()
+    header_timeout: float = 3.0
+    data: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("off", "optional", "required"):
+            raise ValueError(
+                f"proxy_protocol must be 'off', 'optional' or 'required', got {self.mode!r}"
+            )
+        object.__setattr__(self, "trusted", _networks("proxy_protocol_from", self.trusted))
+        if self.mode != "off" and not self.trusted:
+            raise ValueError(
+                f"proxy_protocol={self.mode!r} needs proxy_protocol_from (the balancers' "
+                "networks): nobody else may send a header"
+            )
+        check_timeout("proxy_protocol_timeout", self.header_timeout)
+        if self.header_timeout is None:
+            raise ValueError("proxy_protocol_timeout must be a number of seconds, not None")
+        check_flag("proxy_protocol_data", self.data)
+        if self.data and self.mode == "off":
+            raise ValueError("proxy_protocol_data needs proxy_protocol 'optional' or 'required'")
+
+    @property
+    def enabled(self) -> bool:
+        """True unless the mode is ``"off"``."""
+        return self.mode != "off"
+
+    def trusts(self, host: str) -> bool:
+        """True if a connection from ``host`` may carry a PROXY header."""
+        return in_networks(host, self.trusted)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,9 +319,20 @@ class DataChannelOptions:
     Attributes:
         ports: the ports passive listeners may use (``data_ports``); ``None`` lets the
             kernel choose.
-        passive_address: the IPv4 address announced in ``227`` (for NAT), or a callable
-            ``(connection) -> str | None`` (possibly async) choosing per connection; ``None``
+        passive_address: what ``227`` announces (for NAT and load balancers): an IPv4
+            address; a host name, resolved again for each ``PASV`` (within
+            ``callback_timeout``; failure: ``451``); :data:`DIALLED`, the address the client
+            dialled (the PROXY header's destination, else the local address); or a callable
+            ``(connection) -> str | None`` (possibly async) choosing per connection. ``None``
             and ``0.0.0.0``: the control connection's local address.
+        passive_address_map: client networks -> the IPv4 address to announce to clients
+            in them (``passive_address_map``, SFTPGo's ``passive_ip_overrides``): the
+            longest matching prefix wins; a client in none gets ``passive_address``.
+        peer_check: who may connect to a passive data port (``data_peer_check``):
+            ``"strict"``, the session's client address (the proxied one when data
+            connections take PROXY headers); ``"transport"``, the control connection's
+            transport peer (the balancer); ``"off"``, anyone (whoever connects first gets
+            the transfer: data-port theft becomes possible).
         active_mode: honour ``PORT``/``EPRT``; otherwise ``504``.
         permit_foreign_addresses: let ``PORT``/``EPRT`` name an address other than the
             client's (the FTP bounce attack, RFC 2577 §3; ``501`` otherwise).
@@ -191,7 +340,9 @@ class DataChannelOptions:
     """
 
     ports: tuple[int, ...] | None = None
-    passive_address: str | PassiveAddressChooser | None = None
+    passive_address: str | DialledAddress | PassiveAddressChooser | None = None
+    passive_address_map: tuple[tuple[IPNetwork, str], ...] = ()
+    peer_check: DataPeerCheck = "strict"
     active_mode: bool = True
     permit_foreign_addresses: bool = False
     permit_privileged_ports: bool = False
@@ -205,17 +356,69 @@ class DataChannelOptions:
                     raise ValueError(f"data_ports: {port!r} is not a TCP port number")
         address = self.passive_address
         if isinstance(address, str):
-            try:
-                ipaddress.IPv4Address(address)
-            except ValueError:
+            if address == DIALLED.value:
                 raise ValueError(
-                    f"passive_address must be an IPv4 address, got {address!r}"
-                ) from None
-        elif address is not None and not callable(address):
-            raise ValueError(f"passive_address must be a str or a callable, got {address!r}")
+                    "passive_address='dialled' would be a host name: "
+                    "give trio_ftp.DIALLED for the address the client dialled"
+                )
+            if not (_is_ipv4(address) or is_host_name(address)):
+                raise ValueError(
+                    f"passive_address must be an IPv4 address or a host name, got {address!r}"
+                )
+        elif (
+            address is not None
+            and not isinstance(address, DialledAddress)
+            and not callable(address)
+        ):
+            raise ValueError(
+                f"passive_address must be a str, trio_ftp.DIALLED or a callable, got {address!r}"
+            )
+        object.__setattr__(self, "passive_address_map", _address_map(self.passive_address_map))
+        if self.peer_check not in ("strict", "transport", "off"):
+            raise ValueError(
+                f"data_peer_check must be 'strict', 'transport' or 'off', got {self.peer_check!r}"
+            )
         check_flag("active_mode", self.active_mode)
         check_flag("permit_foreign_addresses", self.permit_foreign_addresses)
         check_flag("permit_privileged_ports", self.permit_privileged_ports)
+
+    def mapped_address(self, client_host: str) -> str | None:
+        """The ``passive_address_map`` address for ``client_host`` (longest prefix), or None."""
+        client = _address_of(client_host)
+        best: tuple[int, str] | None = None
+        if client is None:
+            return None
+        for network, address in self.passive_address_map:
+            if client in network and (best is None or network.prefixlen > best[0]):
+                best = (network.prefixlen, address)
+        return None if best is None else best[1]
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _address_map(value: object) -> tuple[tuple[IPNetwork, str], ...]:
+    """``passive_address_map`` (a mapping or pairs: network -> IPv4 address) as sorted pairs."""
+    items = value.items() if isinstance(value, Mapping) else value
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise ValueError(f"passive_address_map must map networks to addresses, got {value!r}")
+    pairs: dict[IPNetwork, str] = {}
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise ValueError(f"passive_address_map: {item!r} is not a (network, address) pair")
+        (network,) = _networks("passive_address_map", [item[0]])
+        address = item[1]
+        if not isinstance(address, str) or not _is_ipv4(address):
+            raise ValueError(f"passive_address_map: {address!r} is not an IPv4 address")
+        if network in pairs:
+            raise ValueError(f"passive_address_map: {network} is given twice")
+        pairs[network] = str(ipaddress.IPv4Address(address))
+    return tuple(sorted(pairs.items(), key=lambda pair: (pair[0].version, str(pair[0]))))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,6 +480,7 @@ class ServerOptions:
     data_channels: DataChannelOptions = DataChannelOptions()
     protocol: ProtocolOptions = ProtocolOptions()
     files: FileOptions = FileOptions()
+    proxy: ProxyOptions = ProxyOptions()
 
     def __post_init__(self) -> None:
         groups: tuple[tuple[str, object, type], ...] = (
@@ -287,6 +491,7 @@ class ServerOptions:
             ("data_channels", self.data_channels, DataChannelOptions),
             ("protocol", self.protocol, ProtocolOptions),
             ("files", self.files, FileOptions),
+            ("proxy", self.proxy, ProxyOptions),
         )
         for name, group, kind in groups:
             if not isinstance(group, kind):
@@ -305,7 +510,9 @@ class ServerOptions:
         maximum_connections: int | None = None,
         ipv4_pasv_forced_response_address: str | None = None,
         data_ports: Iterable[int] | None = None,
-        passive_address: str | PassiveAddressChooser | None = None,
+        passive_address: str | DialledAddress | PassiveAddressChooser | None = None,
+        passive_address_map: Mapping[Network, str] | Iterable[tuple[Network, str]] = (),
+        data_peer_check: DataPeerCheck = "strict",
         active_mode: bool = True,
         permit_foreign_addresses: bool = False,
         permit_privileged_ports: bool = False,
@@ -327,6 +534,10 @@ class ServerOptions:
         login_failure_window: float | None = 600.0,
         atomic_uploads: bool = False,
         permit_special_mode_bits: bool = False,
+        proxy_protocol: ProxyMode = "off",
+        proxy_protocol_from: Iterable[Network] = (),
+        proxy_protocol_timeout: float = 3.0,
+        proxy_protocol_data: bool = False,
     ) -> ServerOptions:
         """The options aioftp's flat keywords describe (``Server``'s, without the users,
         the path-IO factory and the speed limits); the defaults are ``Server``'s."""
@@ -371,6 +582,8 @@ class ServerOptions:
                 # int(): aioftp took any iterable of port-like values; duplicates count once
                 ports=None if data_ports is None else tuple(dict.fromkeys(map(int, data_ports))),
                 passive_address=passive_address,
+                passive_address_map=passive_address_map,  # type: ignore[arg-type]  # checked
+                peer_check=data_peer_check,
                 active_mode=active_mode,
                 permit_foreign_addresses=permit_foreign_addresses,
                 permit_privileged_ports=permit_privileged_ports,
@@ -381,12 +594,19 @@ class ServerOptions:
             files=FileOptions(
                 atomic_uploads=atomic_uploads, permit_special_mode_bits=permit_special_mode_bits
             ),
+            proxy=ProxyOptions(
+                mode=proxy_protocol,
+                trusted=proxy_protocol_from,  # type: ignore[arg-type]  # checked, made a tuple
+                header_timeout=proxy_protocol_timeout,
+                data=proxy_protocol_data,
+            ),
         )
 
     def keywords(self) -> dict[str, Any]:
         """The flat keywords :meth:`from_keywords` turns back into these options."""
         tls, timeouts, limits, login = self.tls, self.timeouts, self.limits, self.login
         data, protocol, files = self.data_channels, self.protocol, self.files
+        proxy = self.proxy
         return {
             "block_size": limits.block_size,
             "socket_timeout": timeouts.socket,
@@ -397,6 +617,8 @@ class ServerOptions:
             "maximum_connections": limits.connections,
             "data_ports": data.ports,
             "passive_address": data.passive_address,
+            "passive_address_map": data.passive_address_map,
+            "data_peer_check": data.peer_check,
             "active_mode": data.active_mode,
             "permit_foreign_addresses": data.permit_foreign_addresses,
             "permit_privileged_ports": data.permit_privileged_ports,
@@ -418,6 +640,10 @@ class ServerOptions:
             "login_failure_window": login.failure_window,
             "atomic_uploads": files.atomic_uploads,
             "permit_special_mode_bits": files.permit_special_mode_bits,
+            "proxy_protocol": proxy.mode,
+            "proxy_protocol_from": proxy.trusted,
+            "proxy_protocol_timeout": proxy.header_timeout,
+            "proxy_protocol_data": proxy.data,
         }
 
 
@@ -499,6 +725,12 @@ class FlatOptionAttributes:
     login_failure_window = _FlatOption(lambda o: o.login.failure_window)
     atomic_uploads = _FlatOption(lambda o: o.files.atomic_uploads)
     permit_special_mode_bits = _FlatOption(lambda o: o.files.permit_special_mode_bits)
+    passive_address_map = _FlatOption(lambda o: o.data_channels.passive_address_map)
+    data_peer_check = _FlatOption(lambda o: o.data_channels.peer_check)
+    proxy_protocol = _FlatOption(lambda o: o.proxy.mode)
+    proxy_protocol_from = _FlatOption(lambda o: o.proxy.trusted)
+    proxy_protocol_timeout = _FlatOption(lambda o: o.proxy.header_timeout)
+    proxy_protocol_data = _FlatOption(lambda o: o.proxy.data)
 
 
 def _string_or_none(value: object) -> str | None:

@@ -53,6 +53,8 @@ from .errors import FTPError, ProtocolError, ReplyError, reply_for
 from .interfaces import SessionHost
 from .logsafe import SessionLog
 from .pathio import GuardedPathIO
+from .proxyprotocol import ProxyHeader, ProxyProtocolError
+from .proxyreceive import header_prefix, receive_header
 from .state import SessionState
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
 from .validation import as_seconds
@@ -89,6 +91,10 @@ class _IdleTimeout(Exception):
     """No complete command within ``idle_timeout`` (see :meth:`Session._next_command`)."""
 
 
+class _UntrustedHeader(Exception):
+    """A PROXY header from a sender outside ``proxy_protocol_from`` (optional mode)."""
+
+
 class Session:
     """The trio glue for one control connection (created by ``Server``; not public API).
 
@@ -101,6 +107,7 @@ class Session:
     __slots__ = (
         "_backend_failed",
         "_ended_normally",
+        "_header_watch",
         "_idle_scope",
         "_nursery",
         "_queued",
@@ -159,12 +166,20 @@ class Session:
         # The cancel scope of the read waiting for a command: its deadline is the idle clock.
         self._idle_scope: trio.CancelScope | None = None
         self._ended_normally = False
+        # The first bytes of a client that may not send a PROXY header, while they could
+        # still be one (None: not watching; see _check_untrusted_header).
+        self._header_watch: bytes | None = None
+        local_host, local_port = str(local[0]), int(local[1])
         self.state = SessionState(
             session_id=self.id,
             client_host=peer_host,
             client_port=peer_port,
-            server_host=str(local[0]),
-            server_port=int(local[1]),
+            server_host=local_host,
+            server_port=local_port,
+            transport_host=peer_host,
+            transport_port=peer_port,
+            dialled_host=local_host,
+            dialled_port=local_port,
         )
         connection = self.connection = Connection(self.state)
         connection.log = self.log
@@ -178,16 +193,19 @@ class Session:
         self.data = connection.data = DataChannels(connection, self.options, server.data_ports)
         # Server-level limits until a login adds the user's (handlers/auth.py).
         connection.limit_by(server.throttles, None)
-        # The backend is user code (path_io_factory): if it raises, run() answers 421 and
-        # ends this session only. A factory is synchronous: it must not block.
         self._backend_failed = False
+
+    def _open_backend(self) -> None:
+        """Make the session's path-IO backend (once the client's address is known: the
+        factory may read it). It is user code (``path_io_factory``): if it raises, run()
+        answers 421 and ends this session only. A factory is synchronous: it must not block."""
         try:
-            backend = server.new_path_io(self.connection)
+            backend = self.server.new_path_io(self.connection)
         except Exception:
             self.log.exception("path_io_factory raised")
             self._backend_failed = True
         else:
-            self.connection.path_io = GuardedPathIO(backend, timeouts.path_io)
+            self.connection.path_io = GuardedPathIO(backend, self.options.timeouts.path_io)
 
     # replies -------------------------------------------------------------------------------
     def respond(self, code: str, text: str | list[str] = "") -> None:
@@ -311,17 +329,24 @@ class Session:
         self.server.connections[self.id] = self.connection
         state = self.state
         self.log.info("session started (local %s:%s)", state.server_host, state.server_port)
-        self.server.publish(self.connection, "connect")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.data.run_in(nursery)
                 try:
-                    if self._backend_failed:
-                        self.respond("421", "service not available, closing connection")
-                    else:
-                        await self._serve()
+                    if await self._take_proxy_header():
+                        self._open_backend()
+                        self.server.publish(self.connection, "connect")
+                        if self._backend_failed:
+                            self.respond("421", "service not available, closing connection")
+                        else:
+                            await self._serve()
                     self._ended_normally = True
+                except _UntrustedHeader:
+                    self.log.warning(
+                        "closing: PROXY header from %s, which is not in proxy_protocol_from",
+                        state.transport_host,
+                    )
                 except _STREAM_GONE as exc:
                     self.log.info("control connection lost: %s", type(exc).__name__)
                 except TLSHandshakeFailed as exc:
@@ -341,6 +366,101 @@ class Session:
             finally:
                 del self.server.connections[self.id]
             self.log.info("session ended")
+
+    # PROXY protocol --------------------------------------------------------------------------
+    async def _take_proxy_header(self) -> bool:
+        """Before anything else (greeting, implicit TLS): read the load balancer's PROXY
+        header when ``proxy_protocol`` asks for one; False closes the connection at once.
+
+        A sender outside ``proxy_protocol_from`` is closed in ``required`` mode; in
+        ``optional`` mode it is served, and a header in its first bytes closes it (see
+        :meth:`_check_untrusted_header`). A trusted sender has ``proxy_protocol_timeout``
+        seconds to send its header; in ``optional`` mode, silence for that long or a first
+        byte that can't start a header (a TLS ClientHello) means a direct client, and
+        nothing is taken from the connection.
+
+        Timeouts: ``proxy_protocol_timeout`` for the whole header.
+        """
+        proxy = self.options.proxy
+        if not proxy.enabled:
+            return True
+        transport = self.state.transport_host
+        if not proxy.trusts(transport):
+            if proxy.mode == "required":
+                self.log.warning(
+                    "closing: %s is not in proxy_protocol_from (PROXY header required)", transport
+                )
+                return False
+            if self.options.tls.implicit:
+                return await self._no_header_before_tls()
+            self._header_watch = b""
+            return True
+        started = False
+        with trio.move_on_after(proxy.header_timeout):
+            try:
+                first = await self.control_socket.peek(1)
+                if not first:
+                    self.log.info("connection closed before its PROXY header")
+                    return False
+                if proxy.mode == "optional" and header_prefix(first) is False:
+                    self.log.debug("no PROXY header: served as a direct client")
+                    return True
+                started = True
+                header = await receive_header(self.control_socket)
+            except ProxyProtocolError as exc:
+                self.log.warning("closing: bad PROXY header: %s", str(exc))
+                return False
+            self._use_proxy_header(header)
+            return True
+        if proxy.mode == "required" or started:
+            self.log.warning("closing: no whole PROXY header within %g s", proxy.header_timeout)
+            return False
+        self.log.debug("no PROXY header within %g s: a direct client", proxy.header_timeout)
+        return True
+
+    async def _no_header_before_tls(self) -> bool:
+        """Implicit FTPS from a sender that may not send a PROXY header: look (without
+        taking anything) at its first bytes, a TLS ClientHello, before the handshake; a
+        header there closes the connection. Only a socket can be looked at so."""
+        if not self.control_socket.plain:
+            return True
+        timeout = self.options.proxy.header_timeout
+        with trio.move_on_after(timeout):
+            first = await self.control_socket.peek(len(b"PROXY "))
+            if header_prefix(first):
+                raise _UntrustedHeader
+        return True
+
+    def _use_proxy_header(self, header: ProxyHeader) -> None:
+        """The header's source becomes the client (logs, events, limits, bans, PORT checks)."""
+        if header.source is None:
+            kind = "LOCAL" if header.local else "UNKNOWN"
+            self.log.info(
+                "PROXY v%d %s header: the connection's addresses stand", header.version, kind
+            )
+            return
+        state = self.state
+        state.proxied(header.source, header.destination)
+        peer = f"{state.client_host}:{state.client_port}"
+        self.log = self.connection.log = SessionLog(logger, {"session": self.id, "peer": peer})
+        self.log.info(
+            "PROXY v%d header: client %s dialled %s:%s (via %s:%s)",
+            header.version,
+            peer,
+            state.dialled_host,
+            state.dialled_port,
+            state.transport_host,
+            state.transport_port,
+        )
+
+    def _check_untrusted_header(self, data: bytes) -> None:
+        """Watch the first bytes of a client outside ``proxy_protocol_from`` (optional mode):
+        a PROXY header there raises :class:`_UntrustedHeader` (the session ends)."""
+        seen = (self._header_watch or b"") + data[:16]
+        verdict = header_prefix(seen)
+        if verdict:
+            raise _UntrustedHeader
+        self._header_watch = None if verdict is False else seen
 
     # TLS -------------------------------------------------------------------------------------
     @property
@@ -529,6 +649,8 @@ class Session:
                     data = await self.control_socket.receive_some(_RECEIVE_SIZE)
                     if not data:
                         return None
+                    if self._header_watch is not None:
+                        self._check_untrusted_header(data)
                     self.decoder.feed(data)
                 self.log.debug("-> %r", command)
                 return command

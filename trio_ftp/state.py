@@ -73,10 +73,19 @@ class SessionState:
 
     #: The session's number in logs and events (0: not a server's session).
     session_id: int = 0
+    #: The client: the control connection's peer, or the source a trusted load balancer's
+    #: PROXY header named (see :meth:`proxied`).
     client_host: str = ""
     client_port: int = 0
     server_host: str = ""
     server_port: int = 0
+    #: The control connection's own peer (the load balancer's address behind one; else
+    #: the same as ``client_host``/``client_port``).
+    transport_host: str = ""
+    transport_port: int = 0
+    #: The address the client dialled: the PROXY header's destination, else the local one.
+    dialled_host: str = ""
+    dialled_port: int = 0
 
     login: LoginState = LoginState.ANONYMOUS
     #: The name the client gave with ``USER`` (kept after a failed ``PASS``).
@@ -116,6 +125,17 @@ class SessionState:
     transfer_progress: TransferProgress | None = None
     #: True while a ``worker`` transfer runs (it answers its own abort with ``426``/``226``).
     worker_active: bool = False
+
+    # PROXY protocol ----------------------------------------------------------------------
+    def proxied(self, source: tuple[str, int], destination: tuple[str, int] | None) -> None:
+        """A trusted load balancer's PROXY header named the client (``source``) and the
+        address it dialled: they replace the connection's own, which stay as the
+        ``transport_*`` fields. Only before the greeting: nothing has read the client yet."""
+        if self.acquired or self.login is not LoginState.ANONYMOUS:
+            raise InvalidTransition("a PROXY header after the greeting")
+        self.client_host, self.client_port = source
+        if destination is not None:
+            self.dialled_host, self.dialled_port = destination
 
     # login -------------------------------------------------------------------------------
     @property

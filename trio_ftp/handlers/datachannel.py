@@ -11,7 +11,10 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import re
+import socket
 from typing import TYPE_CHECKING
+
+import trio
 
 from ..base import ServerBase
 from ..boundaries import UserCodeFailed, call_user_code
@@ -19,6 +22,8 @@ from ..commands import command
 from ..conditions import ConnectionConditions
 from ..connection import Connection
 from ..errors import NoAvailablePort, ProtocolError
+from ..options import DialledAddress
+from ..validation import as_seconds
 
 if TYPE_CHECKING:
     from ..datachannel import PassiveListener
@@ -101,6 +106,14 @@ def _announced(chosen: str | None, local: str) -> str:
     return local if address.is_unspecified else str(address)
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _ipv4_of(host: str) -> str | None:
     address = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):
@@ -124,16 +137,28 @@ class DataChannelCommands(ServerBase):
         return None
 
     async def pasv_address(self, connection: Connection, local: str) -> str:
-        """The IPv4 address a ``227`` announces: ``passive_address`` (a string, or what the
-        callable returns for ``connection``), else ``local``; never ``0.0.0.0``.
+        """The IPv4 address a ``227`` announces, never ``0.0.0.0``: the
+        ``passive_address_map`` entry of the client's network (longest prefix), else
+        ``passive_address``: a fixed address, a host name resolved now, the address the
+        client dialled (:data:`~trio_ftp.DIALLED`), or what the callable returns for
+        ``connection``; else ``local``.
 
         The callable is user code: if it raises, returns something that is not an IPv4
-        address, or (async) overruns ``callback_timeout``, the answer is ``451``.
+        address, or (async) overruns ``callback_timeout``, the answer is ``451``; so is a
+        host name that does not resolve (to IPv4) within ``callback_timeout``.
 
         Raises:
             UserCodeFailed: ``451``, already logged.
         """
-        chooser = self.options.data_channels.passive_address
+        settings = self.options.data_channels
+        mapped = settings.mapped_address(connection.client_host)
+        if mapped is not None:
+            return _announced(mapped, local)
+        chooser = settings.passive_address
+        if isinstance(chooser, DialledAddress):
+            return _ipv4_of(connection.dialled_host) or local
+        if isinstance(chooser, str) and not _is_ipv4(chooser):
+            return _announced(await self._resolve_passive_host(connection, chooser), local)
         if not callable(chooser):
             return _announced(chooser, local)
 
@@ -150,6 +175,28 @@ class DataChannelCommands(ServerBase):
             log=connection.log,
             failed=UserCodeFailed("451", "can't choose the passive address, try EPSV"),
         )
+
+    async def _resolve_passive_host(self, connection: Connection, name: str) -> str:
+        """``name``'s IPv4 address, looked up now (DNS changes reach the next ``PASV``).
+
+        Raises:
+            UserCodeFailed: ``451`` when it does not resolve within ``callback_timeout``.
+        """
+        seconds = self.options.timeouts.user_code
+        failure = f"did not resolve within {as_seconds(seconds):g} s"
+        with trio.move_on_after(as_seconds(seconds)):
+            try:
+                found = await trio.socket.getaddrinfo(
+                    name, None, family=socket.AF_INET, type=socket.SOCK_STREAM
+                )
+            except OSError as exc:
+                failure = f"did not resolve: {exc}"
+            else:
+                if found:
+                    return str(found[0][4][0])
+                failure = "has no IPv4 address"
+        connection.log.warning("passive_address %s %s", name, failure)
+        raise UserCodeFailed("451", "can't resolve the passive address, try EPSV")
 
     @command("PASV", help="PASV: open a passive data port (IPv4)", feat=None)
     @_login
