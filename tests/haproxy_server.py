@@ -254,7 +254,8 @@ class Haproxy:
         self.config_path.write_text(self.config.render())
         await trio.to_thread.run_sync(check_config_file, self.config_path)
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
+            # Popen returns once haproxy is exec'd; stop() needs Popen's synchronous wait
+            self.process = subprocess.Popen(  # noqa: ASYNC220
                 [require_haproxy(), "-f", str(self.config_path), "-db"],
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,

@@ -16,20 +16,21 @@ and in its data-peer check.
 from __future__ import annotations
 
 import ftplib
+import io
 import shutil
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 import trustme
 from conftest import (
     LOGIN,
     PASSWORD,
     Running,
-    client_env,
     code,
     in_thread,
     random_bytes,
@@ -47,8 +48,6 @@ from haproxy_server import (
     free_ports,
     haproxy_fixture,  # noqa: F401 (the ``haproxy`` fixture)
 )
-
-from trio_ftp import Server
 
 #: haproxy's address; the instances listen on 127.0.0.1.
 BALANCER = "127.0.0.10"
@@ -108,13 +107,13 @@ async def start_farm(
     (control,) = free_ports(1, BALANCER)
     servers = tuple(
         Upstream(name, INSTANCE, running.port, check=checks)
-        for name, running in zip(names, instances)
+        for name, running in zip(names, instances, strict=True)
     )
     frontends = [Frontend("ftp", BALANCER, control, servers)]
     if published:
         frontends += [
             Frontend(f"data_{name}", BALANCER, s.start, (Upstream(name, INSTANCE),), s[-1])
-            for name, s in zip(names, slices)
+            for name, s in zip(names, slices, strict=True)
         ]
     return Farm(await haproxy(*frontends), instances, slices, control)
 
@@ -206,11 +205,11 @@ async def test_direct_data_round_robin_ftplib(start_server, haproxy, root):
         sessions = [farm.ftp(), farm.ftp()]
         try:
             addresses = []
-            for session, data, name in zip(sessions, payloads, ["up0.bin", "up1.bin"]):
+            for index, (session, data) in enumerate(zip(sessions, payloads, strict=True)):
                 session.login(LOGIN, PASSWORD)
                 addresses.append(pasv(session))
                 session.trust_server_pasv_ipv4_address = True  # the instance's, not haproxy's
-                session.storbinary(f"STOR {name}", _reader(data))
+                session.storbinary(f"STOR up{index}.bin", io.BytesIO(data))
             crossed = [retr(sessions[0], "up1.bin"), retr(sessions[1], "up0.bin")]
             listings = [sorted(session.nlst()) for session in sessions]
             for session in sessions:
@@ -229,7 +228,238 @@ async def test_direct_data_round_robin_ftplib(start_server, haproxy, root):
     assert await farm.proxy.sessions("ftp") >= 2
 
 
-def _reader(data: bytes) -> Any:
-    import io
+def curl_args(*args: str) -> list[str]:
+    return ["curl", "-q", "-sS", "--noproxy", "*", "--max-time", "20", *args]
 
-    return io.BytesIO(data)
+
+def lftp_script(farm: Farm, *commands: str) -> list[str]:
+    settings = ["set net:max-retries 1", "set net:timeout 10", "set cmd:fail-exit yes"]
+    open_ = f"open -u {LOGIN},{PASSWORD} ftp://{BALANCER}:{farm.port}"
+    return ["lftp", "-c", "; ".join([*settings, open_, *commands])]
+
+
+async def curl_and_lftp_through(farm: Farm, root: Path, tmp_path: Path, *, epsv: bool) -> None:
+    """curl lists, uploads and downloads, then lftp uploads, downloads and lists, all
+    byte-exact; EPSV (both clients' default) only where the data ports are published on
+    haproxy's address, PASV otherwise."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    data = random_bytes(500_000, 7)
+    (root / "down.bin").write_bytes(data)
+    (work / "up.bin").write_bytes(data[::-1])
+    # curl (since 7.74) ignores the 227 address unless told otherwise, like ftplib
+    passive = [] if epsv else ["--disable-epsv", "--no-ftp-skip-pasv-ip"]
+    listing = await run_client(curl_args(*passive, "--list-only", farm.url), work, home)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.split() == [b"down.bin"]
+    upload = await run_client(curl_args(*passive, "-T", "up.bin", farm.url), work, home)
+    assert upload.returncode == 0, upload.stderr
+    assert (root / "up.bin").read_bytes() == data[::-1]
+    download = await run_client(
+        curl_args(*passive, "-o", "c.bin", farm.url + "down.bin"), work, home
+    )
+    assert download.returncode == 0, download.stderr
+    assert (work / "c.bin").read_bytes() == data
+    # lftp's fix-pasv-address replaces a 227 address it finds suspicious with the control's
+    epsv_setting = (
+        "set ftp:prefer-epsv yes" if epsv else "set ftp:prefer-epsv no; set ftp:fix-pasv-address no"
+    )
+    lftp = await run_client(
+        lftp_script(
+            farm, epsv_setting, "put up.bin -o l.bin", "get down.bin -o l-down.bin", "cls -1"
+        ),
+        work,
+        home,
+    )
+    assert lftp.returncode == 0, lftp.stderr
+    assert (root / "l.bin").read_bytes() == data[::-1]
+    assert (work / "l-down.bin").read_bytes() == data
+    assert lftp.stdout.split() == [b"down.bin", b"l.bin", b"up.bin"]
+
+
+async def test_direct_data_curl_and_lftp(start_server, haproxy, root, tmp_path):
+    """curl and lftp through haproxy, data straight to the instances (PASV: with EPSV a
+    client would dial haproxy's address, where no data port is published)."""
+    farm = await start_farm(start_server, haproxy, published=False)
+    await curl_and_lftp_through(farm, root, tmp_path, epsv=False)
+    assert await farm.proxy.sessions("ftp") == 4  # curl 3, lftp 1
+
+
+# published data: each instance's slice on haproxy's address --------------------------------
+async def test_published_data_ftplib_pasv_and_epsv(start_server, haproxy, root):
+    """ftplib with its defaults (which ignore the 227 address) and raw EPSV both reach the
+    right instance through haproxy's data frontends: the 227 names haproxy, each session's
+    ports come from its own instance's slice, every byte arrives, and haproxy counted the
+    data connections of each instance on that instance's frontend."""
+    farm = await start_farm(start_server, haproxy, published=True)
+    data = random_bytes(400_000, 3)
+    (root / "down.bin").write_bytes(data)
+
+    def client() -> tuple[list[tuple[str, int]], list[bytes], list[int]]:
+        sessions = [farm.ftp(), farm.ftp()]
+        try:
+            announced, received, epsv_ports = [], [], []
+            for index, session in enumerate(sessions):
+                session.login(LOGIN, PASSWORD)
+                announced.append(pasv(session))
+                session.storbinary(f"STOR up{index}.bin", io.BytesIO(data[index:]))
+                received.append(retr(session, "down.bin"))
+                epsv_ports.append(int(session.sendcmd("EPSV").split("|")[3]))
+                with socket.create_connection((BALANCER, epsv_ports[-1]), timeout=10) as conn:
+                    session.sendcmd("TYPE I")
+                    session.putcmd("RETR down.bin")
+                    assert session.getresp().startswith("150")
+                    received.append(receive_all(conn))
+                assert session.getresp().startswith("226")
+                session.quit()
+            return announced, received, epsv_ports
+        finally:
+            for session in sessions:
+                session.close()
+
+    announced, received, epsv_ports = await in_thread(client)
+    assert [host for host, _ in announced] == [BALANCER, BALANCER]
+    instances = [farm.instance_of(port) for _, port in announced]
+    assert sorted(instances) == [0, 1]
+    assert [farm.instance_of(port) for port in epsv_ports] == instances
+    assert received == [data] * 4
+    assert [(root / f"up{i}.bin").read_bytes() for i in (0, 1)] == [data, data[1:]]
+    # per session: the 227 listener (dialled by nobody), STOR, RETR, EPSV RETR
+    assert [await farm.proxy.sessions(f"data_{name}") for name in "ab"] == [3, 3]
+
+
+def receive_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def test_published_data_curl_and_lftp(start_server, haproxy, root, tmp_path):
+    """curl and lftp with their defaults (EPSV first) through haproxy, data through the
+    published slices."""
+    farm = await start_farm(start_server, haproxy, published=True)
+    await curl_and_lftp_through(farm, root, tmp_path, epsv=True)
+    assert sum([await farm.proxy.sessions(f"data_{name}") for name in "ab"]) == 6
+
+
+# explicit FTPS: TLS end to end, haproxy in TCP mode -------------------------------------------
+@pytest.fixture
+def balancer_tls(tls_ca: trustme.CA, tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
+    """A server context whose certificate names haproxy's address (the one clients dial and
+    check), and a client context and CA file trusting it."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(BALANCER).configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    tls_ca.configure_trust(client_context)
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    return server_context, client_context, ca_file
+
+
+@pytest.mark.parametrize("published", [False, True], ids=["direct", "published"])
+async def test_explicit_ftps_through_haproxy(start_server, haproxy, root, balancer_tls, published):
+    """AUTH TLS and PROT P through haproxy: both instances' certificates verify against the
+    name the client dialled, and protected transfers are byte-exact both ways."""
+    server_context, client_context, _ = balancer_tls
+    farm = await start_farm(start_server, haproxy, published=published, tls_context=server_context)
+    data = random_bytes(300_000, 11)
+    (root / "down.bin").write_bytes(data)
+
+    def client() -> tuple[list[bytes], list[str]]:
+        received, versions = [], []
+        for index in range(2):  # one session on each instance
+            session = farm.ftp(cls=ftplib.FTP_TLS)
+            session.context = client_context
+            session.trust_server_pasv_ipv4_address = not published
+            try:
+                session.login(LOGIN, PASSWORD)
+                session.prot_p()
+                versions.append(session.sock.version())
+                session.storbinary(f"STOR s{index}.bin", io.BytesIO(data[index:]))
+                received.append(retr(session, "down.bin"))
+                session.quit()
+            finally:
+                session.close()
+        return received, versions
+
+    received, versions = await in_thread(client)
+    assert received == [data, data]
+    assert all(version and version.startswith("TLSv1.") for version in versions)
+    assert [(root / f"s{i}.bin").read_bytes() for i in (0, 1)] == [data, data[1:]]
+
+
+async def test_explicit_ftps_curl_through_haproxy(
+    start_server, haproxy, root, tmp_path, balancer_tls
+):
+    """curl --ssl-reqd (EPSV, published data ports) downloads and uploads byte-exact."""
+    server_context, _, ca_file = balancer_tls
+    farm = await start_farm(start_server, haproxy, published=True, tls_context=server_context)
+    data = random_bytes(300_000, 13)
+    (root / "down.bin").write_bytes(data)
+    (tmp_path / "up.bin").write_bytes(data[::-1])
+    tls_args = ["--ssl-reqd", "--cacert", str(ca_file)]
+    home = tmp_path / "home"
+    download = await run_client(
+        curl_args(*tls_args, "-o", "c.bin", farm.url + "down.bin"), tmp_path, home
+    )
+    assert download.returncode == 0, download.stderr
+    assert (tmp_path / "c.bin").read_bytes() == data
+    upload = await run_client(curl_args(*tls_args, "-T", "up.bin", farm.url), tmp_path, home)
+    assert upload.returncode == 0, upload.stderr
+    assert (root / "up.bin").read_bytes() == data[::-1]
+
+
+# baselines: what an instance sees behind haproxy without PROXY protocol -----------------------
+async def test_per_ip_limit_counts_haproxy_address(start_server, haproxy):
+    """Baseline (what PROXY protocol fixes): with maximum_connections_per_ip=1, clients from
+    127.0.0.2 and 127.0.0.3 take one session on each instance, and a third client from
+    127.0.0.4, an address no session has, is refused 421: each instance counted haproxy's
+    address for all of them. The same instance, dialled directly from 127.0.0.4, admits it."""
+    farm = await start_farm(start_server, haproxy, published=False, maximum_connections_per_ip=1)
+
+    def client() -> tuple[list[str], str, str]:
+        held = [farm.ftp(source="127.0.0.2"), farm.ftp(source="127.0.0.3")]
+        try:
+            welcomes = [session.welcome for session in held]
+            refused = ftplib.FTP(timeout=10, source_address=("127.0.0.4", 0))
+            try:
+                third = reply_of(lambda: refused.connect(BALANCER, farm.port))
+            finally:
+                refused.close()
+            direct = ftplib.FTP(timeout=10, source_address=("127.0.0.4", 0))
+            try:
+                direct_welcome = direct.connect(INSTANCE, farm.instances[0].port)
+                direct.quit()
+            finally:
+                direct.close()
+            return welcomes, third, direct_welcome
+        finally:
+            for session in held:
+                session.close()
+
+    welcomes, third, direct_welcome = await in_thread(client)
+    assert [code(welcome) for welcome in welcomes] == ["220", "220"]
+    assert code(third) == "421"
+    assert code(direct_welcome) == "220"
+
+
+async def test_direct_data_from_client_address_is_dropped(start_server, haproxy):
+    """Baseline (what PROXY protocol and data_peer_check fix): a client on 127.0.0.2 whose
+    control connection came through haproxy (so the instance's control peer is haproxy's
+    127.0.0.1) opens its data connection straight to the instance from 127.0.0.2; the
+    instance drops it as not the control peer, and the transfer fails 425."""
+    farm = await start_farm(start_server, haproxy, published=False, wait_future_timeout=0.2)
+
+    def client() -> str:
+        session = farm.ftp(source="127.0.0.2")
+        try:
+            session.login(LOGIN, PASSWORD)
+            session.trust_server_pasv_ipv4_address = True
+            reply = reply_of(lambda: session.nlst())
+            session.quit()
+            return reply
+        finally:
+            session.close()
+
+    assert code(await in_thread(client)) == "425"
