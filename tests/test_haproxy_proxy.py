@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import trio
 import trustme
-from conftest import LOGIN, PASSWORD, Running, in_thread, random_bytes, reply_of
-from haproxy_farm import BALANCER, Farm, curl_and_lftp_through, retr, start_farm
+from conftest import LOGIN, PASSWORD, Running, in_thread, random_bytes, reply_of, run_client
+from haproxy_farm import BALANCER, Farm, curl_and_lftp_through, curl_args, retr, start_farm
 from haproxy_server import HaproxyStarter, haproxy_fixture  # noqa: F401 (the fixture)
 from redis_server import running_redis
 
@@ -224,6 +224,54 @@ async def test_explicit_ftps_through_haproxy_with_proxy_headers(
     assert received == [data, data]
     assert [(root / f"s{i}.bin").read_bytes() for i in (0, 1)] == [data, data[1:]]
     assert proxied_clients(caplog) == {THREE}
+
+
+async def test_explicit_ftps_curl_and_lftp_through_haproxy_with_proxy_headers(
+    start_server, haproxy, tmp_path, root, tls_ca
+):
+    """curl --ssl-reqd and lftp with ftp:ssl-force (both EPSV) through haproxy with PROXY
+    v2 headers on the control and the data connections: every TLS transfer byte-exact."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert(BALANCER).configure_cert(server_context)
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    data = random_bytes(300_000, 24)
+    (root / "down.bin").write_bytes(data)
+    (work / "up.bin").write_bytes(data[::-1])
+    async with proxied_farm(
+        start_server, haproxy, tmp_path, layout="published-proxy", tls_context=server_context
+    ) as farm:
+        tls_args = ["--ssl-reqd", "--cacert", str(ca_file)]
+        curl_down = await run_client(
+            curl_args(*tls_args, "-o", "c.bin", farm.url + "down.bin"), work, home
+        )
+        curl_up = await run_client(curl_args(*tls_args, "-T", "up.bin", farm.url), work, home)
+        script = "; ".join(
+            [
+                f'set ssl:ca-file "{ca_file}"',
+                "set ssl:verify-certificate yes",
+                "set ftp:ssl-force true",
+                "set ftp:ssl-protect-data true",
+                "set net:max-retries 1",
+                "set net:timeout 10",
+                "set cmd:fail-exit yes",
+                f"open -u {LOGIN},{PASSWORD} ftp://{BALANCER}:{farm.port}",
+                "put up.bin -o l.bin",
+                "get down.bin -o l-down.bin",
+                "cls -1",
+            ]
+        )
+        lftp = await run_client(["lftp", "-c", script], work, home)
+    assert curl_down.returncode == 0, curl_down.stderr
+    assert (work / "c.bin").read_bytes() == data
+    assert curl_up.returncode == 0, curl_up.stderr
+    assert (root / "up.bin").read_bytes() == data[::-1]
+    assert lftp.returncode == 0, lftp.stderr
+    assert (root / "l.bin").read_bytes() == data[::-1]
+    assert (work / "l-down.bin").read_bytes() == data
+    assert lftp.stdout.split() == [b"down.bin", b"l.bin", b"up.bin"]
 
 
 async def test_per_ip_limit_counts_real_addresses_across_both_instances(
