@@ -126,3 +126,71 @@ def test_a_port_held_without_so_reuseport_cannot_be_reserved():
         with pytest.raises(OSError, match="in use") as caught:
             reserve_port("127.0.0.1", other.getsockname()[1])
         assert not isinstance(caught.value, ReusePortUnavailable)
+
+
+def _both_loopbacks(port: int) -> list[tuple[object, ...]]:
+    """What getaddrinfo gives for a host with an IPv4 and an IPv6 address (both loopback)."""
+    return [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),  # once is enough
+    ]
+
+
+def _bindable(family: socket.AddressFamily, host: str, port: int) -> bool:
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def test_every_address_of_the_host_shares_one_port(monkeypatch):
+    """A host with several addresses (here 127.0.0.1 and ::1): port 0 becomes the first
+    address's port for all of them, the IPv6 socket is IPv6-only, duplicates count once;
+    the same for the reserved (non-listening) sockets and for the listeners."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **kw: _both_loopbacks(port))
+
+    async def both(host, port, **kw):
+        return _both_loopbacks(port)
+
+    monkeypatch.setattr(trio.socket, "getaddrinfo", both)
+    reserved = reserve_port("both-loopbacks", 0)
+    try:
+        assert [sock.family for sock in reserved] == [socket.AF_INET, socket.AF_INET6]
+        port = reserved[0].getsockname()[1]
+        assert reserved[1].getsockname()[1] == port
+        assert reserved[1].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        listeners = await open_reuse_port_listeners("both-loopbacks", port)
+        try:
+            assert [listener.socket.getsockname()[1] for listener in listeners] == [port, port]
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+    finally:
+        for sock in reserved:
+            sock.close()
+
+
+async def test_a_failure_on_a_later_address_closes_the_earlier_sockets(monkeypatch):
+    """::1's port is held by a program without SO_REUSEPORT: the 127.0.0.1 socket already
+    bound (reserved, or listening) is closed again before the error goes up."""
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        if not _bindable(socket.AF_INET, "127.0.0.1", port):
+            pytest.fail(f"127.0.0.1:{port} is taken by someone else; run again")
+        monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **kw: _both_loopbacks(port))
+
+        async def both(host, port, **kw):
+            return _both_loopbacks(port)
+
+        monkeypatch.setattr(trio.socket, "getaddrinfo", both)
+        with pytest.raises(OSError, match="in use"):
+            reserve_port("both-loopbacks", port)
+        assert _bindable(socket.AF_INET, "127.0.0.1", port)
+        with pytest.raises(OSError, match="in use"):
+            await open_reuse_port_listeners("both-loopbacks", port)
+        assert _bindable(socket.AF_INET, "127.0.0.1", port)
