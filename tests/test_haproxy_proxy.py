@@ -30,7 +30,7 @@ import trio
 import trustme
 from conftest import LOGIN, PASSWORD, Running, in_thread, random_bytes, reply_of, run_client
 from haproxy_farm import BALANCER, Farm, curl_and_lftp_through, curl_args, retr, start_farm
-from haproxy_server import HaproxyStarter, haproxy_fixture  # noqa: F401 (the fixture)
+from haproxy_server import HaproxyStarter, SendProxy, haproxy_fixture  # noqa: F401 (the fixture)
 from redis_server import running_redis
 
 from trio_ftp import DIALLED
@@ -59,6 +59,8 @@ async def proxied_farm(
     tmp_path: Path,
     *,
     layout: str = "direct",
+    send_proxy: SendProxy | None = "v2",
+    checks: bool = False,
     **options: Any,
 ) -> AsyncIterator[Farm]:
     """Two instances (PROXY protocol required from haproxy, limits in one redis-server, one
@@ -75,7 +77,12 @@ async def proxied_farm(
         options.setdefault("proxy_protocol", "required")
         options.setdefault("proxy_protocol_from", TRUSTED)
         farm = await start_farm(
-            start_instance, haproxy, send_proxy="v2", **layout_options, **options
+            start_instance,
+            haproxy,
+            send_proxy=send_proxy,
+            checks=checks,
+            **layout_options,
+            **options,
         )
         try:
             yield farm
@@ -141,30 +148,8 @@ async def test_health_checks_send_local_headers_and_pass(start_server, haproxy, 
     """haproxy's FTP health checks (220, QUIT, 221) through check-send-proxy arrive as v2
     LOCAL headers, which the instances accept in required mode."""
     caplog.set_level(logging.INFO, logger="trio_ftp")
-    with running_redis(tmp_path) as redis:
-        stores = [RedisStore(redis.url), RedisStore(redis.url)]
-        store_of = iter(stores)
-
-        async def start_instance(**kwargs: Any) -> Running:
-            return await start_server(state_store=next(store_of), **kwargs)
-
-        farm = await start_farm(
-            start_instance,
-            haproxy,
-            published=False,
-            checks=True,
-            send_proxy="v2",
-            proxy_protocol="required",
-            proxy_protocol_from=TRUSTED,
-        )
-        try:
-            await farm.proxy.wait_checks_passed()
-        finally:
-            with trio.CancelScope(shield=True):
-                for running in farm.instances:
-                    await running.server.close()
-                for store in stores:
-                    await store.aclose()
+    async with proxied_farm(start_server, haproxy, tmp_path, checks=True) as farm:
+        await farm.proxy.wait_checks_passed()
     assert "PROXY v2 LOCAL header" in caplog.text
 
 
@@ -353,6 +338,18 @@ async def test_login_failure_ban_follows_the_real_address_across_instances(
     assert [int(stats[("ftp", name)]["stot"]) for name in "ab"] == [2, 2]
 
 
+def greeting_outcome(farm: Farm) -> str:
+    """Connect from 127.0.0.2 through haproxy: "greeted", or how the connection ended."""
+    session = ftplib.FTP(timeout=10, source_address=(TWO, 0))
+    try:
+        session.connect(BALANCER, farm.port)
+    except (EOFError, OSError) as exc:
+        return type(exc).__name__
+    finally:
+        session.close()
+    return "greeted"
+
+
 async def test_untrusted_header_is_refused(start_server, haproxy, tmp_path, caplog):
     """Instances that trust another balancer (127.0.0.99) close haproxy's connections,
     header and all, without a greeting, and say why in the log."""
@@ -360,18 +357,7 @@ async def test_untrusted_header_is_refused(start_server, haproxy, tmp_path, capl
     async with proxied_farm(
         start_server, haproxy, tmp_path, proxy_protocol_from=["127.0.0.99/32"]
     ) as farm:
-
-        def client() -> str:
-            session = ftplib.FTP(timeout=10, source_address=(TWO, 0))
-            try:
-                session.connect(BALANCER, farm.port)
-            except (EOFError, OSError) as exc:
-                return type(exc).__name__
-            finally:
-                session.close()
-            return "greeted"
-
-        outcome = await in_thread(client)
+        outcome = await in_thread(lambda: greeting_outcome(farm))
     assert outcome in ("EOFError", "ConnectionResetError")
     assert "127.0.0.1 is not in proxy_protocol_from" in caplog.text
 
@@ -380,40 +366,10 @@ async def test_missing_header_in_required_mode_is_refused(start_server, haproxy,
     """haproxy without send-proxy in front of instances that require a header: each
     connection is closed once the header's time is up, without a greeting."""
     caplog.set_level(logging.INFO, logger="trio_ftp")
-    with running_redis(tmp_path) as redis:
-        stores = [RedisStore(redis.url), RedisStore(redis.url)]
-        store_of = iter(stores)
-
-        async def start_instance(**kwargs: Any) -> Running:
-            return await start_server(state_store=next(store_of), **kwargs)
-
-        farm = await start_farm(
-            start_instance,
-            haproxy,
-            published=False,
-            proxy_protocol="required",
-            proxy_protocol_from=TRUSTED,
-            proxy_protocol_timeout=0.3,
-        )
-        try:
-
-            def client() -> str:
-                session = ftplib.FTP(timeout=10, source_address=(TWO, 0))
-                try:
-                    session.connect(BALANCER, farm.port)
-                except (EOFError, OSError) as exc:
-                    return type(exc).__name__
-                finally:
-                    session.close()
-                return "greeted"
-
-            outcome = await in_thread(client)
-        finally:
-            with trio.CancelScope(shield=True):
-                for running in farm.instances:
-                    await running.server.close()
-                for store in stores:
-                    await store.aclose()
+    async with proxied_farm(
+        start_server, haproxy, tmp_path, send_proxy=None, proxy_protocol_timeout=0.3
+    ) as farm:
+        outcome = await in_thread(lambda: greeting_outcome(farm))
     assert outcome in ("EOFError", "ConnectionResetError")
     assert "no whole PROXY header within 0.3 s" in caplog.text
 

@@ -32,7 +32,6 @@ PASV/EPSV *or* PORT/EPRT). A channel serves one transfer.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections import deque
@@ -47,7 +46,7 @@ from .errors import DataConnectionError, NoAvailablePort, ReplyError
 from .proxyprotocol import ProxyProtocolError
 from .proxyreceive import receive_header
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
-from .validation import as_seconds
+from .validation import address_of, as_seconds
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -156,20 +155,9 @@ class ActiveTarget:
         """Nothing to release: the connection is made, and closed, by the transfer."""
 
 
-def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4), None if none."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def same_host(a: str, b: str) -> bool:
     """True if two addresses name the same host (IPv4-mapped IPv6 equals its IPv4)."""
-    return (_ip(a) or a) == (_ip(b) or b)
+    return (address_of(a) or a) == (address_of(b) or b)
 
 
 class DataChannels:
@@ -226,7 +214,7 @@ class DataChannels:
                 channel is then left as it was.
         """
         settings = self._options
-        address = _ip(host)
+        address = address_of(host)
         if address is None:
             raise ReplyError("501", f"not an IP address: {host!r}")
         peer = self._connection.client_host
@@ -250,7 +238,7 @@ class DataChannels:
         """
         family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
         local_host = self._connection.server_host
-        local = _ip(local_host)
+        local = address_of(local_host)
         bind: str | None = None  # RFC 959 §3.2: connect from the address the client talks to
         if local is not None and local.version == (6 if family == socket.AF_INET6 else 4):
             bind = str(local) if local.version == 4 else local_host

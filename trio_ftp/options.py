@@ -31,7 +31,7 @@ from typing import (
     overload,
 )
 
-from .validation import check_flag, check_positive_int, check_timeout
+from .validation import address_of, check_flag, check_positive_int, check_timeout, is_ipv4
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -110,20 +110,9 @@ def _networks(name: str, values: object) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4), None if none."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def in_networks(host: str, networks: Iterable[IPNetwork]) -> bool:
     """True if the address ``host`` is in one of ``networks`` (IPv4-mapped counts as IPv4)."""
-    address = _address_of(host)
+    address = address_of(host)
     return address is not None and any(address in network for network in networks)
 
 
@@ -361,7 +350,7 @@ class DataChannelOptions:
                     "passive_address='dialled' would be a host name: "
                     "give trio_ftp.DIALLED for the address the client dialled"
                 )
-            if not (_is_ipv4(address) or is_host_name(address)):
+            if not (is_ipv4(address) or is_host_name(address)):
                 raise ValueError(
                     f"passive_address must be an IPv4 address or a host name, got {address!r}"
                 )
@@ -384,7 +373,7 @@ class DataChannelOptions:
 
     def mapped_address(self, client_host: str) -> str | None:
         """The ``passive_address_map`` address for ``client_host`` (longest prefix), or None."""
-        client = _address_of(client_host)
+        client = address_of(client_host)
         best: tuple[int, str] | None = None
         if client is None:
             return None
@@ -392,14 +381,6 @@ class DataChannelOptions:
             if client in network and (best is None or network.prefixlen > best[0]):
                 best = (network.prefixlen, address)
         return None if best is None else best[1]
-
-
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _address_map(value: object) -> tuple[tuple[IPNetwork, str], ...]:
@@ -413,7 +394,7 @@ def _address_map(value: object) -> tuple[tuple[IPNetwork, str], ...]:
             raise ValueError(f"passive_address_map: {item!r} is not a (network, address) pair")
         (network,) = _networks("passive_address_map", [item[0]])
         address = item[1]
-        if not isinstance(address, str) or not _is_ipv4(address):
+        if not isinstance(address, str) or not is_ipv4(address):
             raise ValueError(f"passive_address_map: {address!r} is not an IPv4 address")
         if network in pairs:
             raise ValueError(f"passive_address_map: {network} is given twice")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 
 __all__ = ["as_seconds", "check_flag", "check_positive_int", "check_timeout"]
@@ -39,3 +40,24 @@ def check_flag(name: str, value: bool) -> bool:
 def as_seconds(timeout: float | None) -> float:
     """A timeout for trio's scopes: ``None`` (no limit) becomes ``math.inf``."""
     return math.inf if timeout is None else timeout
+
+
+def address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4; a zone
+    ``%eth0`` ignored), None if it is not an address."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_ipv4(text: str) -> bool:
+    """True when ``text`` is an IPv4 address, written as one."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True

@@ -23,7 +23,7 @@ from ..conditions import ConnectionConditions
 from ..connection import Connection
 from ..errors import NoAvailablePort, ProtocolError
 from ..options import DialledAddress
-from ..validation import as_seconds
+from ..validation import as_seconds, is_ipv4
 
 if TYPE_CHECKING:
     from ..datachannel import PassiveListener
@@ -106,14 +106,6 @@ def _announced(chosen: str | None, local: str) -> str:
     return local if address.is_unspecified else str(address)
 
 
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _ipv4_of(host: str) -> str | None:
     address = ipaddress.ip_address(host.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address):
@@ -157,7 +149,7 @@ class DataChannelCommands(ServerBase):
         chooser = settings.passive_address
         if isinstance(chooser, DialledAddress):
             return _ipv4_of(connection.dialled_host) or local
-        if isinstance(chooser, str) and not _is_ipv4(chooser):
+        if isinstance(chooser, str) and not is_ipv4(chooser):
             return _announced(await self._resolve_passive_host(connection, chooser), local)
         if not callable(chooser):
             return _announced(chooser, local)
