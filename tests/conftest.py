@@ -240,6 +240,25 @@ class ImplicitFTP(ftplib.FTP_TLS):
 CLIENT_TIMEOUT = 25
 
 
+def lftp_tls_argv(ca_file: Path | str, host: str, port: int, *commands: str) -> list[str]:
+    """An lftp command line running ``commands`` over explicit FTPS, forced for control and
+    data, with the certificate checked against ``ca_file``; one try, failing fast."""
+    script = "; ".join(
+        [
+            f'set ssl:ca-file "{ca_file}"',
+            "set ssl:verify-certificate yes",
+            "set ftp:ssl-force true",
+            "set ftp:ssl-protect-data true",
+            "set net:max-retries 1",
+            "set net:timeout 10",
+            "set cmd:fail-exit yes",
+            f"open -u {LOGIN},{PASSWORD} ftp://{host}:{port}",
+            *commands,
+        ]
+    )
+    return ["lftp", "-c", script]
+
+
 def client_env(home: Path) -> dict[str, str]:
     """The environment of a client subprocess: private HOME (no rc files, no history), no
     proxy, and a UTF-8 locale (lftp and wget translate names through the locale)."""

@@ -28,7 +28,16 @@ from typing import Any
 import pytest
 import trio
 import trustme
-from conftest import LOGIN, PASSWORD, Running, in_thread, random_bytes, reply_of, run_client
+from conftest import (
+    LOGIN,
+    PASSWORD,
+    Running,
+    in_thread,
+    lftp_tls_argv,
+    random_bytes,
+    reply_of,
+    run_client,
+)
 from haproxy_farm import BALANCER, Farm, curl_and_lftp_through, curl_args, retr, start_farm
 from haproxy_server import HaproxyStarter, SendProxy, haproxy_fixture  # noqa: F401 (the fixture)
 from redis_server import running_redis
@@ -233,22 +242,15 @@ async def test_explicit_ftps_curl_and_lftp_through_haproxy_with_proxy_headers(
             curl_args(*tls_args, "-o", "c.bin", farm.url + "down.bin"), work, home
         )
         curl_up = await run_client(curl_args(*tls_args, "-T", "up.bin", farm.url), work, home)
-        script = "; ".join(
-            [
-                f'set ssl:ca-file "{ca_file}"',
-                "set ssl:verify-certificate yes",
-                "set ftp:ssl-force true",
-                "set ftp:ssl-protect-data true",
-                "set net:max-retries 1",
-                "set net:timeout 10",
-                "set cmd:fail-exit yes",
-                f"open -u {LOGIN},{PASSWORD} ftp://{BALANCER}:{farm.port}",
-                "put up.bin -o l.bin",
-                "get down.bin -o l-down.bin",
-                "cls -1",
-            ]
+        argv = lftp_tls_argv(
+            ca_file,
+            BALANCER,
+            farm.port,
+            "put up.bin -o l.bin",
+            "get down.bin -o l-down.bin",
+            "cls -1",
         )
-        lftp = await run_client(["lftp", "-c", script], work, home)
+        lftp = await run_client(argv, work, home)
     assert curl_down.returncode == 0, curl_down.stderr
     assert (work / "c.bin").read_bytes() == data
     assert curl_up.returncode == 0, curl_up.stderr

@@ -28,6 +28,7 @@ from conftest import (
     Running,
     TLSCerts,
     in_thread,
+    lftp_tls_argv,
     random_bytes,
     reply_of,
 )
@@ -252,19 +253,7 @@ async def lftp(
     running: Running, tls: TLSCerts, home: Path, cwd: Path, *commands: str
 ) -> subprocess.CompletedProcess[bytes]:
     """Run one lftp script (explicit FTPS forced for control and data) in a thread."""
-    script = "; ".join(
-        [
-            f'set ssl:ca-file "{tls.ca_file}"',
-            "set ssl:verify-certificate yes",
-            "set ftp:ssl-force true",
-            "set ftp:ssl-protect-data true",
-            "set net:max-retries 1",
-            "set net:timeout 10",
-            "set cmd:fail-exit yes",
-            f"open -u {LOGIN},{PASSWORD} ftp://{running.host}:{running.port}",
-            *commands,
-        ]
-    )
+    argv = lftp_tls_argv(tls.ca_file, running.host, running.port, *commands)
     # a private HOME: no ~/.lftprc, and lftp's history and bookmarks stay in tmp_path
     env = {**os.environ, "HOME": str(home)}
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "LFTP_HOME"):
@@ -273,7 +262,7 @@ async def lftp(
     def run() -> subprocess.CompletedProcess[bytes]:
         home.mkdir(exist_ok=True)
         return subprocess.run(
-            ["lftp", "-c", script],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

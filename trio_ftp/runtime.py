@@ -30,15 +30,10 @@ from .users import AvailableConnections
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["KERNEL_COPY_THREADS", "ServerRuntime", "server_key", "slot_keys", "user_key"]
+__all__ = ["KERNEL_COPY_THREADS", "SERVER_KEY", "ServerRuntime", "ip_key", "user_key"]
 
-#: The store key of the server-wide slots (``maximum_connections``).
+#: The store key counting every session (``maximum_connections``).
 SERVER_KEY = "conn:server"
-
-
-def server_key() -> str:
-    """The store key counting every session (``maximum_connections``)."""
-    return SERVER_KEY
 
 
 def ip_key(host: str) -> str:
@@ -50,11 +45,6 @@ def user_key(login: str | None) -> str:
     """The store key counting the sessions logged in as ``login`` (``User.maximum_connections``;
     ``None``: the anonymous user)."""
     return "conn:anonymous" if login is None else f"conn:user:{login}"
-
-
-def slot_keys(host: str) -> tuple[str, str]:
-    """The keys a session takes at its greeting: the server's and its address's."""
-    return server_key(), ip_key(host)
 
 
 def counted_in(store: StateStore) -> StateStore:
@@ -180,10 +170,10 @@ class ServerRuntime:
             return "too many failed logins from your address, try later"
         if per_ip_limit is not None and self.connections_per_ip.get(host, 0) >= per_ip_limit:
             return "too many connections from your address, try again later"
-        if not await self.take(session_id, server_key(), self.available_connections.maximum_value):
+        if not await self.take(session_id, SERVER_KEY, self.available_connections.maximum_value):
             return "too many connections, try again later"
         if not await self.take(session_id, ip_key(host), per_ip_limit):
-            await self.give_back(session_id, server_key())
+            await self.give_back(session_id, SERVER_KEY)
             return "too many connections from your address, try again later"
         if self.available_connections.locked():  # filled while the store answered
             await self.release_keys(session_id)
