@@ -223,7 +223,7 @@ def mlst_type(st: StatLike) -> str:
     return "dir" if stat.S_ISDIR(st.st_mode) else "file"
 
 
-def perm_fact(is_dir: bool, readable: bool, writable: bool) -> str:
+def perm_fact(is_dir: bool, readable: bool, writable: bool, appendable: bool = True) -> str:
     """The ``perm`` fact (RFC 3659 §7.5.5) for what this user may do, letters sorted.
 
     Files: ``r`` (RETR) if readable; ``a`` (APPE), ``d`` (DELE), ``f`` (RNFR), ``w``
@@ -234,6 +234,8 @@ def perm_fact(is_dir: bool, readable: bool, writable: bool) -> str:
         is_dir: whether the path is a directory.
         readable: whether the user may read it.
         writable: whether the user may change it.
+        appendable: whether the backend can append to a file (an object store cannot:
+            no ``a``).
 
     Returns:
         e.g. ``"adfrw"`` or ``"cdeflmp"``; ``""`` when nothing is allowed.
@@ -242,7 +244,7 @@ def perm_fact(is_dir: bool, readable: bool, writable: bool) -> str:
     if readable:
         letters += "el" if is_dir else "r"
     if writable:
-        letters += "cdfmp" if is_dir else "adfw"
+        letters += "cdfmp" if is_dir else "adfw" if appendable else "dfw"
     return "".join(sorted(letters))
 
 

@@ -45,7 +45,8 @@ async def facts_line(
     if stat is None:
         stat = await connection.path_io.stat(real)
     permission = await connection.logged_in_user.get_permissions(virtual)
-    perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
+    appendable = connection.path_io.capabilities().write_at_offset
+    perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable, appendable)
     facts = chosen_facts(connection)
     return mlsx_line(name, stat, perm=perm, facts=facts, type=type)
 
@@ -69,13 +70,29 @@ class FileCommands(ServerBase):
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.writable)
     async def rnfr(self, connection: Connection, rest: str) -> bool:
-        _, virtual = await self.get_paths(connection, rest)
+        real, virtual = await self.get_paths(connection, rest)
         if virtual == ROOT:
             connection.response("550", "can't rename the root directory")
+            return True
+        if not connection.path_io.capabilities().rename_directories and await self._has_children(
+            connection, real
+        ):
+            connection.response(
+                "550", "renaming a directory that is not empty is not supported by this storage"
+            )
             return True
         connection.rename_from = virtual
         connection.response("350", "ready for RNTO")
         return True
+
+    @staticmethod
+    async def _has_children(connection: Connection, real: Any) -> bool:
+        """Whether ``real`` is a directory with at least one child."""
+        if not await connection.path_io.is_dir(real):
+            return False
+        async for _ in connection.path_io.list(real):
+            return True
+        return False
 
     @command("RNTO", help="RNTO <path>: rename to (after RNFR)", needs_argument=True)
     @_login

@@ -148,6 +148,12 @@ class HashCommands(ServerBase):
         async def job(server: HashCommands, connection: Connection) -> None:
             progress = TransferProgress(f"HASH {rest}")
             connection.transfer_progress = progress  # what STAT reports meanwhile
+            if not offset and limit is None:  # the whole file: the store may know already
+                digest = await connection.path_io.stored_digest(real, algorithm)
+                if digest is not None:
+                    end = info.st_size - 1 if info.st_size else 0
+                    connection.response("213", f"{algorithm} 0-{end} {digest} {rest}")
+                    return
             hasher = self.hash_algorithms[algorithm]()
             count = await self.hash_file(connection, real, offset, hasher, limit, progress)
             end = offset + count - 1 if count else offset

@@ -35,6 +35,8 @@ class InfoCommands(ServerBase):
         }
         if not self.options.data_channels.active_mode:
             lines.discard("EPRT")
+        if not connection.path_io.capabilities().set_mtime:
+            lines.discard("MFMT")  # the backend has no settable times (an object store)
         lines.update(self.session_feature_lines(connection))
         if "mlst" in self.commands_mapping:
             lines.add(mlst_feat_line(chosen_facts(connection)))

@@ -363,6 +363,13 @@ class TransferCommands(ServerBase):
         if append and offset:
             connection.response("503", "REST and APPE can't be combined (use REST + STOR)")
             return True
+        if (append or offset) and not connection.path_io.capabilities().write_at_offset:
+            # An object store writes whole objects: nothing can be added to one.
+            verb = "APPE" if append else "REST + STOR"
+            connection.response(
+                "550", f"{verb} is not supported by this storage: upload the whole file with STOR"
+            )
+            return True
         if await connection.path_io.is_dir(real):
             connection.response("553", "path is a directory")  # RFC 959 §5.4: STOR has no 550
             return True
@@ -386,11 +393,7 @@ class TransferCommands(ServerBase):
         else:
             mode = "ab" if append else "wb"
         keep_mode = None
-        if (
-            self.options.files.atomic_uploads
-            and mode == "wb"
-            and await connection.path_io.exists(real)
-        ):
+        if self._atomic(connection, mode) and await connection.path_io.exists(real):
             keep_mode = (await connection.path_io.stat(real)).st_mode & 0o7777
             if (
                 not self.options.files.permit_special_mode_bits
@@ -406,6 +409,16 @@ class TransferCommands(ServerBase):
             keep_mode=keep_mode,
         )
         return True
+
+    def _atomic(self, connection: Connection, mode: str) -> bool:
+        """Whether an upload opened with ``mode`` goes through a temporary name: with
+        ``atomic_uploads``, for a fresh upload, unless the backend only ever shows whole
+        files anyway (an object store)."""
+        return (
+            self.options.files.atomic_uploads
+            and mode == "wb"
+            and not connection.path_io.capabilities().whole_file_writes
+        )
 
     def _receive_file(
         self,
@@ -430,7 +443,7 @@ class TransferCommands(ServerBase):
         """
 
         ascii_mode = connection.transfer_type == "A"
-        atomic = self.options.files.atomic_uploads and mode == "wb"
+        atomic = self._atomic(connection, mode)
         # A short name: the temporary must fit wherever the target's name fits.
         written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
@@ -636,14 +649,16 @@ class TransferCommands(ServerBase):
         facts = chosen_facts(connection)
         entries = [(name, stat) for name, stat in listed[1] if stat is not None]
         shared = connection.logged_in_user.children_permission(virtual)
+        appendable = connection.path_io.capabilities().write_at_offset
         if shared is not None:  # one permission for all: ask once, format in one pass
-            file_perm = perm_fact(False, shared.readable, shared.writable)
+            file_perm = perm_fact(False, shared.readable, shared.writable, appendable)
             dir_perm = perm_fact(True, shared.readable, shared.writable)
             lines += mlsx_lines(entries, file_perm=file_perm, dir_perm=dir_perm, facts=facts)
         else:
             for name, stat in entries:
                 permission = await connection.logged_in_user.get_permissions(virtual / name)
-                perm = perm_fact(S_ISDIR(stat.st_mode), permission.readable, permission.writable)
+                is_dir = S_ISDIR(stat.st_mode)
+                perm = perm_fact(is_dir, permission.readable, permission.writable, appendable)
                 lines.append(mlsx_line(name, stat, perm=perm, facts=facts))
         self._start_listing(connection, "MLSD", lines)
         return True

@@ -10,6 +10,7 @@ import builtins
 import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -40,6 +41,27 @@ def _check_relative(relative: PurePosixPath) -> PurePosixPath:
     if relative.is_absolute() or ".." in relative.parts:
         raise ValueError(f"expected a normalized relative path, got {str(relative)!r}")
     return relative
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond the required methods; FEAT and the commands follow it.
+
+    A local disk can do everything; an object store writes whole objects only, has no
+    permission bits or settable times, and may not rename a directory in one step.
+    """
+
+    #: Writing into an existing file at an offset: ``APPE`` and ``REST`` + ``STOR``.
+    write_at_offset: bool = True
+    #: :meth:`AbstractPathIO.set_mtime` (``MFMT``).
+    set_mtime: bool = True
+    #: :meth:`AbstractPathIO.chmod` (``SITE CHMOD``).
+    chmod: bool = True
+    #: Renaming a directory that has children (``RNFR``/``RNTO``).
+    rename_directories: bool = True
+    #: A file opened for writing shows only once closed, whole, and a discarded one never
+    #: shows: the temporary name and rename of ``atomic_uploads`` are not needed.
+    whole_file_writes: bool = False
 
 
 # files -------------------------------------------------------------------------------------------
@@ -81,8 +103,14 @@ class AsyncFile:
     async def __aenter__(self) -> AsyncFile:
         return await self._open()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        """Close the file; when leaving with an exception, a file opened for writing is
+        discarded instead (:meth:`discard`): an interrupted upload never shows as a whole
+        file where the backend can help it."""
+        if exc_type is not None and self.mode != "rb":
+            await self.discard()
+        else:
+            await self.close()
 
     def _checked(self) -> Any:
         if self._closed:
@@ -116,13 +144,21 @@ class AsyncFile:
         :data:`~trio_ftp.boundaries.SESSION_END_TIMEOUT` seconds (a backend whose close
         never returns cannot hold ``Server.close()``).
         """
+        await self._finish(self.path_io.close, "closing")
+
+    async def discard(self) -> None:
+        """Close a file whose writing failed, throwing away what the backend can
+        (:meth:`AbstractPathIO.discard`); shielded and bounded like :meth:`close`."""
+        await self._finish(self.path_io.discard, "discarding")
+
+    async def _finish(self, end: Callable[[Any], Awaitable[None]], doing: str) -> None:
         if self._closed:
             return
         self._closed = True
         if self._opened:
             await finish_despite_cancellation(
-                lambda: self.path_io.close(self._file),
-                what=f"closing {str(self.path)!r}",
+                lambda: end(self._file),
+                what=f"{doing} {str(self.path)!r}",
                 log=getattr(self.path_io.connection, "log", None) or logger,
             )
 
@@ -257,6 +293,14 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
     async def close(self, file: Any) -> None:
         """Close a file from :meth:`_open`."""
 
+    async def discard(self, file: Any) -> None:
+        """Close a file from :meth:`_open` whose writing failed (an aborted or cut upload).
+
+        The default is :meth:`close`: what was written stays, as on a local disk (a client
+        may resume it). An object store aborts the upload instead, so nothing appears.
+        """
+        await self.close(file)
+
     @abc.abstractmethod
     async def rename(self, source: PathType, destination: PathType) -> PathType:
         """Rename ``source`` to ``destination``, replacing a file there (like os.replace).
@@ -280,6 +324,22 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
                 continue
         result.sort(key=lambda item: item[0])
         return result
+
+    def capabilities(self) -> Capabilities:
+        """What this backend can do (:class:`Capabilities`). The default: everything,
+        except ``chmod``/``set_mtime`` when the subclass keeps the base class's."""
+        cls = type(self)
+        return Capabilities(
+            set_mtime=cls.set_mtime is not AbstractPathIO.set_mtime,
+            chmod=cls.chmod is not AbstractPathIO.chmod,
+        )
+
+    async def stored_digest(self, path: PathType, algorithm: str) -> str | None:
+        """The hex digest of the whole file under ``algorithm`` (a ``HASH`` name such as
+        ``"MD5"``) when the store already holds it, else None (the default): then ``HASH``
+        need not read the file."""
+        await trio.lowlevel.checkpoint()
+        return None
 
     def native_fd(self, file: AsyncFile) -> int | None:
         """The OS file descriptor behind ``file`` when it is a plain local file, else None.

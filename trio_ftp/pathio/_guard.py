@@ -17,7 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import trio
 
 from ..errors import FTPError, PathIOError
-from ._base import AbstractPathIO, AsyncFile, PathType
+from ._base import AbstractPathIO, AsyncFile, Capabilities, PathType
 
 T = TypeVar("T")
 
@@ -174,6 +174,17 @@ class GuardedPathIO(AbstractPathIO[PathType]):
     async def close(self, file: Any) -> None:
         self.forget_stats()
         await self._guard(self.inner.close, file)
+
+    async def discard(self, file: Any) -> None:
+        self.forget_stats()
+        await self._guard(self.inner.discard, file)
+
+    def capabilities(self) -> Capabilities:
+        """The inner backend's."""
+        return self.inner.capabilities()
+
+    async def stored_digest(self, path: PathType, algorithm: str) -> str | None:
+        return await self._guard(self.inner.stored_digest, path, algorithm)
 
     async def rename(self, source: PathType, destination: PathType) -> PathType:
         self.forget_stats()

@@ -1,0 +1,167 @@
+"""How :class:`~trio_ftp.pathio.FsspecPathIO` writes, removes and renames on one kind of
+store: S3 (directory marker objects, multipart uploads it can abort, MD5 ETags) or any
+other fsspec file system (its own ``mkdir``, and ``autocommit=False`` files).
+
+Separate so that the S3 specifics are in one place, in blocking calls the backend runs
+in worker threads; fsspec's generic calls cannot write a ``name/`` key (s3fs strips the
+trailing slash), so markers go through s3fs's own client.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Mapping
+from typing import IO, Any, Protocol
+
+__all__ = ["MAX_RENAMED_OBJECTS", "Flavour", "GenericFlavour", "S3Flavour", "flavour_of"]
+
+#: Objects a recursive rename copies at most: a bigger tree is refused, not half moved.
+MAX_RENAMED_OBJECTS = 100_000
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class Flavour(Protocol):
+    """The store-specific steps (all blocking)."""
+
+    def make_directory(self, file_system: Any, path: str) -> None: ...
+
+    def remove_directory(self, file_system: Any, path: str) -> None: ...
+
+    def open_for_writing(
+        self, file_system: Any, path: str, part_size: int
+    ) -> tuple[IO[bytes], bool]:
+        """The file, and whether it needs ``commit()`` after ``close()`` to show."""
+        ...
+
+    def discard(self, raw: IO[bytes]) -> None: ...
+
+    def copy_tree(self, file_system: Any, source: str, destination: str) -> None: ...
+
+    def remove_tree(self, file_system: Any, path: str) -> None: ...
+
+    def stored_digest(self, info: Mapping[str, Any], algorithm: str) -> str | None: ...
+
+
+class GenericFlavour:
+    """Any fsspec file system: its ``mkdir``/``rmdir``, and files opened with
+    ``autocommit=False`` (a temporary file moved into place on commit, for local and
+    memory file systems), thrown away on discard."""
+
+    def make_directory(self, file_system: Any, path: str) -> None:
+        file_system.mkdir(path, create_parents=False)
+
+    def remove_directory(self, file_system: Any, path: str) -> None:
+        file_system.rmdir(path)
+
+    def open_for_writing(
+        self, file_system: Any, path: str, part_size: int
+    ) -> tuple[IO[bytes], bool]:
+        raw: IO[bytes] = file_system.open(path, "wb", block_size=part_size, autocommit=False)
+        return raw, True
+
+    def discard(self, raw: IO[bytes]) -> None:
+        raw.close()
+        raw.discard()  # type: ignore[attr-defined]
+
+    def copy_tree(self, file_system: Any, source: str, destination: str) -> None:
+        file_system.copy(source, destination, recursive=True)
+
+    def remove_tree(self, file_system: Any, path: str) -> None:
+        file_system.rm(path, recursive=True)
+
+    def stored_digest(self, info: Mapping[str, Any], algorithm: str) -> str | None:
+        return None
+
+
+class S3Flavour:
+    """S3 through s3fs: ``name/`` marker objects as SFTPGo and the AWS console write
+    them, uploads that show only when complete (``autocommit``: one PUT for a small file,
+    a multipart upload otherwise, aborted on discard), and the ETag as MD5."""
+
+    def _split(self, file_system: Any, path: str) -> tuple[str, str]:
+        bucket, key, _ = file_system.split_path(path)
+        return str(bucket), str(key)
+
+    def make_directory(self, file_system: Any, path: str) -> None:
+        bucket, key = self._split(file_system, path)
+        if not key:
+            raise PermissionError(errno.EACCES, "buckets are not created over FTP")
+        file_system.call_s3("put_object", Bucket=bucket, Key=key.rstrip("/") + "/", Body=b"")
+        file_system.invalidate_cache(path)
+
+    def remove_directory(self, file_system: Any, path: str) -> None:
+        bucket, key = self._split(file_system, path)
+        if not key:
+            raise PermissionError(errno.EACCES, "buckets are not removed over FTP")
+        file_system.call_s3("delete_object", Bucket=bucket, Key=key.rstrip("/") + "/")
+        file_system.invalidate_cache(path)
+
+    def open_for_writing(
+        self, file_system: Any, path: str, part_size: int
+    ) -> tuple[IO[bytes], bool]:
+        raw: IO[bytes] = file_system.open(path, "wb", block_size=part_size)
+        return raw, False
+
+    def discard(self, raw: IO[bytes]) -> None:
+        raw.discard()  # type: ignore[attr-defined]  # aborts the multipart upload
+        raw.closed = True  # type: ignore[misc]  # so that its finaliser uploads nothing
+
+    def _keys(self, file_system: Any, bucket: str, prefix: str) -> list[str]:
+        keys: list[str] = []
+        token: str | None = None
+        while len(keys) <= MAX_RENAMED_OBJECTS:
+            more = {"ContinuationToken": token} if token else {}
+            page = file_system.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, **more)
+            keys.extend(str(item["Key"]) for item in page.get("Contents", []))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return keys
+        raise OSError(errno.EOPNOTSUPP, f"more than {MAX_RENAMED_OBJECTS} objects to rename")
+
+    def copy_tree(self, file_system: Any, source: str, destination: str) -> None:
+        bucket, source_key = self._split(file_system, source)
+        target_bucket, target_key = self._split(file_system, destination)
+        prefix = source_key.rstrip("/") + "/"
+        for key in self._keys(file_system, bucket, prefix):
+            file_system.call_s3(
+                "copy_object",
+                Bucket=target_bucket,
+                Key=target_key.rstrip("/") + "/" + key[len(prefix) :],
+                CopySource={"Bucket": bucket, "Key": key},
+            )
+        file_system.call_s3(
+            "put_object", Bucket=target_bucket, Key=target_key.rstrip("/") + "/", Body=b""
+        )
+        file_system.invalidate_cache(destination)
+
+    def remove_tree(self, file_system: Any, path: str) -> None:
+        bucket, key = self._split(file_system, path)
+        prefix = key.rstrip("/") + "/"
+        keys = self._keys(file_system, bucket, prefix)
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1,000 keys a call
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            file_system.call_s3("delete_objects", Bucket=bucket, Delete={"Objects": batch})
+        file_system.invalidate_cache(path)
+
+    def stored_digest(self, info: Mapping[str, Any], algorithm: str) -> str | None:
+        """S3's ETag is the MD5 of an object uploaded in one part without KMS or a
+        customer key; a multipart ETag (``...-3``) is not."""
+        if algorithm.upper() != "MD5":
+            return None
+        etag = str(info.get("ETag") or "").strip('"').lower()
+        encryption = info.get("ServerSideEncryption")
+        if info.get("SSECustomerAlgorithm") or encryption not in (None, "AES256"):
+            return None
+        return etag if _MD5.fullmatch(etag) else None
+
+
+_GENERIC = GenericFlavour()
+_S3 = S3Flavour()
+
+
+def flavour_of(file_system: Any) -> Flavour:
+    """S3's flavour for s3fs, the generic one for every other file system."""
+    return (
+        _S3 if hasattr(file_system, "call_s3") and hasattr(file_system, "split_path") else _GENERIC
+    )
