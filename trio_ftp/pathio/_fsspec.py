@@ -103,8 +103,8 @@ class StorageRoot:
     """
 
     url: str
-    file_system: FileSystem
-    path: str
+    file_system: FileSystem = field(repr=False)
+    path: str = field(repr=False)
     storage_options: Mapping[str, object] = field(repr=False)
     part_size: int = DEFAULT_PART_SIZE
     read_block_size: int = DEFAULT_READ_BLOCK_SIZE
@@ -267,6 +267,13 @@ _PATH_ANSWERS = (
     NotADirectoryError,
     PermissionError,
 )
+_ERRNO_OF: dict[type[OSError], int] = {
+    FileNotFoundError: errno.ENOENT,
+    FileExistsError: errno.EEXIST,
+    IsADirectoryError: errno.EISDIR,
+    NotADirectoryError: errno.ENOTDIR,
+    PermissionError: errno.EACCES,
+}
 #: Errnos of the store that say "try again later": throttling (S3's SlowDown and 503 come
 #: as EBUSY from s3fs), remote errors and timeouts.
 _TRANSIENT = frozenset({errno.EBUSY, errno.EREMOTEIO, errno.ETIMEDOUT, errno.EAGAIN, errno.EIO})
@@ -281,6 +288,9 @@ def translate(exc: Exception) -> OSError:
     not found and access denied stay (``550``); throttling, timeouts and anything
     unexpected (a botocore or HTTP error) become transient (``451``)."""
     if isinstance(exc, _PATH_ANSWERS):
+        if exc.errno is None:  # s3fs raises them with a message only
+            kind = next(kind for kind in _ERRNO_OF if isinstance(exc, kind))
+            return kind(_ERRNO_OF[kind], _summary(exc))
         return exc
     if isinstance(exc, OSError) and exc.errno in _PERMANENT:
         return exc
@@ -622,9 +632,7 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
         if mode == "rb":
             if kind is None:
                 raise FileNotFoundError(errno.ENOENT, "no such file")
-            raw = file_system.open(
-                inner, "rb", block_size=root.read_block_size, cache_type="readahead"
-            )
+            raw = flavour.open_for_reading(file_system, inner, root.read_block_size)
             return _StoreFile(raw, mode, flavour, committing=False)
         if mode == "xb" and kind is not None:
             raise FileExistsError(errno.EEXIST, "file exists")

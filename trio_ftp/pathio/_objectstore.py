@@ -10,11 +10,19 @@ trailing slash), so markers go through s3fs's own client.
 from __future__ import annotations
 
 import errno
+import io
 import re
 from collections.abc import Mapping
 from typing import IO, Any, Protocol
 
-__all__ = ["MAX_RENAMED_OBJECTS", "Flavour", "GenericFlavour", "S3Flavour", "flavour_of"]
+__all__ = [
+    "MAX_RENAMED_OBJECTS",
+    "Flavour",
+    "GenericFlavour",
+    "MemoryFlavour",
+    "S3Flavour",
+    "flavour_of",
+]
 
 #: Objects a recursive rename copies at most: a bigger tree is refused, not half moved.
 MAX_RENAMED_OBJECTS = 100_000
@@ -27,6 +35,8 @@ class Flavour(Protocol):
     def make_directory(self, file_system: Any, path: str) -> None: ...
 
     def remove_directory(self, file_system: Any, path: str) -> None: ...
+
+    def open_for_reading(self, file_system: Any, path: str, block_size: int) -> IO[bytes]: ...
 
     def open_for_writing(
         self, file_system: Any, path: str, part_size: int
@@ -45,14 +55,19 @@ class Flavour(Protocol):
 
 class GenericFlavour:
     """Any fsspec file system: its ``mkdir``/``rmdir``, and files opened with
-    ``autocommit=False`` (a temporary file moved into place on commit, for local and
-    memory file systems), thrown away on discard."""
+    ``autocommit=False`` (for a local file system: a temporary file moved into place on
+    commit), thrown away on discard."""
 
     def make_directory(self, file_system: Any, path: str) -> None:
         file_system.mkdir(path, create_parents=False)
 
     def remove_directory(self, file_system: Any, path: str) -> None:
         file_system.rmdir(path)
+
+    def open_for_reading(self, file_system: Any, path: str, block_size: int) -> IO[bytes]:
+        """Range reads of ``block_size`` with read-ahead: a download never holds more."""
+        raw: IO[bytes] = file_system.open(path, "rb", block_size=block_size, cache_type="readahead")
+        return raw
 
     def open_for_writing(
         self, file_system: Any, path: str, part_size: int
@@ -72,6 +87,41 @@ class GenericFlavour:
 
     def stored_digest(self, info: Mapping[str, Any], algorithm: str) -> str | None:
         return None
+
+
+class _PendingObject(io.BytesIO):
+    """A memory file system's upload, kept aside until committed."""
+
+    def __init__(self, file_system: Any, path: str) -> None:
+        super().__init__()
+        self.file_system = file_system
+        self.path = path
+        self.data = b""
+
+    def close(self) -> None:
+        if not self.closed:
+            self.data = self.getvalue()
+        super().close()
+
+    def commit(self) -> None:
+        self.file_system.pipe_file(self.path, self.data)
+
+    def discard(self) -> None:
+        self.data = b""
+
+
+class MemoryFlavour(GenericFlavour):
+    """fsspec's memory file system, which shows a file while it is written (it ignores
+    ``autocommit``) and hands every reader the same file object: uploads are kept aside
+    until committed, and each download reads its own copy."""
+
+    def open_for_reading(self, file_system: Any, path: str, block_size: int) -> IO[bytes]:
+        return io.BytesIO(file_system.cat_file(path))
+
+    def open_for_writing(
+        self, file_system: Any, path: str, part_size: int
+    ) -> tuple[IO[bytes], bool]:
+        return _PendingObject(file_system, path), True
 
 
 class S3Flavour:
@@ -96,6 +146,9 @@ class S3Flavour:
             raise PermissionError(errno.EACCES, "buckets are not removed over FTP")
         file_system.call_s3("delete_object", Bucket=bucket, Key=key.rstrip("/") + "/")
         file_system.invalidate_cache(path)
+
+    def open_for_reading(self, file_system: Any, path: str, block_size: int) -> IO[bytes]:
+        return _GENERIC.open_for_reading(file_system, path, block_size)
 
     def open_for_writing(
         self, file_system: Any, path: str, part_size: int
@@ -157,11 +210,20 @@ class S3Flavour:
 
 
 _GENERIC = GenericFlavour()
+_MEMORY = MemoryFlavour()
 _S3 = S3Flavour()
 
 
 def flavour_of(file_system: Any) -> Flavour:
-    """S3's flavour for s3fs, the generic one for every other file system."""
-    return (
-        _S3 if hasattr(file_system, "call_s3") and hasattr(file_system, "split_path") else _GENERIC
-    )
+    """S3's flavour for s3fs, the memory one for fsspec's memory file system, the generic
+    one for every other file system."""
+    if hasattr(file_system, "call_s3") and hasattr(file_system, "split_path"):
+        return _S3
+    if "memory" in _protocols(file_system):
+        return _MEMORY
+    return _GENERIC
+
+
+def _protocols(file_system: Any) -> tuple[str, ...]:
+    protocol = getattr(file_system, "protocol", ())
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
