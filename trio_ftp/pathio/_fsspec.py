@@ -401,6 +401,7 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
         )
         #: The user roots :meth:`confine` has seen: directories even when empty.
         self._roots: set[PurePath] = set()
+        self._known_roots: dict[str, PurePosixPath] = {}
 
     @property
     def state(self) -> _Shared:
@@ -668,11 +669,19 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
         """The real path of ``relative`` under the user's root: ``base_path`` is a URL
         (``s3://bucket/alice``, which :class:`pathlib.Path` shows as ``s3:/bucket/alice``)
         or a path below the root URL. Keys have no symlinks: nothing can lead out."""
-        await trio.lowlevel.checkpoint()
         relative = _check_relative(relative)
-        root = self._user_root(base_path)
+        root = self._known_roots.get(str(base_path))
+        if root is not None:
+            await trio.lowlevel.checkpoint()
+            return root / relative
+        if _COLLAPSED_URL.fullmatch(str(base_path)):  # may import and make a file system
+            root = await self._run(partial(self._user_root, base_path))
+        else:
+            await trio.lowlevel.checkpoint()
+            root = self._user_root(base_path)
         if len(self._roots) < 64:  # one user per session: a handful at most
             self._roots.add(root)
+            self._known_roots[str(base_path)] = root
         return root / relative
 
     def _user_root(self, base_path: PurePath | str) -> PurePosixPath:
