@@ -316,6 +316,14 @@ async def test_a_store_failure_is_logged_once_and_answered_451(
         assert raised.value.errno == errno.EAGAIN
     assert len([r for r in caplog.records if "object store" in r.getMessage()]) == 1
 
+    def not_found() -> None:
+        raise s3_error("NoSuchKey", 404)
+
+    caplog.clear()
+    with pytest.raises(FileNotFoundError):
+        await path_io._run(not_found)
+    assert caplog.records == []  # an answer about the path, not a failure of the store
+
 
 def test_the_etag_is_an_md5_only_for_a_plain_single_part_upload() -> None:
     flavour = S3Flavour()

@@ -442,7 +442,7 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
             )
         except Exception as exc:
             translated = translate(exc)
-            if translated is not exc:
+            if translated.errno in (errno.EAGAIN, errno.EIO):  # the store failed: say so
                 self._log_once(translated)
             raise translated from exc
 
