@@ -1,0 +1,140 @@
+"""A real S3 API for tests: moto's standalone server (``moto_server``, from ``moto[server]``)
+on a free loopback port, in a temporary directory, stopped by its PID."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import s3fs
+
+#: Seconds moto_server may take to answer its first request.
+START_TIMEOUT = 30.0
+REGION = "us-east-1"
+KEY = "testing-key"
+SECRET = "testing-secret"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class MotoServer:
+    """One ``moto_server`` process serving the S3 API on ``endpoint``."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.log_path = directory / "moto.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What s3fs (botocore) reads to reach this server, for a server subprocess."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The same as keywords of ``FsspecPathIO.for_root``."""
+        return {
+            "key": KEY,
+            "secret": SECRET,
+            "endpoint_url": self.endpoint,
+            "client_kwargs": {"region_name": REGION},
+        }
+
+    def start(self) -> None:
+        """Start it and wait until it answers HTTP."""
+        assert self.process is None, "already running"
+        executable = shutil.which("moto_server")
+        if executable is None:
+            pytest.fail("moto_server is not installed (pip install 'moto[server]')")
+        argv = [executable, "-H", "127.0.0.1", "-p", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"moto_server on port {self.port} did not start: {self.log()}")
+            time.sleep(0.05)  # a poll of a condition, bounded by the deadline
+
+    def _answers(self) -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            connection.request("GET", "/moto-api/")
+            connection.getresponse().read()
+        except OSError:
+            return False
+        finally:
+            connection.close()
+        return True
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL after 5 s) and wait for its end."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log(self) -> str:
+        """What the server wrote so far (one line per request)."""
+        return self.log_path.read_text(errors="replace")
+
+    def file_system(self) -> s3fs.S3FileSystem:
+        """A fresh s3fs client of this server, to check objects directly."""
+        return s3fs.S3FileSystem(
+            skip_instance_cache=True, use_listings_cache=False, **self.storage_options
+        )
+
+    def new_bucket(self) -> str:
+        """Create a bucket with a fresh name; returns the name."""
+        name = f"bucket-{uuid.uuid4().hex[:16]}"
+        self.file_system().call_s3("create_bucket", Bucket=name)
+        return name
+
+
+@contextlib.contextmanager
+def running_moto(directory: Path) -> Iterator[MotoServer]:
+    """A started :class:`MotoServer` in ``directory``, stopped on the way out."""
+    server = MotoServer(directory, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """One moto server per test process (each test makes its own bucket)."""
+    with running_moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server

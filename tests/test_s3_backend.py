@@ -1,0 +1,291 @@
+"""FsspecPathIO against a real S3 API (moto's server, through s3fs): directories as
+markers and prefixes, whole-object uploads that a failure leaves no trace of, range reads,
+renames, HASH from the ETag, and listings of many objects."""
+
+from __future__ import annotations
+
+import ftplib
+import hashlib
+import io
+import re
+import socket
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import s3fs
+import trio
+from conftest import LOGIN, PASSWORD, in_thread, random_bytes
+from moto_server import MotoServer, moto  # noqa: F401  (the fixture)
+
+from trio_ftp import Server, User
+from trio_ftp.pathio import FsspecPathIO
+
+
+@dataclass
+class S3Served:
+    """A server over ``s3://bucket/prefix`` and how to reach and check it."""
+
+    server: Server
+    port: int
+    bucket: str
+    prefix: str
+    moto: MotoServer
+
+    def ftp(self) -> ftplib.FTP:
+        client = ftplib.FTP(timeout=20)
+        client.connect("127.0.0.1", self.port)
+        client.login(LOGIN, PASSWORD)
+        return client
+
+    def key(self, name: str) -> str:
+        return f"{self.bucket}/{self.prefix}/{name}"
+
+    def store(self) -> s3fs.S3FileSystem:
+        return self.moto.file_system()
+
+    def keys(self) -> list[str]:
+        """Every key under the prefix, markers included."""
+        listed = self.store().call_s3("list_objects_v2", Bucket=self.bucket, Prefix=self.prefix)
+        return sorted(str(item["Key"]) for item in listed.get("Contents", []))
+
+    def open_uploads(self) -> list[Any]:
+        found = self.store().call_s3("list_multipart_uploads", Bucket=self.bucket)
+        return list(found.get("Uploads", []))
+
+
+@pytest.fixture
+async def serve_s3(
+    nursery: trio.Nursery,
+    moto: MotoServer,  # noqa: F811
+) -> AsyncIterator[Callable[..., Awaitable[S3Served]]]:
+    servers: list[Server] = []
+
+    async def start(**backend: Any) -> S3Served:
+        bucket = await trio.to_thread.run_sync(moto.new_bucket)
+        factory = FsspecPathIO.for_root(
+            f"s3://{bucket}/files", storage_options=moto.storage_options, **backend
+        )
+        server = Server([User(LOGIN, PASSWORD, base_path=".")], path_io_factory=factory)
+        _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        servers.append(server)
+        return S3Served(server, port, bucket, "files", moto)
+
+    yield start
+    with trio.fail_after(10):
+        for server in servers:
+            await server.close()
+
+
+async def test_directories_are_markers_and_prefixes(
+    serve_s3: Callable[..., Awaitable[S3Served]],
+) -> None:
+    served = await serve_s3()
+    store = served.store()
+    # A prefix that has objects but no marker, written by another tool.
+    store.pipe_file(served.key("exports/2026/report.csv"), b"a,b\n")
+
+    def run() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        with served.ftp() as client:
+            seen["mkd"] = client.mkd("incoming")
+            client.cwd("/exports/2026")  # no marker object anywhere on the way
+            seen["pwd"] = client.pwd()
+            seen["names"] = client.nlst()
+            client.cwd("/")
+            client.storbinary("STOR incoming/a.txt", io.BytesIO(b"A"))
+            try:
+                client.rmd("incoming")
+            except ftplib.error_perm as exc:
+                seen["rmd full"] = str(exc)
+            client.delete("incoming/a.txt")
+            seen["rmd"] = client.rmd("incoming")
+            seen["root"] = sorted(client.nlst())
+        return seen
+
+    seen = await in_thread(run)
+    assert seen["mkd"] == "/incoming"
+    assert seen["pwd"] == "/exports/2026"
+    assert seen["names"] == ["report.csv"]
+    assert seen["rmd full"].startswith("550")
+    assert seen["rmd"].startswith("250")
+    assert seen["root"] == ["exports"]
+    # MKD wrote a "name/" marker, and RMD removed it
+    assert served.keys() == [f"{served.prefix}/exports/2026/report.csv"]
+
+
+async def test_mkd_writes_the_marker_object(serve_s3: Callable[..., Awaitable[S3Served]]) -> None:
+    served = await serve_s3()
+
+    def run() -> None:
+        with served.ftp() as client:
+            client.mkd("empty dir")
+
+    await in_thread(run)
+    assert served.keys() == [f"{served.prefix}/empty dir/"]
+
+
+async def test_an_upload_cut_by_abor_or_a_reset_leaves_no_object(
+    serve_s3: Callable[..., Awaitable[S3Served]],
+) -> None:
+    served = await serve_s3(part_size=5 * 2**20)
+    part = random_bytes(6 * 2**20)  # more than a part: a multipart upload is under way
+
+    def cut(how: str) -> list[str]:
+        with served.ftp() as client:
+            client.voidcmd("TYPE I")
+            data = client.transfercmd(f"STOR {how}.bin")
+            data.sendall(part)
+            if how == "reset":  # SO_LINGER 0: the close sends RST
+                data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                data.close()
+                return _replies_until_noop(client)
+            with data:
+                client.putcmd("ABOR")
+                return _replies_until_noop(client)
+
+    for how in ("reset", "abor"):
+        replies = await in_thread(cut, how)
+        assert replies[-1].startswith("200"), replies  # the session goes on
+        assert "426" in [reply[:3] for reply in replies], replies
+        assert not [r for r in replies if r.startswith("226 transfer complete")], replies
+    assert served.keys() == []
+    assert served.open_uploads() == []
+
+
+def _replies_until_noop(client: ftplib.FTP) -> list[str]:
+    """Send NOOP; return every reply until both the transfer's ``426`` and the NOOP's
+    ``200`` came (in either order: the cut transfer is answered when the server sees it),
+    and then whatever else comes before a second NOOP's ``200``."""
+    client.putcmd("NOOP")
+    replies: list[str] = []
+    while len(replies) < 10 and not {"426", "200"} <= {reply[:3] for reply in replies}:
+        replies.append(client.getmultiline())
+    client.putcmd("NOOP")
+    while len(replies) < 12:
+        replies.append(client.getmultiline())
+        if replies[-1].startswith("200"):
+            break
+    return replies
+
+
+async def test_a_resumed_download_reads_from_the_offset(
+    serve_s3: Callable[..., Awaitable[S3Served]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = await serve_s3(read_block_size=1024 * 1024)
+    content = random_bytes(3 * 1024 * 1024)
+    served.store().pipe_file(served.key("big.bin"), content)
+    ranges: list[tuple[int, int]] = []
+    original = s3fs.core.S3File._fetch_range
+
+    def recording(self: s3fs.core.S3File, start: int, end: int) -> bytes:
+        ranges.append((start, end))
+        return original(self, start, end)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", recording)
+
+    def run() -> bytes:
+        received = io.BytesIO()
+        with served.ftp() as client:
+            client.retrbinary("RETR big.bin", received.write, rest=2 * 1024 * 1024 + 5)
+        return received.getvalue()
+
+    assert await in_thread(run) == content[2 * 1024 * 1024 + 5 :]
+    assert ranges
+    assert min(start for start, _ in ranges) == 2 * 1024 * 1024 + 5  # nothing before it
+
+
+async def test_renames_copy_then_delete(serve_s3: Callable[..., Awaitable[S3Served]]) -> None:
+    served = await serve_s3(recursive_rename=True)
+    store = served.store()
+    store.pipe_file(served.key("a.txt"), b"A")
+    store.pipe_file(served.key("tree/sub/b.txt"), b"B")
+
+    def run() -> None:
+        with served.ftp() as client:
+            client.rename("a.txt", "renamed.txt")
+            client.mkd("tree/empty")
+            client.rename("tree", "moved")
+
+    await in_thread(run)
+    assert served.keys() == [
+        f"{served.prefix}/moved/",
+        f"{served.prefix}/moved/empty/",
+        f"{served.prefix}/moved/sub/b.txt",
+        f"{served.prefix}/renamed.txt",
+    ]
+    assert store.cat_file(served.key("renamed.txt")) == b"A"
+    assert store.cat_file(served.key("moved/sub/b.txt")) == b"B"
+
+
+async def test_hash_md5_is_the_etag_without_reading_the_object(
+    serve_s3: Callable[..., Awaitable[S3Served]],
+) -> None:
+    served = await serve_s3()
+    content = random_bytes(200_000)
+
+    def run() -> tuple[str, str]:
+        with served.ftp() as client:
+            client.storbinary("STOR f.bin", io.BytesIO(content))
+            before = served.moto.log()
+            client.sendcmd("OPTS HASH MD5")
+            md5 = client.sendcmd("HASH f.bin")
+            gets = [
+                line for line in served.moto.log()[len(before) :].splitlines() if '"GET ' in line
+            ]
+            client.sendcmd("OPTS HASH SHA-256")
+            sha = client.sendcmd("HASH f.bin")
+            return md5 + "\n" + "\n".join(gets), sha
+
+    md5_and_gets, sha = await in_thread(run)
+    md5, *gets = md5_and_gets.split("\n")
+    assert md5 == f"213 MD5 0-{len(content) - 1} {hashlib.md5(content).hexdigest()} f.bin"
+    assert not [line for line in gets if "f.bin" in line and "HEAD" not in line]
+    assert sha.split()[3] == hashlib.sha256(content).hexdigest()  # streamed
+
+
+@pytest.mark.slow
+async def test_a_listing_pages_through_ten_thousand_objects(
+    serve_s3: Callable[..., Awaitable[S3Served]],
+) -> None:
+    served = await serve_s3()
+    store = served.store()
+    names = [f"f{i:05d}" for i in range(10_000)]
+    await trio.to_thread.run_sync(
+        lambda: store.pipe({served.key(f"many/{name}"): b"x" * (len(name) % 7) for name in names})
+    )
+
+    def run() -> tuple[list[str], list[str]]:
+        with served.ftp() as client:
+            mlsd = list(client.mlsd("many", facts=["size", "type"]))
+            lines: list[str] = []
+            client.retrlines("LIST many", lines.append)
+        return [f"{name} {facts['size']}" for name, facts in mlsd if facts["type"] == "file"], lines
+
+    mlsd, lines = await in_thread(run)
+    assert mlsd == [f"{name} {len(name) % 7}" for name in names]
+    assert len(lines) == 10_000
+    assert re.search(r"\s6 \w{3} [ \d]\d [ \d]\d:\d\d f09999$", lines[-1])
+
+
+@pytest.mark.slow
+async def test_a_64_mib_upload_is_multipart_and_whole(
+    serve_s3: Callable[..., Awaitable[S3Served]],
+) -> None:
+    served = await serve_s3()
+    content = random_bytes(64 * 2**20)
+
+    def run() -> bytes:
+        received = io.BytesIO()
+        with served.ftp() as client:
+            client.storbinary("STOR big.bin", io.BytesIO(content), blocksize=1024 * 1024)
+            client.retrbinary("RETR big.bin", received.write)
+        return received.getvalue()
+
+    assert await in_thread(run) == content
+    info = served.store().info(served.key("big.bin"))
+    assert info["size"] == len(content)
+    assert re.fullmatch(r'"?[0-9a-f]{32}-8"?', info["ETag"])  # 8 parts of 8 MiB
+    assert served.open_uploads() == []
