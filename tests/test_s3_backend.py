@@ -79,6 +79,7 @@ async def serve_s3(
             await server.close()
 
 
+@pytest.mark.slow
 async def test_directories_are_markers_and_prefixes(
     serve_s3: Callable[..., Awaitable[S3Served]],
 ) -> None:
@@ -127,6 +128,7 @@ async def test_mkd_writes_the_marker_object(serve_s3: Callable[..., Awaitable[S3
     assert served.keys() == [f"{served.prefix}/empty dir/"]
 
 
+@pytest.mark.slow
 async def test_an_upload_cut_by_abor_or_a_reset_leaves_no_object(
     serve_s3: Callable[..., Awaitable[S3Served]],
 ) -> None:
@@ -197,6 +199,7 @@ async def test_a_resumed_download_reads_from_the_offset(
     assert min(start for start, _ in ranges) == 2 * 1024 * 1024 + 5  # nothing before it
 
 
+@pytest.mark.slow
 async def test_renames_copy_then_delete(serve_s3: Callable[..., Awaitable[S3Served]]) -> None:
     served = await serve_s3(recursive_rename=True)
     store = served.store()
