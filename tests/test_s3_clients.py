@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
+import signal
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +24,8 @@ from moto_server import MotoServer, moto  # noqa: F401  (the fixture)
 
 from trio_ftp import Server, User
 from trio_ftp.pathio import FsspecPathIO
+
+pytestmark = pytest.mark.slow
 
 #: The tree each client moves: relative name -> content.
 TREE: dict[str, bytes] = {
@@ -101,7 +106,6 @@ async def lftp(port: int, tmp_path: Path, *commands: str) -> None:
     succeeded(await run_client(["lftp", "-c", script], tmp_path, tmp_path / "home"))
 
 
-@pytest.mark.slow
 async def test_lftp_mirrors_both_ways_in_parallel(
     served: tuple[int, Bucket], tmp_path: Path
 ) -> None:
@@ -117,7 +121,6 @@ async def test_lftp_mirrors_both_ways_in_parallel(
     assert read_tree(down) == TREE
 
 
-@pytest.mark.slow
 async def test_curl_uploads_and_downloads(served: tuple[int, Bucket], tmp_path: Path) -> None:
     port, bucket = served
     base = f"ftp://{LOGIN}:{PASSWORD}@127.0.0.1:{port}/"
@@ -137,7 +140,6 @@ async def test_curl_uploads_and_downloads(served: tuple[int, Bucket], tmp_path: 
     assert await trio.to_thread.run_sync(bucket.objects) == TREE
 
 
-@pytest.mark.slow
 async def test_wget_downloads_a_tree(served: tuple[int, Bucket], tmp_path: Path) -> None:
     port, bucket = served
     await trio.to_thread.run_sync(bucket.put_tree)
@@ -149,7 +151,6 @@ async def test_wget_downloads_a_tree(served: tuple[int, Bucket], tmp_path: Path)
     assert read_tree(into) == TREE
 
 
-@pytest.mark.slow
 async def test_ftplib_uploads_and_downloads(served: tuple[int, Bucket]) -> None:
     port, bucket = served
 
@@ -171,3 +172,55 @@ async def test_ftplib_uploads_and_downloads(served: tuple[int, Bucket]) -> None:
 
     assert await in_thread(run) == TREE
     assert await trio.to_thread.run_sync(bucket.objects) == TREE
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_the_command_line_serves_a_bucket_url(
+    moto: MotoServer,  # noqa: F811
+    workers: str,
+) -> None:
+    """``python -m trio_ftp --root s3://bucket/prefix``, credentials and endpoint from the
+    environment as an operator sets them, in one process and with two workers."""
+    bucket = await trio.to_thread.run_sync(moto.new_bucket)
+    argv = [sys.executable, "-m", "trio_ftp", "--root", f"s3://{bucket}/drop", "--port", "0"]
+    argv += ["--user", f"{LOGIN}:{PASSWORD}", "--no-anonymous", "--workers", workers]
+    process = await trio.lowlevel.open_process(
+        argv,
+        env={**os.environ, **moto.environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(30):
+            banner = b""
+            while not banner.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(1)
+                assert chunk, "the command ended before printing its address"
+                banner += chunk
+        assert f"Serving s3://{bucket}/drop at ftp://127.0.0.1:".encode() in banner, banner
+        port = int(banner.split(b"://127.0.0.1:")[1].split(b"/")[0])
+
+        def run() -> list[bytes]:
+            got = []
+            for index in range(4):  # with 2 workers, sessions land on both
+                with ftplib.FTP(timeout=20) as client:
+                    client.connect("127.0.0.1", port)
+                    client.login(LOGIN, PASSWORD)
+                    client.storbinary(f"STOR f{index}.txt", io.BytesIO(b"x%d" % index))
+                    received = io.BytesIO()
+                    client.retrbinary(
+                        f"RETR f{(index + 3) % 4 if index else 0}.txt", received.write
+                    )
+                    got.append(received.getvalue())
+            return got
+
+        assert await in_thread(run) == [b"x0", b"x0", b"x1", b"x2"]
+        objects = Bucket(moto, bucket, "drop").objects()
+        assert objects == {f"f{index}.txt": b"x%d" % index for index in range(4)}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            with trio.fail_after(20):
+                await process.wait()
+        await process.stdout.aclose()

@@ -13,6 +13,7 @@ import argparse
 import functools
 import getpass
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -39,6 +40,8 @@ from .options import (
     TLSOptions,
     is_host_name,
 )
+from .pathio import AbstractPathIO, FsspecPathIO, PathIO, is_storage_url
+from .pathio._fsspec import redacted
 from .reuseport import ReusePortUnavailable
 from .server import Server
 from .stores import open_store
@@ -98,6 +101,17 @@ def _workers(text: str) -> int:
     if text == "auto":
         return os.cpu_count() or 1
     return _positive_int(text)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """``--storage-options``: a JSON object (the file system's keywords)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, like '{\"endpoint_url\": ...}'")
+    return value
 
 
 def _passive_address(text: str) -> str | DialledAddress:
@@ -163,10 +177,28 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("directory", nargs="?", default=None, help="directory to serve (same as --root)")
+    add(
+        "directory",
+        nargs="?",
+        default=None,
+        help="directory or storage URL to serve (same as --root)",
+    )
     add("--version", action="version", version=f"trio_ftp {__version__}")
     add("--config", metavar="FILE", default=None, help="TOML file with these options and [[users]]")
-    add("--root", default=".", help="directory to serve")
+    add(
+        "--root",
+        default=".",
+        help="directory to serve, or a storage URL: s3://bucket/prefix (pip install "
+        "'trio_ftp[s3]'; credentials from AWS_* variables or profiles), any fsspec URL",
+    )
+    add(
+        "--storage-options",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="keywords for a storage URL's file system, as a JSON object "
+        '(e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\'); never printed',
+    )
     add("--host", default="127.0.0.1", help="address to listen on")
     add("--port", type=_port, default=2121, help="port to listen on (0: any free port)")
     add(
@@ -351,6 +383,11 @@ def _config_defaults(parser: argparse.ArgumentParser, data: dict[str, Any]) -> d
             values = value if isinstance(value, list) else [value]
             defaults[key] = [_config_value(action, raw_key, item) for item in values]
             continue
+        if key == "storage_options":  # a TOML table
+            if not isinstance(value, dict):
+                raise ConfigError("storage_options must be a table ({ key = value, ... })")
+            defaults[key] = value
+            continue
         if key == "data_ports" and isinstance(value, list) and len(value) == 2:
             value = f"{value[0]}-{value[1]}"
         defaults[key] = _config_value(action, raw_key, value)
@@ -391,10 +428,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args = parser.parse_args(argv)
     if args.directory is not None:
         args.root = args.directory
-    root = Path(args.root).expanduser()
-    if not root.is_dir():
-        parser.error(f"{args.root!r} is not a directory")
-    args.root = root.resolve()
+    if is_storage_url(str(args.root)):
+        args.root = str(args.root)  # the backend checks it (build_server)
+    else:
+        if args.storage_options is not None:
+            parser.error("--storage-options needs --root to be a storage URL (s3://...)")
+        root = Path(args.root).expanduser()
+        if not root.is_dir():
+            parser.error(f"{args.root!r} is not a directory")
+        args.root = root.resolve()
     args.directory = str(args.root)
     if args.config is not None:
         try:
@@ -465,7 +507,15 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 def build_server(args: argparse.Namespace) -> Server:
     """The server ``args`` (from :func:`parse_args`) describes; ``ConfigError`` if it can't."""
     context = _tls_context(args)
-    root = Path(args.root)
+    path_io_factory: type[AbstractPathIO[Any]] = PathIO
+    if isinstance(args.root, str) and is_storage_url(args.root):
+        try:
+            path_io_factory = FsspecPathIO.for_root(args.root, args.storage_options)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"--root {redacted(args.root)}: {exc}") from None
+        root = Path(".")  # the root URL itself
+    else:
+        root = Path(args.root)
     users: list[User] = []
     if not args.no_anonymous:
         anonymous_permission = Permission("/", readable=True, writable=args.anonymous_writable)
@@ -509,6 +559,7 @@ def build_server(args: argparse.Namespace) -> Server:
         return Server.from_options(
             options,
             HashedUserManager(users),
+            path_io_factory=path_io_factory,
             state_store=None if args.state_store is None else open_store(args.state_store),
             write_speed_limit=args.max_download_rate,
             read_speed_limit=args.max_upload_rate,
@@ -534,7 +585,7 @@ def _announce(args: argparse.Namespace, address: tuple[str, int]) -> None:
     scheme = "ftps" if args.implicit_tls else "ftp"
     workers = f" with {args.workers} workers" if args.workers > 1 else ""
     print(
-        f"Serving {args.root} at {scheme}://{shown}:{port}/{workers} "
+        f"Serving {redacted(str(args.root))} at {scheme}://{shown}:{port}/{workers} "
         f"({_describe(args)}). Press Ctrl-C to stop.",
         flush=True,
     )

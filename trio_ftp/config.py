@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from .pathio import is_storage_url
 from .users import MemoryUserManager, Permission, User
 
 __all__ = [
@@ -141,13 +142,46 @@ def _positive(entry: Mapping[str, Any], key: str, kind: type, where: str) -> Any
     return value
 
 
+def _user_root(
+    root: object, default_root: Path | str, relative_to: Path | None, where: str
+) -> Path:
+    """A ``[[users]]`` root: a real directory (relative to ``relative_to``), or under a
+    storage URL server root, a path below it or a storage URL of its own (kept as given:
+    the storage backend reads it)."""
+    storage = isinstance(default_root, str) and is_storage_url(default_root)
+    if root is None:
+        return Path(".") if storage else Path(default_root).resolve()
+    if not isinstance(root, (str, Path)):
+        raise ConfigError(f"{where}: root must be a string")
+    if is_storage_url(str(root)):
+        if not storage:
+            raise ConfigError(
+                f"{where}: a storage URL user root needs --root to be a storage URL too"
+            )
+        return Path(str(root))
+    if storage:
+        below = Path(str(root))
+        if below.is_absolute() or ".." in below.parts:
+            raise ConfigError(
+                f"{where}: under a storage URL, root is a relative path below it, or a URL"
+            )
+        return below
+    base = Path(root).expanduser()
+    if not base.is_absolute() and relative_to is not None:
+        base = relative_to / base
+    if not base.is_dir():
+        raise ConfigError(f"{where}: root {str(base)!r} is not a directory")
+    return base.resolve()
+
+
 def users_from_config(
-    entries: Any, *, default_root: Path, relative_to: Path | None = None
+    entries: Any, *, default_root: Path | str, relative_to: Path | None = None
 ) -> list[User]:
     """Users from a TOML ``[[users]]`` array (see the module docstring for the hash format).
 
     Keys: ``login``, ``password_hash`` (required), ``root`` (real directory, default
-    ``default_root``; relative to ``relative_to``), ``home`` (virtual start directory),
+    ``default_root``; relative to ``relative_to``; under a storage URL ``default_root``, a
+    path below it or a storage URL of its own), ``home`` (virtual start directory),
     ``writable`` (default true), ``max_connections``, ``max_download_rate``,
     ``max_upload_rate`` (bytes/s, shared by the user's sessions).
     """
@@ -173,14 +207,7 @@ def users_from_config(
             _parse_hash(password_hash)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        root = entry.get("root", default_root)
-        if not isinstance(root, (str, Path)):
-            raise ConfigError(f"{where}: root must be a string")
-        base = Path(root).expanduser()
-        if not base.is_absolute() and relative_to is not None:
-            base = relative_to / base
-        if not base.is_dir():
-            raise ConfigError(f"{where}: root {str(base)!r} is not a directory")
+        base = _user_root(entry.get("root"), default_root, relative_to, where)
         home = entry.get("home", "/")
         if not isinstance(home, str) or not PurePosixPath(home).is_absolute():
             raise ConfigError(f"{where}: home must be an absolute virtual path like '/pub'")
@@ -191,7 +218,7 @@ def users_from_config(
             User(
                 login,
                 password_hash,
-                base_path=base.resolve(),
+                base_path=base,
                 home_path=home,
                 permissions=[Permission("/", readable=True, writable=writable)],
                 maximum_connections=_positive(entry, "max_connections", int, where),

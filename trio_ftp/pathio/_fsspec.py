@@ -39,6 +39,7 @@ __all__ = [
     "FsspecPathIO",
     "StorageRoot",
     "is_storage_url",
+    "redacted",
 ]
 
 logger = logging.getLogger("trio_ftp.pathio")
@@ -88,7 +89,7 @@ class FileSystem(Protocol):
     def invalidate_cache(self, path: str | None = None) -> None: ...
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     """``url`` without the user information a URL may carry (``s3://key:secret@bucket``)."""
     scheme, _, rest = url.partition("://")
     authority, slash, path = rest.partition("/")
@@ -175,7 +176,7 @@ def _open_root(url: str, storage_options: Mapping[str, object]) -> tuple[FileSys
         file_system, path = fsspec.url_to_fs(url, **options)
     except ImportError as exc:
         raise ImportError(
-            f"serving {_redacted(url)} needs a package fsspec names ({exc}); for S3: "
+            f"serving {redacted(url)} needs a package fsspec names ({exc}); for S3: "
             "pip install 'trio_ftp[s3]'"
         ) from None
     return file_system, path
@@ -373,7 +374,7 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
         options = dict(storage_options or {})
         file_system, path = _open_root(url, options)
         root = StorageRoot(
-            url=_redacted(url),
+            url=redacted(url),
             file_system=file_system,
             path=path,
             storage_options=options,
