@@ -12,6 +12,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -176,27 +177,36 @@ def _replies_until_noop(client: ftplib.FTP) -> list[str]:
 async def test_a_resumed_download_reads_from_the_offset(
     serve_s3: Callable[..., Awaitable[S3Served]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    served = await serve_s3(read_block_size=1024 * 1024)
+    """REST + RETR asks the store for the bytes from the offset on, in one streamed GET,
+    and for nothing before them."""
+    served = await serve_s3()
     content = random_bytes(3 * 1024 * 1024)
     served.store().pipe_file(served.key("big.bin"), content)
-    ranges: list[tuple[int, int]] = []
-    original = s3fs.core.S3File._fetch_range
+    gets: list[dict[str, Any]] = []
+    original = s3fs.S3FileSystem._call_s3
 
-    def recording(self: s3fs.core.S3File, start: int, end: int) -> bytes:
-        ranges.append((start, end))
-        return original(self, start, end)  # type: ignore[no-any-return]
+    async def recording(self: s3fs.S3FileSystem, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "get_object":
+            gets.append(kwargs)
+        return await original(self, method, *args, **kwargs)
 
-    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", recording)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", recording)
+    offset = 2 * 1024 * 1024 + 5
 
-    def run() -> bytes:
+    def run(rest: int | None) -> bytes:
         received = io.BytesIO()
         with served.ftp() as client:
-            client.retrbinary("RETR big.bin", received.write, rest=2 * 1024 * 1024 + 5)
+            client.retrbinary("RETR big.bin", received.write, rest=rest)
         return received.getvalue()
 
-    assert await in_thread(run) == content[2 * 1024 * 1024 + 5 :]
-    assert ranges
-    assert min(start for start, _ in ranges) == 2 * 1024 * 1024 + 5  # nothing before it
+    assert await in_thread(run, offset) == content[offset:]
+    assert [get.get("Range") for get in gets] == [f"bytes={offset}-"]
+    gets.clear()
+    assert await in_thread(run, None) == content
+    assert [get.get("Range") for get in gets] == [None]  # the whole object, one request
+    gets.clear()
+    assert await in_thread(run, len(content)) == b""  # at the end: nothing to ask for
+    assert gets == []
 
 
 @pytest.mark.slow
@@ -292,3 +302,26 @@ async def test_a_64_mib_upload_is_multipart_and_whole(
     assert info["size"] == len(content)
     assert re.fullmatch(r'"?[0-9a-f]{32}-8"?', info["ETag"])  # 8 parts of 8 MiB
     assert served.open_uploads() == []
+
+
+async def test_a_streamed_download_seeks_anywhere(moto: MotoServer) -> None:  # noqa: F811
+    """The rare paths of the streamed GET: a seek mid-stream starts a new one, a seek to
+    the end or past it reads nothing, a negative position is refused."""
+    bucket = await trio.to_thread.run_sync(moto.new_bucket)
+    content = random_bytes(100_000)
+    moto.file_system().pipe_file(f"{bucket}/x/f", content)
+    path_io = FsspecPathIO.for_root(f"s3://{bucket}/x", storage_options=moto.storage_options)()
+    real = await path_io.confine(Path("."), PurePosixPath("f"))
+    async with path_io.open(real, "rb") as file:
+        assert await file.read(10) == content[:10]
+        assert await file.seek(50_000) == 50_000
+        assert await file.read(10) == content[50_000:50_010]
+        assert await file.seek(-10, io.SEEK_CUR) == 50_000
+        assert await file.read() == content[50_000:]
+        assert await file.seek(-5, io.SEEK_END) == len(content) - 5
+        assert await file.read(100) == content[-5:]
+        assert await file.read(100) == b""
+        assert await file.seek(len(content) + 10) == len(content) + 10
+        assert await file.read(10) == b""
+        with pytest.raises(OSError, match="negative"):
+            await file.seek(-1)

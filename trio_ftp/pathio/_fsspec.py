@@ -628,13 +628,18 @@ class FsspecPathIO(AbstractPathIO[PurePosixPath]):
         file_system, inner, flavour = self._locate(path)
         if mode in ("ab", "r+b"):
             raise OSError(errno.EOPNOTSUPP, "objects are written whole")
-        kind = self._kind(path)
+        try:
+            info: dict[str, Any] | None = self._info(path)
+        except FileNotFoundError:
+            info = None
+        kind = None if info is None else info.get("type")
         if kind == "directory":
             raise IsADirectoryError(errno.EISDIR, "is a directory")
         if mode == "rb":
-            if kind is None:
+            if info is None:
                 raise FileNotFoundError(errno.ENOENT, "no such file")
-            raw = flavour.open_for_reading(file_system, inner, root.read_block_size)
+            size = int(info.get("size") or 0)
+            raw = flavour.open_for_reading(file_system, inner, root.read_block_size, size)
             return _StoreFile(raw, mode, flavour, committing=False)
         if mode == "xb" and kind is not None:
             raise FileExistsError(errno.EEXIST, "file exists")
