@@ -2,6 +2,7 @@
 
     python3 -m benchmarks --quick            # under 3 minutes
     python3 -m benchmarks --json out.json    # full mode, and every sample as JSON
+    python3 -m benchmarks --object-store-only --quick   # only the S3 row (moto_server)
     python3 benchmarks/bench.py --quick      # the same, run as a script
 
 Progress goes to stderr, the Markdown table to stdout.
@@ -26,6 +27,7 @@ from benchmarks.clients import ClientWorker
 from benchmarks.datafiles import make_data_set
 from benchmarks.machine import caption, describe, footnotes, headers
 from benchmarks.measure import Probe
+from benchmarks.objectstore import ObjectStoreResult, render, run_object_store
 from benchmarks.report import Results, metrics, render_json, render_markdown, session_notes
 from benchmarks.runner import Runner, rows_for
 from benchmarks.servers import FLOOR, LIMIT, available_kinds
@@ -53,6 +55,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--session-clients", type=int, help="client processes sharing the concurrent sessions"
+    )
+    store = parser.add_mutually_exclusive_group()
+    store.add_argument(
+        "--no-object-store", action="store_true", help="skip the object-store row (moto S3)"
+    )
+    store.add_argument(
+        "--object-store-only", action="store_true", help="run only the object-store row"
     )
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
     parser.add_argument("--tmpdir", type=Path, help="where the data files go (default: $TMPDIR)")
@@ -87,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     started = time.monotonic()
+    store: ObjectStoreResult | None = None
     try:
         with contextlib.ExitStack() as stack:
             children = stack.enter_context(Children())
@@ -95,6 +105,19 @@ def main(argv: list[str] | None = None) -> int:
                     tempfile.TemporaryDirectory(prefix="trio-ftp-bench-", dir=args.tmpdir)
                 )
             )
+            if not args.no_object_store:
+                store = run_object_store(
+                    children,
+                    workdir,
+                    size=mode.object_store_size,
+                    big_size=mode.object_store_big,
+                    rounds=mode.rounds,
+                    log=lambda line: print(line, file=sys.stderr),
+                )
+            if args.object_store_only:
+                assert store is not None
+                print(render(store))
+                return 0
             print(f"{mode.name} mode: making the data files in {workdir}", file=sys.stderr)
             data = make_data_set(workdir / "root", mode.transfer_size, mode.listing_files)
             probe = Probe(
@@ -118,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     print(caption(meta) + "\n")
     notes = footnotes(kinds, mode) + session_notes(results, mode.session_levels)
     print(render_markdown(results, rows, headers(kinds), notes))
+    if store is not None:
+        print("\n" + render(store))
     print(f"{mode.name} mode took {elapsed:.0f} s", file=sys.stderr)
     if args.json:
         render_json(args.json, results, rows, mode, meta)

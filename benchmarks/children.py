@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -35,11 +35,16 @@ class Children:
         self._processes: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, argv: Sequence[str], *, stdin: bool = False, log: Path | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool = False,
+        log: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` with a stdout pipe (and a stdin pipe if asked); stderr goes to
-        ``log`` (appended) or, without one, to ours."""
-        env = dict(os.environ)
+        ``log`` (appended) or, without one, to ours. ``env``: variables added to ours."""
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with contextlib.ExitStack() as stack:
             stderr = stack.enter_context(open(log, "ab")) if log is not None else None

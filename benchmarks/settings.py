@@ -24,6 +24,8 @@ class Mode:
     idle_connections: int
     listing_files: int
     tls_sessions: int  # sequential FTPS sessions per CPU measurement
+    object_store_size: int  # the object-store row's file (moto S3)
+    object_store_big: int  # one more upload, for the server's memory alone (0: none)
 
 
 QUICK = Mode(
@@ -37,6 +39,8 @@ QUICK = Mode(
     idle_connections=200,
     listing_files=10_000,
     tls_sessions=100,
+    object_store_size=256 * MiB,
+    object_store_big=0,
 )
 
 FULL = Mode(
@@ -50,6 +54,8 @@ FULL = Mode(
     idle_connections=1000,
     listing_files=10_000,
     tls_sessions=500,
+    object_store_size=256 * MiB,
+    object_store_big=GiB,
 )
 
 MODES = {mode.name: mode for mode in (QUICK, FULL)}
