@@ -448,3 +448,37 @@ async def test_mlsd_offers_no_append_and_hash_and_atomic_uploads_work(
     assert "f dfrw" in facts  # no "a": nothing can be appended
     assert digest == "213 MD5 0-4 5d41402abc4b2a76b9719d911017c592 f"
     assert names == ["f"]  # no .upload-* temporary beside it
+
+
+# any other fsspec file system: the generic steps, on fsspec's local file system --------------
+async def test_a_local_fsspec_url_goes_through_the_generic_steps(tmp_path: Path) -> None:
+    path_io = FsspecPathIO.for_root(f"file://{tmp_path}", recursive_rename=True)()
+    await put(path_io, "kept", b"old")
+
+    class Cut(Exception):
+        pass
+
+    async def cut_upload(name: str) -> None:
+        async with path_io.open(await real(path_io, name), "wb") as file:
+            await file.write(b"partial")
+            raise Cut
+
+    for name in ("kept", "new"):
+        with pytest.raises(Cut):
+            await cut_upload(name)
+    assert (tmp_path / "kept").read_bytes() == b"old"
+    left = sorted(path.name for path in await trio.Path(tmp_path).iterdir())
+    assert left == ["kept"]  # no temporary left
+    await put(path_io, "kept", b"new contents")
+    assert (tmp_path / "kept").read_bytes() == b"new contents"
+    await path_io.mkdir(await real(path_io, "d/e"), parents=True)
+    assert (tmp_path / "d" / "e").is_dir()
+    await put(path_io, "d/e/f", b"F")
+    await path_io.rename(await real(path_io, "d"), await real(path_io, "moved"))
+    assert (tmp_path / "moved" / "e" / "f").read_bytes() == b"F"
+    assert not (tmp_path / "d").exists()
+    await path_io.unlink(await real(path_io, "moved/e/f"))
+    await path_io.rmdir(await real(path_io, "moved/e"))
+    assert not (tmp_path / "moved" / "e").exists()
+    assert await get(path_io, "kept") == b"new contents"
+    assert [n for n, _ in await path_io.names_with_stats(await real(path_io))] == ["kept", "moved"]

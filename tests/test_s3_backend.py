@@ -4,13 +4,15 @@ renames, HASH from the ETag, and listings of many objects."""
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import hashlib
 import io
 import re
+import signal
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +21,7 @@ import pytest
 import s3fs
 import trio
 from conftest import LOGIN, PASSWORD, in_thread, random_bytes
-from moto_server import MotoServer, moto  # noqa: F401  (the fixture)
+from moto_server import MotoServer, moto, running_moto  # noqa: F401  (the fixture)
 
 from trio_ftp import Server, User
 from trio_ftp.pathio import FsspecPathIO
@@ -325,3 +327,93 @@ async def test_a_streamed_download_seeks_anywhere(moto: MotoServer) -> None:  # 
         assert await file.read(10) == b""
         with pytest.raises(OSError, match="negative"):
             await file.seek(-1)
+
+
+@contextlib.contextmanager
+def paused(server: MotoServer) -> Iterator[None]:
+    """The store stops answering (SIGSTOP) until the block ends (SIGCONT)."""
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+
+
+async def serve_private(
+    nursery: trio.Nursery, store: MotoServer, **options: Any
+) -> tuple[int, str]:
+    """trio_ftp over a fresh bucket of ``store`` (a moto of this test alone)."""
+    bucket = await trio.to_thread.run_sync(store.new_bucket)
+    factory = FsspecPathIO.for_root(
+        f"s3://{bucket}/files", storage_options=store.storage_options, part_size=5 * 2**20
+    )
+    server = Server([User(LOGIN, PASSWORD, base_path=".")], path_io_factory=factory, **options)
+    _, port = await nursery.start(server.serve, "127.0.0.1", 0)
+    return port, bucket
+
+
+@pytest.mark.slow
+async def test_a_stalled_store_holds_the_client_back(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """While the store does not take a part, the server does not read on: the client's
+    sends stop after a part and the sockets' buffers, not after the whole file."""
+    total = 64 * 2**20
+    with running_moto(tmp_path) as store:
+        port, bucket = await serve_private(nursery, store)
+
+        def upload() -> tuple[int, str]:
+            with ftplib.FTP(timeout=30) as client:
+                client.connect("127.0.0.1", port)
+                client.login(LOGIN, PASSWORD)
+                client.voidcmd("TYPE I")
+                data = client.transfercmd("STOR big.bin")
+                block = b"\x00" * 2**16
+                sent_while_stalled = 0
+                with paused(store):
+                    data.settimeout(2.0)
+                    try:
+                        while sent_while_stalled < total:
+                            data.sendall(block)
+                            sent_while_stalled += len(block)
+                    except TimeoutError:
+                        pass  # the client is held back
+                data.settimeout(30)
+                rest = total - sent_while_stalled
+                while rest > 0:  # the store answers again: the upload goes on
+                    data.sendall(block[: min(rest, len(block))])
+                    rest -= min(rest, len(block))
+                data.close()
+                return sent_while_stalled, client.voidresp()
+
+        sent_while_stalled, reply = await in_thread(upload)
+        assert sent_while_stalled < 32 * 2**20, sent_while_stalled  # not the whole 64 MiB
+        assert reply.startswith("226")
+        info = store.file_system().info(f"{bucket}/files/big.bin")
+        assert info["size"] == total
+
+
+@pytest.mark.slow
+async def test_a_store_that_times_out_gets_451_and_the_session_goes_on(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    with running_moto(tmp_path) as store:
+        port, _ = await serve_private(nursery, store, path_timeout=1.0)
+
+        def run() -> tuple[str, str, list[str]]:
+            with ftplib.FTP(timeout=30) as client:
+                client.connect("127.0.0.1", port)
+                client.login(LOGIN, PASSWORD)
+                with paused(store):
+                    try:
+                        client.mkd("d")
+                        stalled = "no error"
+                    except ftplib.error_temp as exc:
+                        stalled = str(exc)
+                    noop = client.voidcmd("NOOP")
+                client.mkd("e")  # (the abandoned MKD d may still land meanwhile)
+                return stalled, noop, client.nlst()
+
+        stalled, noop, names = await in_thread(run)
+        assert stalled.startswith("451"), stalled
+        assert noop.startswith("200")
+        assert "e" in names
