@@ -142,7 +142,8 @@ class StorageRoot:
             if found is None:
                 import fsspec  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-                found = self._others[protocol] = fsspec.filesystem(protocol)
+                found = fsspec.filesystem(protocol, use_listings_cache=False)
+                self._others[protocol] = found
             return found
 
 
