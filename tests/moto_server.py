@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -16,19 +15,13 @@ from typing import Any
 
 import pytest
 import s3fs
+from processes import free_port, stop_process
 
 #: Seconds moto_server may take to answer its first request.
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
 KEY = "testing-key"
 SECRET = "testing-secret"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class MotoServer:
@@ -94,16 +87,9 @@ class MotoServer:
         return True
 
     def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL after 5 s) and wait for its end."""
+        """Stop it (SIGTERM, then SIGKILL) and wait for its end."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
     def log(self) -> str:
         """What the server wrote so far (one line per request)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,16 +12,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from processes import free_port, stop_process
 
 #: Seconds redis-server may take to answer PING after it starts.
 START_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:
@@ -65,16 +58,9 @@ class RedisServer:
                 time.sleep(0.02)  # a poll of a condition, bounded by the deadline
 
     def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL after 5 s) and wait for its end."""
+        """Stop it (SIGTERM, then SIGKILL) and wait for its end."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextlib.contextmanager

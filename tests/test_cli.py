@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import os
 import signal
 import ssl
 import subprocess
@@ -33,10 +34,16 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
 
 
 @asynccontextmanager
-async def serving(*args: str) -> AsyncIterator[tuple[int, trio.Process]]:
-    """Run the CLI on port 0; yield the port from its first stdout line and the process."""
+async def serving(
+    *args: str, env: dict[str, str] | None = None, banner: list[str] | None = None
+) -> AsyncIterator[tuple[int, trio.Process]]:
+    """Run the CLI on port 0 (``env``: variables added to ours); yield the port from its
+    first stdout line (appended to ``banner`` when given) and the process."""
     process = await trio.lowlevel.open_process(
-        [*PYTHON, *args, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        [*PYTHON, *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
     )
     assert process.stdout is not None
     try:
@@ -46,6 +53,8 @@ async def serving(*args: str) -> AsyncIterator[tuple[int, trio.Process]]:
                 chunk = await process.stdout.receive_some(1)
                 assert chunk, "the CLI ended before printing its address"
                 line += chunk
+        if banner is not None:
+            banner.append(line.decode())
         yield int(line.decode().split("://127.0.0.1:")[1].split("/")[0]), process
     finally:
         if process.returncode is None:

@@ -60,6 +60,17 @@ async def get(path_io: FsspecPathIO, relative: str) -> bytes:
         return await file.read()
 
 
+class Cut(Exception):
+    """What interrupts the uploads of :func:`cut_upload`."""
+
+
+async def cut_upload(path_io: FsspecPathIO, name: str) -> None:
+    """Start writing ``name`` and fail halfway."""
+    async with path_io.open(await real(path_io, name), "wb") as file:
+        await file.write(b"partial")
+        raise Cut
+
+
 # the factory -------------------------------------------------------------------------------------
 def test_storage_urls_are_told_from_directories() -> None:
     assert is_storage_url("s3://bucket/prefix")
@@ -200,17 +211,9 @@ async def test_a_failed_upload_leaves_nothing_and_keeps_the_old_object(url: str)
     path_io = backend(url)
     await put(path_io, "kept", b"old contents")
 
-    class Cut(Exception):
-        pass
-
-    async def cut_upload(name: str) -> None:
-        async with path_io.open(await real(path_io, name), "wb") as file:
-            await file.write(b"partial")
-            raise Cut
-
     for name in ("kept", "new"):
         with pytest.raises(Cut):
-            await cut_upload(name)
+            await cut_upload(path_io, name)
     assert await get(path_io, "kept") == b"old contents"
     assert not await path_io.exists(await real(path_io, "new"))
     # ...and a cancelled one (ABOR) too
@@ -455,17 +458,9 @@ async def test_a_local_fsspec_url_goes_through_the_generic_steps(tmp_path: Path)
     path_io = FsspecPathIO.for_root(f"file://{tmp_path}", recursive_rename=True)()
     await put(path_io, "kept", b"old")
 
-    class Cut(Exception):
-        pass
-
-    async def cut_upload(name: str) -> None:
-        async with path_io.open(await real(path_io, name), "wb") as file:
-            await file.write(b"partial")
-            raise Cut
-
     for name in ("kept", "new"):
         with pytest.raises(Cut):
-            await cut_upload(name)
+            await cut_upload(path_io, name)
     assert (tmp_path / "kept").read_bytes() == b"old"
     left = sorted(path.name for path in await trio.Path(tmp_path).iterdir())
     assert left == ["kept"]  # no temporary left

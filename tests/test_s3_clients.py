@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import ftplib
 import io
-import os
-import signal
 import subprocess
-import sys
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 import trio
 from conftest import LOGIN, PASSWORD, in_thread, random_bytes, run_client
 from moto_server import MotoServer, moto  # noqa: F401  (the fixture)
+from test_cli import serving
 
 from trio_ftp import Server, User
 from trio_ftp.pathio import FsspecPathIO
@@ -182,24 +180,13 @@ async def test_the_command_line_serves_a_bucket_url(
     """``python -m trio_ftp --root s3://bucket/prefix``, credentials and endpoint from the
     environment as an operator sets them, in one process and with two workers."""
     bucket = await trio.to_thread.run_sync(moto.new_bucket)
-    argv = [sys.executable, "-m", "trio_ftp", "--root", f"s3://{bucket}/drop", "--port", "0"]
-    argv += ["--user", f"{LOGIN}:{PASSWORD}", "--no-anonymous", "--workers", workers]
-    process = await trio.lowlevel.open_process(
-        argv,
-        env={**os.environ, **moto.environment},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
-        with trio.fail_after(30):
-            banner = b""
-            while not banner.endswith(b"\n"):
-                chunk = await process.stdout.receive_some(1)
-                assert chunk, "the command ended before printing its address"
-                banner += chunk
-        assert f"Serving s3://{bucket}/drop at ftp://127.0.0.1:".encode() in banner, banner
-        port = int(banner.split(b"://127.0.0.1:")[1].split(b"/")[0])
+    args = ["--root", f"s3://{bucket}/drop", "--user", f"{LOGIN}:{PASSWORD}", "--no-anonymous"]
+    banner: list[str] = []
+    async with serving(*args, "--workers", workers, env=moto.environment, banner=banner) as (
+        port,
+        _,
+    ):
+        assert f"Serving s3://{bucket}/drop at ftp://127.0.0.1:" in banner[0], banner
 
         def run() -> list[bytes]:
             got = []
@@ -218,9 +205,3 @@ async def test_the_command_line_serves_a_bucket_url(
         assert await in_thread(run) == [b"x0", b"x0", b"x1", b"x2"]
         objects = Bucket(moto, bucket, "drop").objects()
         assert objects == {f"f{index}.txt": b"x%d" % index for index in range(4)}
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            with trio.fail_after(20):
-                await process.wait()
-        await process.stdout.aclose()
