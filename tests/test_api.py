@@ -191,6 +191,9 @@ async def test_path_permissions_checks_every_permission():
         async def get_paths(self, connection, rest):
             return Path("/x"), PurePosixPath("/x")
 
+        def publish(self, connection, kind, **fields):  # the refusal's audit record
+            calls.append((kind, fields["path"]))
+
     @PathPermissions(PathPermissions.readable, PathPermissions.writable)
     async def handler(server, connection, rest):
         calls.append("handler")
@@ -204,7 +207,8 @@ async def test_path_permissions_checks_every_permission():
         user = User(permissions=[Permission("/", readable=readable, writable=writable)])
         connection = Connection(user=user, response=lambda *a: calls.append(a))
         await handler(FakeServer(), connection, "x")
-        assert calls == (["handler"] if allowed else [("550", "permission denied")])
+        refused = [("550", "permission denied"), ("permission_denied", "/x")]
+        assert calls == (["handler"] if allowed else refused)
 
 
 def test_path_permissions_needs_a_permission():

@@ -71,7 +71,7 @@ async def test_header_from_the_balancer_names_the_client(start_server, caplog, m
         ("connect", "203.0.113.7:4711"),
         ("login", "203.0.113.7:4711"),
     ]
-    logged = [r.getMessage() for r in caplog.records if "logged in" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records if "] login user=" in r.getMessage()]
     assert logged
     assert all(m.startswith(f"[{connection.session_id} 203.0.113.7:4711]") for m in logged)
 

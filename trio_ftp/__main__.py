@@ -29,6 +29,7 @@ from . import __version__
 from .cliworker import worker_server
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
 from .graceful import serve_until_signal
+from .logsetup import LOG_FORMATS, configure_logging
 from .options import (
     DIALLED,
     DataChannelOptions,
@@ -53,7 +54,6 @@ T = TypeVar("T")
 __all__ = ["build_server", "hash_password_command", "main", "make_parser", "parse_args"]
 
 PROG = "trio-ftp"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger("trio_ftp")
 
 
@@ -356,6 +356,19 @@ def make_parser() -> argparse.ArgumentParser:
         help="logging threshold",
     )
     add("-v", "--verbose", action="store_true", help="same as --log-level DEBUG")
+    add("--log-file", metavar="FILE", default=None, help="append the log to FILE (default: stderr)")
+    add(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text lines, or JSON lines with an 'event' field (login_failed, transfer_finished...)",
+    )
+    add(
+        "--xferlog",
+        metavar="FILE",
+        default=None,
+        help="append every transfer's end to FILE in the xferlog format (wu-ftpd, ProFTPD, vsftpd)",
+    )
     return parser
 
 
@@ -570,6 +583,16 @@ def build_server(args: argparse.Namespace) -> Server:
         raise ConfigError(str(exc)) from None
 
 
+def attach_transfer_log(server: Server, args: argparse.Namespace) -> None:
+    """Open ``--xferlog`` (appended, a line at a time) as the server's transfer log."""
+    if args.xferlog is None:
+        return
+    try:
+        server.runtime.audit.xferlog = open(args.xferlog, "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"--xferlog {args.xferlog!r}: {exc.strerror or exc}") from None
+
+
 def _describe(args: argparse.Namespace) -> str:
     named = [login for login, _ in args.user] + [u.login for u in args.config_users]
     parts = [f"users {', '.join(map(repr, named))}"] if named else []
@@ -623,7 +646,6 @@ def _serve_workers(args: argparse.Namespace) -> int:
             workers=args.workers,
             grace=args.grace,
             data_ports=args.data_ports,
-            log_level=getattr(logging, args.log_level),
             on_ready=functools.partial(_announce, args),
         )
     except ReusePortUnavailable as exc:
@@ -677,11 +699,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["hash-password"]:
         return hash_password_command(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), format=LOG_FORMAT)
+    try:
+        configure_logging(args.log_level, args.log_format, args.log_file)
+    except OSError as exc:
+        print(f"{PROG}: error: --log-file {args.log_file!r}: {exc.strerror}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         return _serve_workers(args)
     try:
         server = build_server(args)
+        attach_transfer_log(server, args)
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

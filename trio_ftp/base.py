@@ -508,20 +508,20 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         return self.runtime.event_bus.subscribe(buffer)
 
     def publish(self, connection: Connection, kind: EventKind, **fields: Any) -> None:
-        """Publish a :class:`~trio_ftp.events.ServerEvent` about ``connection``."""
-        if not self.runtime.event_bus.has_subscribers:
-            return  # nobody listens: build nothing
+        """Record a :class:`~trio_ftp.events.ServerEvent` about ``connection``: the audit
+        log (and transfer log) get it, then ``server.events()`` subscribers."""
         state = connection.state
-        user = state.login_name if state.logged_in else None
-        self.runtime.event_bus.publish(
-            ServerEvent(
-                kind,
-                state.session_id,
-                f"{connection.client_host}:{connection.client_port}",
-                user,
-                **fields,
-            )
+        if "user" not in fields:
+            fields["user"] = state.login_name if state.logged_in else None
+        event = ServerEvent(
+            kind,
+            state.session_id,
+            f"{connection.client_host}:{connection.client_port}",
+            **fields,
         )
+        self.runtime.audit.record(connection.log.prefix, connection.client_host, event)
+        if self.runtime.event_bus.has_subscribers:
+            self.runtime.event_bus.publish(event)
 
     def transfer_began(self) -> None:
         """Count a running transfer (graceful shutdown waits for them)."""
@@ -608,6 +608,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         )
         if refusal is not None:
             connection.response("421", refusal)
+            self.publish(connection, "connection_refused", reason=refusal)
             return False
         connection.acquired = True
         connection.response("220", self.options.protocol.welcome_message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from .logsetup import configure_logging
 from .server import Server
 from .workers import WorkerContext
 
@@ -19,10 +20,13 @@ def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
     """The server the command line describes, on this worker's slice of the data ports,
     counting its limits with the other workers (the machine's store, unless
     ``--state-store`` names a shared one)."""
-    from .__main__ import build_server  # the command line imports this module
+    from .__main__ import attach_transfer_log, build_server  # __main__ imports this module
 
+    configure_logging(args.log_level, args.log_format, args.log_file, worker=context.index)
     worker_args = argparse.Namespace(**vars(args))
     worker_args.data_ports = context.data_ports
     if worker_args.state_store is None:  # limits count every worker of this machine
         worker_args.state_store = f"sqlite:///{context.state_path}"
-    return build_server(worker_args)
+    server = build_server(worker_args)
+    attach_transfer_log(server, worker_args)
+    return server

@@ -144,6 +144,12 @@ class PathPermissions:
             permission = await user.get_permissions(virtual_path)
             if not all(getattr(permission, name) for name in self.permissions):
                 connection.response(self.fail_code, "permission denied")
+                server.publish(
+                    connection,
+                    "permission_denied",
+                    path=str(virtual_path),
+                    reason=connection.state.command or None,
+                )
                 return True
             return await f(server, connection, rest, *a, **kw)
 
@@ -151,7 +157,9 @@ class PathPermissions:
 
 
 def worker(f: H) -> H:
-    """Make a transfer abortable: its cancellation (ABOR, ``close()``) answers 426 then 226.
+    """Make a transfer abortable: its cancellation answers ``426``, then ``226`` when the
+    client asked for it (``ABOR``, RFC 959 §4.1.3); the server's ``close()`` or the
+    session's end gets the ``426`` alone.
 
     Start the decorated function with ``connection.start_transfer(...)`` so it runs in the
     session's nursery under the session's transfer cancel scope; the session keeps reading
@@ -167,7 +175,8 @@ def worker(f: H) -> H:
             return await f(server, connection, *args, **kw)
         except trio.Cancelled:
             connection.response("426", "transfer aborted")
-            connection.response("226", "abort successful")
+            if connection.control.transfer_aborted:
+                connection.response("226", "abort successful")
             raise
         finally:
             connection.worker_active = False

@@ -65,10 +65,14 @@ class DataConnectionError(ReplyError):
 
 
 class TransferAborted(ReplyError):
-    """The data connection broke or was aborted mid-transfer (``426``)."""
+    """The data connection broke or was aborted mid-transfer (``426``); ``timed_out``:
+    because no data moved for ``socket_timeout`` (the audit log tells them apart)."""
 
-    def __init__(self, text: str = "connection closed; transfer aborted") -> None:
+    def __init__(
+        self, text: str = "connection closed; transfer aborted", *, timed_out: bool = False
+    ) -> None:
         super().__init__("426", text)
+        self.timed_out = timed_out
 
 
 class PermissionDenied(ReplyError):

@@ -2,7 +2,9 @@
 
 ``async for event in server.events(): ...`` (or ``with server.events() as events:``) gives
 :class:`ServerEvent` objects: connect, login, login_failed, logout, transfer_started,
-transfer_finished, transfer_aborted, mkdir, rmdir, delete, rename.
+transfer_finished, transfer_aborted, mkdir, rmdir, delete, rename, chmod, set_mtime,
+permission_denied, connection_refused, passive_ports_exhausted. The same events are the
+audit log's lines (:mod:`trio_ftp.audit`).
 
 Policy for slow consumers: each subscription has a bounded buffer (``buffer`` events); when
 it is full, new events for that subscription are dropped and counted in
@@ -20,7 +22,7 @@ from typing import Literal
 
 import trio
 
-__all__ = ["EventBus", "EventKind", "EventStream", "ServerEvent"]
+__all__ = ["EventBus", "EventKind", "EventStream", "ServerEvent", "TransferOutcome"]
 
 #: What an event is about; ``ServerEvent.kind`` is one of these.
 EventKind = Literal[
@@ -35,6 +37,20 @@ EventKind = Literal[
     "rmdir",
     "delete",
     "rename",
+    "chmod",
+    "set_mtime",
+    "permission_denied",
+    "connection_refused",
+    "passive_ports_exhausted",
+]
+
+#: How a transfer ended (``ServerEvent.outcome`` of ``transfer_finished``/``_aborted``):
+#: ``complete``; ``aborted`` by ABOR; ``closed`` by the client (its data connection closed
+#: early or reset, or its control connection gone); ``timeout`` (no data for
+#: ``socket_timeout``); ``refused`` (no data connection came, or it had to be protected);
+#: ``shutdown`` (the server closed); ``failed`` (the file system failed).
+TransferOutcome = Literal[
+    "complete", "aborted", "closed", "timeout", "refused", "shutdown", "failed"
 ]
 
 
@@ -43,17 +59,24 @@ class ServerEvent:
     """One thing that happened.
 
     Attributes:
-        kind: one of ``connect login login_failed logout transfer_started
-            transfer_finished transfer_aborted mkdir rmdir delete rename``.
+        kind: one of :data:`EventKind`.
         session: the session id (as in the log lines).
         peer: the client's ``host:port``.
-        user: the login name, when known.
-        path: the virtual path concerned (transfers, mkdir, rmdir, delete, rename source).
+        user: the login name when logged in; for ``login_failed``, the login attempted.
+        path: the virtual path concerned (transfers, mkdir, rmdir, delete, rename source,
+            chmod, set_mtime, permission_denied).
         target: the rename destination.
         direction: ``"download"``, ``"upload"`` or ``"listing"`` for transfers.
         bytes: bytes moved (transfer_finished / transfer_aborted).
         seconds: duration (transfer_finished / transfer_aborted).
         time: wall-clock time of the event (``time.time()``).
+        outcome: how a transfer ended (:data:`TransferOutcome`).
+        offset: where a transfer started in the file (REST), when not 0.
+        mode: the permission bits ``chmod`` set.
+        reason: why something was refused (permission_denied: the command;
+            connection_refused: the limit or ban), or the time set (set_mtime:
+            ``Modify=YYYYMMDDHHMMSS``).
+        failures: failed logins in this session so far (login_failed).
     """
 
     kind: EventKind
@@ -66,6 +89,11 @@ class ServerEvent:
     bytes: int | None = None
     seconds: float | None = None
     time: float = field(default_factory=time.time)
+    outcome: TransferOutcome | None = None
+    offset: int | None = None
+    mode: int | None = None
+    reason: str | None = None
+    failures: int | None = None
 
 
 class EventStream:

@@ -79,6 +79,11 @@ class SessionControl(Protocol):
     @property
     def transfer_running(self) -> bool: ...
 
+    @property
+    def transfer_aborted(self) -> bool:
+        """True while the running transfer is being cancelled by the client's ``ABOR``."""
+        ...
+
     def respond(self, code: str, text: str | list[str] = "") -> None:
         """Queue a reply (``connection.response``)."""
 

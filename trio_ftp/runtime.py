@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .audit import Audit
 from .datachannel import PortPool
 from .events import EventBus
 from .login_failures import LoginFailures
@@ -81,6 +82,7 @@ class ServerRuntime:
         connections: the sessions running now, by session id (aioftp's
             ``server.connections``).
         event_bus: where :meth:`~trio_ftp.Server.events` subscribers listen.
+        audit: where the audit records go (the ``trio_ftp.audit`` log, a transfer log).
         kernel_copy_threads: worker threads for kernel-copy transfers (see fastpath.py),
             apart from trio's default pool so long transfers never starve the quick
             file-system calls.
@@ -105,6 +107,7 @@ class ServerRuntime:
     connections_per_ip: dict[str, int] = field(default_factory=dict)
     connections: dict[int, Connection] = field(default_factory=dict)
     event_bus: EventBus = field(default_factory=EventBus)
+    audit: Audit = field(default_factory=Audit)
     kernel_copy_threads: trio.CapacityLimiter = field(default_factory=_kernel_copy_threads)
     path_io_state: object | None = None
     listeners: list[trio.SocketListener] = field(default_factory=list)

@@ -49,7 +49,7 @@ from .codec import Command, CommandDecoder, encode_reply, has_surrogates, is_htt
 from .connection import Connection
 from .controlsocket import ControlSocket
 from .datachannel import DataChannels
-from .errors import FTPError, ProtocolError, ReplyError, reply_for
+from .errors import FTPError, PermissionDenied, ProtocolError, ReplyError, reply_for
 from .interfaces import SessionHost
 from .logsafe import SessionLog
 from .pathio import GuardedPathIO
@@ -85,6 +85,7 @@ class _Transfer:
     verb: str = ""  # the command that started it: its errors get that command's codes
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
+    aborted: bool = False  # cancelled by the client's ABOR (not by the session's end)
 
 
 class _IdleTimeout(Exception):
@@ -302,6 +303,7 @@ class Session:
         transfer = self.transfer
         if transfer is None:
             return False
+        transfer.aborted = True
         transfer.scope.cancel()
         await transfer.done.wait()
         return True
@@ -310,6 +312,11 @@ class Session:
     def stream(self) -> trio.abc.Stream:
         """The control connection's stream now in use (TLS after ``AUTH TLS``)."""
         return self.control_socket.stream
+
+    @property
+    def transfer_aborted(self) -> bool:
+        """True while the running transfer is being cancelled by the client's ``ABOR``."""
+        return self.transfer is not None and self.transfer.aborted
 
     @property
     def transfer_running(self) -> bool:
@@ -706,7 +713,11 @@ class Session:
 
     def _respond_error(self, exc: BaseException, verb: str | None = None) -> None:
         code, text = reply_for(exc, verb)
-        if isinstance(exc, (FTPError, *_STREAM_GONE)):
+        if isinstance(exc, PermissionDenied):  # confinement, or a file that is not regular
+            self.server.publish(
+                self.connection, "permission_denied", reason=self.state.command or None
+            )
+        elif isinstance(exc, (FTPError, *_STREAM_GONE)):
             self.log.info("%s %s (%s)", code, text, type(exc).__name__)
         else:
             self.log.error("handler failed, answered %s", code, exc_info=exc)

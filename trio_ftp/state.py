@@ -96,6 +96,9 @@ class SessionState:
     login_failures: int = 0
     #: True while this session holds the server's connection slots (taken at the greeting).
     acquired: bool = False
+    #: The verb of the command being handled, or the last one handled (audit records and
+    #: the live session list show it).
+    command: str = ""
 
     current_directory: PurePosixPath = _ROOT
     transfer_type: TransferType = "A"
@@ -237,6 +240,7 @@ class SessionState:
         """Before each command: a pending rename lives for exactly the next command, which
         must be ``RNTO`` (RFC 959 §4.1.3), so a refused ``RNFR`` (or anything in between)
         can never let a later ``RNTO`` move some other file."""
+        self.command = verb
         if verb != "RNTO":
             self.rename_from = None
 

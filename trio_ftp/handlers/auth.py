@@ -57,6 +57,7 @@ class AuthCommands(ServerBase):
         name = user.login or "anonymous"
         key = user_key(user.login)
         if not await self.runtime.take(connection.session_id, key, user.maximum_connections):
+            self.publish(connection, "connection_refused", user=name, reason="user limit")
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         try:
             allowed = await self._ask_user_manager(
@@ -69,11 +70,11 @@ class AuthCommands(ServerBase):
             raise
         if not allowed:
             await self.runtime.give_back(connection.session_id, key)
+            self.publish(connection, "connection_refused", user=name, reason="user limit")
             raise ReplyError("421", f"too many connections for {name!r}", fatal=True)
         # Per-connection buckets live as long as the login: every limit level of this user.
         connection.limit_by(self.throttles, user)
         connection.state.login_succeeded(user)
-        connection.log.info("user %r logged in", connection.login_name)
         self.publish(connection, "login")
         connection.response("230", reply)
 
@@ -112,6 +113,7 @@ class AuthCommands(ServerBase):
         answer_at = trio.current_time() + (self.options.login.failure_delay or 0)
         host = connection.client_host
         if await self.runtime.banned(host):
+            self.publish(connection, "connection_refused", reason="address banned")
             await trio.sleep_until(answer_at)
             raise ReplyError("421", "too many failed logins from your address", fatal=True)
         user = connection.user
@@ -130,8 +132,9 @@ class AuthCommands(ServerBase):
             return True
         failures = connection.state.login_failed()
         await self.runtime.login_failed(host)
-        connection.log.info("failed login for %r (%d)", connection.login_name, failures)
-        self.publish(connection, "login_failed", path=None, target=connection.login_name)
+        self.publish(
+            connection, "login_failed", user=connection.login_name or "", failures=failures
+        )
         await trio.sleep_until(answer_at)  # trio.sleep: only this session waits
         limit = self.options.login.failures_per_session
         if limit is not None and failures >= limit:

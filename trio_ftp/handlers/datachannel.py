@@ -123,6 +123,7 @@ class DataChannelCommands(ServerBase):
             return listener
         except NoAvailablePort:
             connection.response("425", "no free data port, try again later")
+            self.publish(connection, "passive_ports_exhausted")
         except OSError as exc:
             connection.log.warning("can't open passive listener: %r", exc)
             connection.response("425", "can't open passive connection")

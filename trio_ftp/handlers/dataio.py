@@ -53,6 +53,9 @@ _BROKEN_CONNECTION = frozenset(
     {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN, errno.ETIMEDOUT}
 )
 
+#: The ``426`` text of a data connection on which nothing moved for ``socket_timeout``.
+TIMED_OUT = "data connection timed out; transfer aborted"
+
 
 def next_size(block_size: int, limit: int | None, done: int) -> int:
     """How much to read next when at most ``limit`` bytes (RANG) may be sent in all."""
@@ -83,7 +86,7 @@ async def send_data(connection: Connection, stream: trio.abc.Stream, data: bytes
             with trio.fail_after(timeout):
                 await stream.send_all(piece)
     except trio.TooSlowError:
-        raise TransferAborted("data connection timed out; transfer aborted") from None
+        raise TransferAborted(TIMED_OUT, timed_out=True) from None
 
 
 async def receive_block(
@@ -134,7 +137,7 @@ async def receive_block(
                 scope.deadline = math.inf
                 await throttle.acquire(len(data))
     if scope.cancelled_caught:
-        raise TransferAborted("data connection timed out; transfer aborted")
+        raise TransferAborted(TIMED_OUT, timed_out=True)
     return bytes(block)
 
 
@@ -172,7 +175,7 @@ async def kernel_copy(
             limiter=limiter,
         )
     except StallTimeout:
-        raise TransferAborted("data connection timed out; transfer aborted") from None
+        raise TransferAborted(TIMED_OUT, timed_out=True) from None
     except OSError as exc:
         if exc.errno in _BROKEN_CONNECTION:
             raise trio.BrokenResourceError(str(exc)) from exc

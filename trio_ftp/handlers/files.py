@@ -159,7 +159,7 @@ class FileCommands(ServerBase):
     @PathConditions(_exists)
     @PathPermissions(PathPermissions.writable)
     async def _set_mtime(self, connection: Connection, rest: str, mtime: float, stamp: str) -> bool:
-        real, _ = await self.get_paths(connection, rest)
+        real, virtual = await self.get_paths(connection, rest)
         try:
             await connection.path_io.set_mtime(real, mtime)
         except PathIOError as exc:
@@ -167,6 +167,7 @@ class FileCommands(ServerBase):
                 connection.response("502", "MFMT is not supported by this backend")
                 return True
             raise
+        self.publish(connection, "set_mtime", path=str(virtual), reason=f"Modify={stamp}")
         connection.response("213", f"Modify={stamp}; {rest}")
         return True
 

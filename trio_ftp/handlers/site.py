@@ -168,7 +168,7 @@ class SiteCommands(ServerBase):
     @PathConditions(PathConditions.path_must_exists)
     @PathPermissions(PathPermissions.writable)
     async def _chmod(self, connection: Connection, path: str, mode: int) -> bool:
-        real, _ = await self.get_paths(connection, path)
+        real, virtual = await self.get_paths(connection, path)
         try:
             await connection.path_io.chmod(real, mode)
         except PathIOError as exc:
@@ -176,5 +176,6 @@ class SiteCommands(ServerBase):
                 raise
             connection.response("502", "SITE CHMOD is not supported by this backend")
             return True
+        self.publish(connection, "chmod", path=str(virtual), mode=mode)
         connection.response("200", f"mode set to {mode:04o}")
         return True

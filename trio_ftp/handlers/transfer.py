@@ -24,8 +24,8 @@ from ..base import THROTTLE_BURST, ServerBase
 from ..commands import command
 from ..conditions import ConnectionConditions, H, PathConditions, PathPermissions, worker
 from ..connection import Connection
-from ..errors import FTPError, PathIOError, ReplyError
-from ..events import EventKind
+from ..errors import DataConnectionError, FTPError, PathIOError, ReplyError, TransferAborted
+from ..events import EventKind, TransferOutcome
 from ..fastpath import KernelCopyUnsupported, StallClock, receive_into_file, send_file
 from ..listing import list_lines, mlsx_line, mlsx_lines, perm_fact
 from ..state import TransferType
@@ -44,7 +44,7 @@ from .dataio import (
 )
 from .files import chosen_facts, facts_line
 
-__all__ = ["TransferCommands", "strip_list_options"]
+__all__ = ["TransferCommands", "strip_list_options", "transfer_outcome"]
 
 _login = ConnectionConditions(ConnectionConditions.login_required)
 _data_channel = ConnectionConditions(
@@ -67,6 +67,21 @@ _MIN_READ = 64 * 1024
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
 _TYPES: dict[str, TransferType] = {"A": "A", "A N": "A", "I": "I", "L 8": "I", "L8": "I"}
+
+
+def transfer_outcome(exc: BaseException, *, aborted: bool, shutdown: bool) -> TransferOutcome:
+    """The outcome of a transfer that raised ``exc``: cancelled by ``ABOR`` (``aborted``)
+    or by the server's close (``shutdown``), else by the session's end (``closed``); a data
+    connection that timed out, broke or never came; a file-system failure."""
+    if isinstance(exc, trio.Cancelled):
+        return "aborted" if aborted else "shutdown" if shutdown else "closed"
+    if isinstance(exc, TransferAborted):
+        return "timeout" if exc.timed_out else "closed"
+    if isinstance(exc, DataConnectionError):
+        return "refused"
+    if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)):
+        return "closed"
+    return "failed"
 
 
 def strip_list_options(argument: str) -> str:
@@ -184,6 +199,12 @@ class TransferCommands(ServerBase):
         await connection.data.close()
         return True
 
+    def _outcome(self, connection: Connection, exc: BaseException) -> TransferOutcome:
+        """How a transfer that raised ``exc`` ended (see :data:`TransferOutcome`)."""
+        return transfer_outcome(
+            exc, aborted=connection.control.transfer_aborted, shutdown=self.closing
+        )
+
     def _block_size(self, throttle: Throttle) -> int:
         """Bytes per block on the Python path: ``block_size``, cut to the throttle's burst
         when a speed limit applies, so a limited transfer moves evenly."""
@@ -206,18 +227,17 @@ class TransferCommands(ServerBase):
         what: str,
         job: Callable[[trio.abc.Stream, TransferProgress], Awaitable[None]],
         opening: str | None = None,
+        *,
+        offset: int = 0,
     ) -> None:
-        """Queue ``150`` and start ``job`` as the session's abortable transfer."""
-        if self.options.tls.data_required and connection.prot != "P":
-            connection.response("521", "data connections must be protected: use PROT P")
-            return
-
+        """Queue ``150`` and start ``job`` as the session's abortable transfer. However the
+        transfer ends, one audit record says so (``transfer_finished`` or
+        ``transfer_aborted`` with its outcome, bytes moved and duration)."""
         progress = TransferProgress(what)
-
         verb, _, path = what.partition(" ")
         direction = _DIRECTIONS.get(verb, "listing")
 
-        def publish(kind: EventKind) -> None:
+        def publish(kind: EventKind, outcome: TransferOutcome | None = None) -> None:
             seconds = time.monotonic() - progress.started
             self.publish(
                 connection,
@@ -226,29 +246,32 @@ class TransferCommands(ServerBase):
                 direction=direction,
                 bytes=progress.bytes,
                 seconds=seconds,
+                offset=offset or None,
+                outcome=outcome,
             )
+
+        if self.options.tls.data_required and connection.prot != "P":
+            connection.response("521", "data connections must be protected: use PROT P")
+            publish("transfer_aborted", "refused")
+            return
 
         @worker
         async def transfer(server: ServerBase, connection: Connection) -> None:
             connection.transfer_progress = progress
-            stream = await connection.data.take_stream()
+            try:
+                stream = await connection.data.take_stream()
+            except BaseException as exc:
+                publish("transfer_aborted", self._outcome(connection, exc))
+                raise
             publish("transfer_started")
             try:
                 await job(stream, progress)
-            except BaseException:
+            except BaseException as exc:
                 await trio.aclose_forcefully(stream)
-                publish("transfer_aborted")
+                publish("transfer_aborted", self._outcome(connection, exc))
                 raise
             await close_data(connection, stream)
-            seconds = time.monotonic() - progress.started
-            connection.log.info(
-                "%s done: %d bytes in %.3f s (%.0f bytes/s)",
-                what,
-                progress.bytes,
-                seconds,
-                progress.bytes / seconds if seconds > 0 else 0,
-            )
-            publish("transfer_finished")
+            publish("transfer_finished", "complete")
             connection.response("226", "transfer complete")
 
         connection.response("150", opening or f"opening data connection for {what}")
@@ -354,7 +377,7 @@ class TransferCommands(ServerBase):
                         block = to_network.convert(block)
                     await send_data(connection, stream, block)
 
-        self._start(connection, f"RETR {virtual}", job)
+        self._start(connection, f"RETR {virtual}", job, offset=offset)
         return True
 
     async def _store(self, connection: Connection, rest: str, append: bool) -> bool:
@@ -512,7 +535,7 @@ class TransferCommands(ServerBase):
                                 connection.log.warning("could not remove %s: %s", leftover, exc)
                 raise
 
-        self._start(connection, what, job, opening)
+        self._start(connection, what, job, opening, offset=offset)
 
     @command("STOU", help="STOU [<name>]: upload under a new, unique name")
     @_passive
@@ -532,6 +555,7 @@ class TransferCommands(ServerBase):
             real, virtual = await self.get_paths(connection, str(candidate))
             if not (await connection.logged_in_user.get_permissions(virtual)).writable:
                 connection.response("553", "permission denied")
+                self.publish(connection, "permission_denied", path=str(virtual), reason="STOU")
                 return True
             # exists() first: a name leading out of the root is refused (550), not skipped.
             if not await connection.path_io.exists(real) and await _reserve(connection, real):
@@ -583,6 +607,12 @@ class TransferCommands(ServerBase):
             return None
         if not (await connection.logged_in_user.get_permissions(virtual)).readable:
             connection.response(refusal, "permission denied")
+            self.publish(
+                connection,
+                "permission_denied",
+                path=str(virtual),
+                reason=connection.state.command or None,
+            )
             return None
         if not await path_io.is_dir(real):
             if directories_only:
