@@ -266,11 +266,12 @@ class TransferCommands(ServerBase):
             publish("transfer_started")
             try:
                 await job(stream, progress)
+                await close_data(connection, stream)  # may wait for the client: abortable
             except BaseException as exc:
-                await trio.aclose_forcefully(stream)
+                # Recorded first: under cancellation the close below raises Cancelled.
                 publish("transfer_aborted", self._outcome(connection, exc))
+                await trio.aclose_forcefully(stream)
                 raise
-            await close_data(connection, stream)
             publish("transfer_finished", "complete")
             connection.response("226", "transfer complete")
 
