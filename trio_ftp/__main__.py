@@ -30,6 +30,7 @@ from .cliworker import worker_server
 from .config import ConfigError, HashedUserManager, hash_password, load_toml, users_from_config
 from .graceful import serve_until_signal
 from .logsetup import LOG_FORMATS, configure_logging
+from .opsendpoint import OpsEndpoint
 from .options import (
     DIALLED,
     DataChannelOptions,
@@ -112,6 +113,14 @@ def _json_object(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, like '{\"endpoint_url\": ...}'")
     return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, like 127.0.0.1:9100")
+    return host.strip("[]"), _port(port)
 
 
 def _passive_address(text: str) -> str | DialledAddress:
@@ -364,6 +373,14 @@ def make_parser() -> argparse.ArgumentParser:
         help="text lines, or JSON lines with an 'event' field (login_failed, transfer_finished...)",
     )
     add(
+        "--metrics-address",
+        type=_host_port,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /health, /ready and /sessions over HTTP there "
+        "(pip install 'trio_ftp[metrics]'; no authentication: keep it private)",
+    )
+    add(
         "--xferlog",
         metavar="FILE",
         default=None,
@@ -470,6 +487,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--no-anonymous needs --user or [[users]] in --config")
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
         parser.error("--tls-self-signed and --tls-cert/--tls-key exclude each other")
+    if args.metrics_address is not None and args.workers > 1:
+        parser.error("--metrics-address does not work with --workers yet")
     if args.tls_key and not args.tls_cert:
         parser.error("--tls-key needs --tls-cert")
     has_tls = bool(args.tls_cert or args.tls_self_signed)
@@ -615,13 +634,21 @@ def _announce(args: argparse.Namespace, address: tuple[str, int]) -> None:
 
 
 async def _serve(server: Server, args: argparse.Namespace) -> None:
-    await serve_until_signal(
-        server,
-        args.host,
-        args.port,
-        grace=args.grace,
-        on_serving=functools.partial(_announce, args),
-    )
+    endpoints: list[OpsEndpoint] = []
+
+    def serving(address: tuple[str, int]) -> None:
+        if args.metrics_address is not None:
+            endpoint = OpsEndpoint(server, *args.metrics_address)
+            endpoint.start()
+            endpoints.append(endpoint)
+            logger.info("metrics and health on http://%s:%d/", *endpoint.address)
+        _announce(args, address)
+
+    try:
+        await serve_until_signal(server, args.host, args.port, grace=args.grace, on_serving=serving)
+    finally:
+        for endpoint in endpoints:
+            endpoint.stop()
 
 
 def _serve_workers(args: argparse.Namespace) -> int:

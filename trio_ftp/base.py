@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 import ssl as _ssl
+import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -30,6 +32,7 @@ from .errors import FTPError
 from .events import EventBus, EventKind, EventStream, ServerEvent
 from .interfaces import Handler
 from .login_failures import LoginFailures
+from .metrics import Metrics
 from .options import (
     DataPeerCheck,
     DialledAddress,
@@ -45,9 +48,12 @@ from .reuseport import open_reuse_port_listeners
 from .runtime import ServerRuntime, counted_in, user_key
 from .session import Session
 from .stores import ProcessStore, StateStore
-from .throttle import SpeedLimited, ThrottleRegistry
+from .throttle import SpeedLimited, ThrottleRegistry, waited_seconds
 from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, User
 from .validation import as_seconds
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["ServerBase"]
 
@@ -59,6 +65,29 @@ _ServerT = TypeVar("_ServerT", bound="ServerBase")
 #: Bytes a speed limit lets through at once after a pause: small, so limited transfers
 #: move evenly (their blocks are cut to this size too).
 THROTTLE_BURST = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session, as :meth:`ServerBase.sessions` lists it.
+
+    Attributes:
+        id: the session id (as in the log lines); :meth:`ServerBase.end_session` takes it.
+        client: the client's ``host:port``.
+        user: the login name, once logged in.
+        command: the command being handled, or the last one.
+        transfer: the running transfer (``"RETR /path"``), or None.
+        transfer_bytes: bytes it moved so far.
+        transfer_seconds: how long it has run.
+    """
+
+    id: int
+    client: str
+    user: str | None
+    command: str | None
+    transfer: str | None = None
+    transfer_bytes: int | None = None
+    transfer_seconds: float | None = None
 
 
 class ServerBase(FlatOptionAttributes, SpeedLimited):
@@ -500,6 +529,57 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         """True once :meth:`close` has begun."""
         return self.runtime.closing
 
+    @property
+    def metrics(self) -> Metrics | None:
+        """The Prometheus metrics, once :meth:`enable_metrics` ran (else None)."""
+        return self.runtime.metrics
+
+    def enable_metrics(self, registry: CollectorRegistry | None = None) -> Metrics:
+        """Count this server's Prometheus metrics from now on (see :mod:`trio_ftp.metrics`)
+        in ``registry`` (prometheus_client's default one when None); again returns the same
+        metrics. Needs ``pip install 'trio_ftp[metrics]'``."""
+        if self.runtime.metrics is None:
+            runtime = self.runtime
+            self.runtime.metrics = Metrics(
+                self.commands_mapping,
+                registry=registry,
+                active_sessions=lambda: len(runtime.connections),
+                ports_in_use=lambda: runtime.port_pool.in_use,
+                throttle_wait=waited_seconds,
+            )
+        return self.runtime.metrics
+
+    def sessions(self) -> list[SessionInfo]:
+        """The live sessions: who, from where, doing what (for an operator's view)."""
+        now = time.monotonic()
+        found = []
+        for session_id, connection in list(self.runtime.connections.items()):
+            state = connection.state
+            progress = connection.transfer_progress
+            running = connection.control.transfer_running and progress is not None
+            found.append(
+                SessionInfo(
+                    id=session_id,
+                    client=f"{connection.client_host}:{connection.client_port}",
+                    user=state.login_name if state.logged_in else None,
+                    command=state.command or None,
+                    transfer=progress.what if running and progress else None,
+                    transfer_bytes=progress.bytes if running and progress else None,
+                    transfer_seconds=now - progress.started if running and progress else None,
+                )
+            )
+        return found
+
+    def end_session(self, session_id: int) -> bool:
+        """End one live session (its transfer is aborted, its client gets ``421``); False
+        when no session has that id. Call it in the server's trio thread."""
+        connection = self.runtime.connections.get(session_id)
+        if connection is None:
+            return False
+        connection.log.info("ended by the operator")
+        connection.control.cancel()
+        return True
+
     def events(self, buffer: int = 256) -> EventStream:
         """Subscribe to what happens: ``async for event in server.events(): ...``.
 
@@ -520,6 +600,8 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             **fields,
         )
         self.runtime.audit.record(connection.log.prefix, connection.client_host, event)
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.event(event)
         if self.runtime.event_bus.has_subscribers:
             self.runtime.event_bus.publish(event)
 

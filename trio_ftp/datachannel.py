@@ -50,6 +50,7 @@ from .validation import address_of, as_seconds
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .metrics import Metrics
     from .options import ServerOptions
 
 __all__ = ["ActiveTarget", "DataChannels", "PassiveListener", "PortPool", "same_host"]
@@ -64,6 +65,8 @@ class PortPool:
 
     def __init__(self, ports: Iterable[int] | None) -> None:
         self._free: deque[int] | None = None
+        #: Ports lent now (passive listeners open; counted when unlimited too).
+        self.in_use = 0
         if ports is not None:
             self._free = deque(dict.fromkeys(int(p) for p in ports))
             for port in self._free:
@@ -78,13 +81,16 @@ class PortPool:
     def take(self) -> int:
         """Lend a free port (``0`` when unlimited). Raises :class:`NoAvailablePort`."""
         if self._free is None:
+            self.in_use += 1
             return 0
         if not self._free:
             raise NoAvailablePort("every data port is in use")
+        self.in_use += 1
         return self._free.popleft()
 
     def give_back(self, port: int) -> None:
         """Return a lent port (at the end of the queue, so ports rotate)."""
+        self.in_use -= 1
         if self._free is not None:
             self._free.append(port)
 
@@ -112,8 +118,7 @@ class PassiveListener:
         self._closed = True
         self.scope.cancel()
         self.socket.close()
-        if self._lent:
-            self._pool.give_back(self._lent)
+        self._pool.give_back(self._lent)
 
     @classmethod
     async def bind(cls, host: str, pool: PortPool) -> PassiveListener:
@@ -169,9 +174,26 @@ class DataChannels:
     (:meth:`run_in`, called by the session once its nursery is open).
     """
 
-    __slots__ = ("_connection", "_nursery", "_options", "_pool", "_proxy", "_tls", "failure")
+    __slots__ = (
+        "_connection",
+        "_metrics",
+        "_nursery",
+        "_options",
+        "_pool",
+        "_proxy",
+        "_tls",
+        "failure",
+    )
 
-    def __init__(self, connection: Connection, options: ServerOptions, pool: PortPool) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        options: ServerOptions,
+        pool: PortPool,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._connection = connection
         self._options = options.data_channels
         self._tls = options.tls
@@ -357,6 +379,8 @@ class DataChannels:
             with trio.fail_after(as_seconds(self._tls.handshake_timeout)):
                 await handshake(tls)
         except (TLSHandshakeFailed, trio.TooSlowError) as exc:
+            if self._metrics is not None:
+                self._metrics.tls_handshake("data", ok=False)
             self.failure = "TLS handshake failed"
             log.info("data connection dropped: %s", exc or "TLS handshake timed out")
             await trio.aclose_forcefully(tls)
@@ -364,6 +388,8 @@ class DataChannels:
         except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
             await trio.aclose_forcefully(tls)
             raise
+        if self._metrics is not None:
+            self._metrics.tls_handshake("data", ok=True)
         if self._tls.session_reuse_required and not tls.session_reused:
             self.failure = "the data connection must reuse the control connection's TLS session"
             log.warning("data connection dropped: TLS session not reused")

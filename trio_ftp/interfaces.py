@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .datachannel import PortPool
     from .events import EventKind
+    from .metrics import Metrics
     from .options import ServerOptions
     from .pathio import AbstractPathIO
     from .throttle import ThrottleRegistry
@@ -50,6 +51,8 @@ class SessionHost(Protocol):
     def connections(self) -> dict[int, Connection]: ...
     @property
     def closing(self) -> bool: ...
+    @property
+    def metrics(self) -> Metrics | None: ...
 
     def new_path_io(self, connection: Connection) -> AbstractPathIO[Any]: ...
     async def greet(self, connection: Connection) -> bool: ...
@@ -99,3 +102,6 @@ class SessionControl(Protocol):
     async def abort_transfer(self) -> bool:
         """Cancel the running transfer and wait for its end; False if none ran."""
         ...
+
+    def cancel(self) -> None:
+        """End the session from any task (its teardown still runs)."""

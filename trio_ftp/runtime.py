@@ -30,6 +30,7 @@ from .users import AvailableConnections
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .metrics import Metrics
 
 __all__ = ["KERNEL_COPY_THREADS", "SERVER_KEY", "ServerRuntime", "ip_key", "user_key"]
 
@@ -83,6 +84,7 @@ class ServerRuntime:
             ``server.connections``).
         event_bus: where :meth:`~trio_ftp.Server.events` subscribers listen.
         audit: where the audit records go (the ``trio_ftp.audit`` log, a transfer log).
+        metrics: the Prometheus metrics, once :meth:`~trio_ftp.Server.enable_metrics` ran.
         kernel_copy_threads: worker threads for kernel-copy transfers (see fastpath.py),
             apart from trio's default pool so long transfers never starve the quick
             file-system calls.
@@ -108,6 +110,7 @@ class ServerRuntime:
     connections: dict[int, Connection] = field(default_factory=dict)
     event_bus: EventBus = field(default_factory=EventBus)
     audit: Audit = field(default_factory=Audit)
+    metrics: Metrics | None = None
     kernel_copy_threads: trio.CapacityLimiter = field(default_factory=_kernel_copy_threads)
     path_io_state: object | None = None
     listeners: list[trio.SocketListener] = field(default_factory=list)

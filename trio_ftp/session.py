@@ -123,6 +123,7 @@ class Session:
         "decoder",
         "id",
         "log",
+        "metrics",
         "options",
         "server",
         "state",
@@ -191,7 +192,11 @@ class Session:
         connection.wait_future_timeout = timeouts.data_connection_wait
         connection.path_timeout = timeouts.path_io
         connection.block_size = self.options.limits.block_size
-        self.data = connection.data = DataChannels(connection, self.options, server.data_ports)
+        #: The server's metrics when enabled (read once: every reply and command counts).
+        self.metrics = server.metrics
+        self.data = connection.data = DataChannels(
+            connection, self.options, server.data_ports, metrics=self.metrics
+        )
         # Server-level limits until a login adds the user's (handlers/auth.py).
         connection.limit_by(server.throttles, None)
         self._backend_failed = False
@@ -212,6 +217,8 @@ class Session:
     def respond(self, code: str, text: str | list[str] = "") -> None:
         """Queue a reply; :meth:`flush` sends it. Multi-line when ``text`` is a list."""
         self.log.debug("<- %s %s", code, text)
+        if self.metrics is not None:
+            self.metrics.reply(code)
         self._replies.append(encode_reply(code, text, self.options.protocol.encoding))
 
     def _flushed_now(self) -> bool:
@@ -494,11 +501,18 @@ class Session:
             self._queued = None
         stream = wrap_server_side(self.control_socket.stream, context)
         self.control_socket.use(stream)
+        metrics = self.metrics
         try:
             with trio.fail_after(as_seconds(self.options.tls.handshake_timeout)):
                 await handshake(stream)
-        except trio.TooSlowError:
+        except (trio.TooSlowError, TLSHandshakeFailed) as exc:
+            if metrics is not None:
+                metrics.tls_handshake("control", ok=False)
+            if isinstance(exc, TLSHandshakeFailed):
+                raise
             raise TLSHandshakeFailed("TLS handshake timed out") from None
+        if metrics is not None:
+            metrics.tls_handshake("control", ok=True)
         self.state.tls_started(implicit=self.options.tls.implicit)
         self.log.info("control connection is TLS (%s)", stream.version())
 
@@ -671,6 +685,8 @@ class Session:
         verb = command.verb.lower()
         handler = self.server.commands_mapping.get(verb)
         spec = self.server.command_specs.get(command.verb)
+        if self.metrics is not None:  # every command, refused or not (unknown: "other")
+            self.metrics.command(command.verb)
         if handler is None:
             self.respond("502", f"command {command.verb!r} not implemented")
             return True

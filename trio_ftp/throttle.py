@@ -190,11 +190,22 @@ class TokenBucket:
                     self.sleeps += 1
                     if self._changed is None:
                         self._changed = trio.Event()
+                    began = trio.current_time()
                     with trio.move_on_after(min(wait, self.poll_interval)):
                         await self._changed.wait()
+                    _waited[0] += trio.current_time() - began
             except BaseException:
                 self.refund(amount)
                 raise
+
+
+#: Seconds transfers of this process have waited for a speed limit (metrics read it).
+_waited = [0.0]
+
+
+def waited_seconds() -> float:
+    """Seconds transfers of this process have waited for a speed limit so far."""
+    return _waited[0]
 
 
 class Throttle:
