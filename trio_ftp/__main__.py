@@ -47,7 +47,7 @@ from .pathio._fsspec import redacted
 from .reuseport import ReusePortUnavailable
 from .server import Server
 from .stores import open_store
-from .users import Permission, User
+from .users import MemoryUserManager, Permission, User
 from .workers import serve_workers
 
 T = TypeVar("T")
@@ -561,6 +561,7 @@ def build_server(args: argparse.Namespace) -> Server:
                 permissions=[Permission("/", readable=True, writable=True)],
             )
         )
+    args.cli_users = list(users)  # what a reload keeps (SIGHUP re-reads the config's)
     users.extend(args.config_users)
     try:
         options = ServerOptions(
@@ -633,6 +634,42 @@ def _announce(args: argparse.Namespace, address: tuple[str, int]) -> None:
     )
 
 
+def _reloaded_users(args: argparse.Namespace) -> list[User]:
+    """The users after a reload: the command line's, and the config file's read again.
+    Blocking (reads the file): run it in a thread. ``ConfigError`` when the file is bad."""
+    config_users: list[User] = []
+    if args.config is not None:
+        path = Path(args.config)
+        config_users = users_from_config(
+            load_toml(path).get("users", []),
+            default_root=args.root,
+            relative_to=path.resolve().parent,
+        )
+    return [*args.cli_users, *config_users]
+
+
+async def reload_config(server: Server, args: argparse.Namespace) -> None:
+    """SIGHUP: read the TLS certificate and key again (new handshakes use them) and the
+    config file's ``[[users]]`` (new logins use them), without touching the sessions
+    running. A bad file is logged at ERROR and the running configuration stays."""
+    try:
+        users = await trio.to_thread.run_sync(_reloaded_users, args)
+        context = server.options.tls.context
+        if context is not None and args.tls_cert:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        logger.error("SIGHUP: reload failed, the running configuration stays: %s", exc)
+        return
+    manager = server.user_manager
+    if isinstance(manager, MemoryUserManager):
+        manager.replace_users(users)
+    logger.info(
+        "SIGHUP: reloaded %d user(s)%s",
+        len(users),
+        " and the TLS certificate" if args.tls_cert else "",
+    )
+
+
 async def _serve(server: Server, args: argparse.Namespace) -> None:
     endpoints: list[OpsEndpoint] = []
 
@@ -645,7 +682,14 @@ async def _serve(server: Server, args: argparse.Namespace) -> None:
         _announce(args, address)
 
     try:
-        await serve_until_signal(server, args.host, args.port, grace=args.grace, on_serving=serving)
+        await serve_until_signal(
+            server,
+            args.host,
+            args.port,
+            grace=args.grace,
+            on_serving=serving,
+            reload=functools.partial(reload_config, server, args),
+        )
     finally:
         for endpoint in endpoints:
             endpoint.stop()

@@ -8,6 +8,7 @@ function defined there would not unpickle.
 from __future__ import annotations
 
 import argparse
+import functools
 
 from .logsetup import configure_logging
 from .server import Server
@@ -20,7 +21,7 @@ def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
     """The server the command line describes, on this worker's slice of the data ports,
     counting its limits with the other workers (the machine's store, unless
     ``--state-store`` names a shared one)."""
-    from .__main__ import attach_transfer_log, build_server  # __main__ imports this module
+    from .__main__ import attach_transfer_log, build_server, reload_config  # (imports us)
 
     configure_logging(args.log_level, args.log_format, args.log_file, worker=context.index)
     worker_args = argparse.Namespace(**vars(args))
@@ -29,4 +30,5 @@ def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
         worker_args.state_store = f"sqlite:///{context.state_path}"
     server = build_server(worker_args)
     attach_transfer_log(server, worker_args)
+    server.runtime.reload = functools.partial(reload_config, server, worker_args)
     return server

@@ -29,6 +29,8 @@ from .throttle import ThrottleRegistry
 from .users import AvailableConnections
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from .connection import Connection
     from .metrics import Metrics
 
@@ -85,6 +87,8 @@ class ServerRuntime:
         event_bus: where :meth:`~trio_ftp.Server.events` subscribers listen.
         audit: where the audit records go (the ``trio_ftp.audit`` log, a transfer log).
         metrics: the Prometheus metrics, once :meth:`~trio_ftp.Server.enable_metrics` ran.
+        reload: what a SIGHUP does in a ``--workers`` worker (the command line sets it);
+            None: the worker ignores SIGHUP.
         kernel_copy_threads: worker threads for kernel-copy transfers (see fastpath.py),
             apart from trio's default pool so long transfers never starve the quick
             file-system calls.
@@ -111,6 +115,7 @@ class ServerRuntime:
     event_bus: EventBus = field(default_factory=EventBus)
     audit: Audit = field(default_factory=Audit)
     metrics: Metrics | None = None
+    reload: Callable[[], Awaitable[None]] | None = None
     kernel_copy_threads: trio.CapacityLimiter = field(default_factory=_kernel_copy_threads)
     path_io_state: object | None = None
     listeners: list[trio.SocketListener] = field(default_factory=list)

@@ -227,6 +227,15 @@ class MemoryUserManager(AbstractUserManager):
             user: AvailableConnections(user.maximum_connections) for user in self.users
         }
 
+    def replace_users(self, users: Sequence[User]) -> None:
+        """Serve ``users`` from now on (a configuration reload); sessions logged in keep
+        their user, and its connection count, until they end."""
+        self.users = list(users or [User()])
+        for user in self.users:
+            self.available_connections.setdefault(
+                user, AvailableConnections(user.maximum_connections)
+            )
+
     def _find(self, login: str) -> User | None:
         for user in self.users:
             if user.login is not None and user.login == login:

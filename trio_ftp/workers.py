@@ -216,6 +216,10 @@ def _worker_main(
     def serving(address: tuple[str, int]) -> None:
         channel.send(("ready", address))
 
+    reload = server.runtime.reload
+    if reload is None:  # a SIGHUP forwarded by the supervisor must not end this worker
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     run = functools.partial(
         serve_until_signal,
         server,
@@ -225,7 +229,9 @@ def _worker_main(
         signals=(signal.SIGTERM,),
         reuse_port=True,
         on_serving=serving,
+        reload=reload,
     )
+
     try:
         trio.run(run)
     except OSError as exc:
@@ -274,6 +280,13 @@ class _Supervisor:
         self.address: tuple[str, int] = (str(host), port)
 
     # signals: handlers only record; the wake-up socket interrupts the wait
+    def _forward_hangup(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: every worker reloads its configuration (the supervisor has none)."""
+        for slot in self.slots:
+            if slot.process is not None and slot.process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.process.pid, signal.SIGHUP)
+
     def _record_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals.append(signum)
 
@@ -285,6 +298,7 @@ class _Supervisor:
             signum: signal.signal(signum, self._record_signal)
             for signum in (signal.SIGINT, signal.SIGTERM)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._forward_hangup)
         previous_fd = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
         self.wake = wake_read
         try:
