@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import re
 import select
 import ssl
 import subprocess
@@ -196,8 +197,28 @@ def test_unloadable_certificate_is_a_config_error(tmp_path):
     cert = tmp_path / "cert.pem"
     cert.write_text("not a certificate\n")
     args = parse_args([str(tmp_path), "--tls-cert", str(cert)])
-    with pytest.raises(ConfigError, match=r"^cannot load --tls-cert/--tls-key: "):
+    with pytest.raises(ConfigError, match=r"^--tls-cert '.*cert\.pem': no PEM certificate in it"):
         build_server(args)
+
+
+def test_tls_problems_name_the_file_and_the_cause(tmp_path, tls_ca):
+    """One line that says which file is wrong and how, not OpenSSL's "PEM lib"."""
+    issued, other = tls_ca.issue_cert("127.0.0.1"), tls_ca.issue_cert("127.0.0.2")
+    cert, key, wrong_key = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "wrong.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    other.private_key_pem.write_to_path(str(wrong_key))
+    cases = [
+        (cert, None, "(no --tls-key): no PEM private key in it"),
+        (cert, cert, "no PEM private key in it"),
+        (cert, wrong_key, "is not the key of the certificate in --tls-cert"),
+    ]
+    for cert_path, key_path, message in cases:
+        argv = [str(tmp_path), "--tls-cert", str(cert_path)]
+        argv += [] if key_path is None else ["--tls-key", str(key_path)]
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_server(parse_args(argv))
+    assert build_server(parse_args([str(tmp_path), "--tls-cert", str(cert), "--tls-key", str(key)]))
 
 
 def test_missing_key_file_is_named(tmp_path, tls_ca):

@@ -35,7 +35,9 @@ from .options import (
     DIALLED,
     DataChannelOptions,
     DialledAddress,
+    FileOptions,
     Limits,
+    LoginPolicy,
     ProxyOptions,
     ServerOptions,
     Timeouts,
@@ -161,7 +163,27 @@ def _user(text: str) -> tuple[str, str]:
     login, colon, password = text.partition(":")
     if not login or not colon:
         raise argparse.ArgumentTypeError(f"expected NAME:PASSWORD, got {login or text!r}:...")
+    if not password:
+        raise argparse.ArgumentTypeError(f"empty password for {login!r}")
     return login, password
+
+
+def _user_lines(path: str) -> list[tuple[str, str]]:
+    """``--user-file``: one ``NAME:PASSWORD`` per line (``#`` comments and blank lines
+    skipped), so that passwords stay out of ``ps``."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path!r}: {exc.strerror}") from None
+    users = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                users.append(_user(line))
+            except argparse.ArgumentTypeError as exc:
+                raise argparse.ArgumentTypeError(f"{path}:{number}: {exc}") from None
+    return users
 
 
 def _log_level(text: str) -> str:
@@ -226,6 +248,13 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="NAME:PASSWORD",
         help="a read/write account (repeatable)",
     )
+    add(
+        "--user-file",
+        type=_user_lines,
+        default=[],
+        metavar="FILE",
+        help="read/write accounts, one NAME:PASSWORD per line (keeps passwords out of ps)",
+    )
     anonymous = parser.add_mutually_exclusive_group()
     anonymous.add_argument(
         "--anonymous-writable",
@@ -269,6 +298,17 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="address announced in PASV replies (NAT): an IPv4 address, a host name "
         "(resolved at each PASV) or 'dialled' (the address the client dialled)",
+    )
+    net.add_argument(
+        "--no-active",
+        action="store_true",
+        help="refuse PORT/EPRT (active mode: the server connects to the client) with 504",
+    )
+    add(
+        "--atomic-uploads",
+        action="store_true",
+        help="STOR/STOU write a hidden temporary file, renamed over the target only when "
+        "the upload is whole (a failed upload leaves the old file)",
     )
     proxy = parser.add_argument_group("PROXY protocol / load balancer")
     proxy.add_argument(
@@ -344,6 +384,34 @@ def make_parser() -> argparse.ArgumentParser:
         "machine); default: this process alone",
     )
     limits.add_argument(
+        "--login-failure-delay",
+        type=_non_negative_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="answer a failed PASS only after this long",
+    )
+    limits.add_argument(
+        "--max-login-attempts",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="failed logins after which a session is closed",
+    )
+    limits.add_argument(
+        "--ban-after",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="failed logins from one address (across sessions) after which it is refused",
+    )
+    limits.add_argument(
+        "--ban-window",
+        type=_non_negative_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long a failed login counts against its address",
+    )
+    limits.add_argument(
         "--idle-timeout",
         type=_non_negative_float,
         default=300.0,
@@ -393,11 +461,30 @@ def make_parser() -> argparse.ArgumentParser:
 _NOT_IN_CONFIG = {"help", "config", "directory", "user"}
 
 
-def _config_defaults(parser: argparse.ArgumentParser, data: dict[str, Any]) -> dict[str, Any]:
-    """The config file's options, checked and converted like the command line's."""
+#: Options naming files: a relative one in a config file is relative to that file's folder.
+_PATH_OPTIONS = frozenset(
+    {"root", "tls_cert", "tls_key", "tls_ca_out", "log_file", "xferlog", "user_file"}
+)
+
+
+def _config_defaults(
+    parser: argparse.ArgumentParser, data: dict[str, Any], folder: Path | None = None
+) -> dict[str, Any]:
+    """The config file's options, checked and converted like the command line's; a
+    relative path in it is taken from ``folder`` (the config file's), as ``[[users]]
+    root`` is."""
     actions = {a.dest: a for a in parser._actions if a.dest not in _NOT_IN_CONFIG}
     defaults: dict[str, Any] = {}
     for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        if (
+            folder is not None
+            and key in _PATH_OPTIONS
+            and isinstance(value, str)
+            and not is_storage_url(value)
+        ):
+            path = Path(value).expanduser()
+            value = str(path if path.is_absolute() else folder / path)
         if raw_key == "users":
             continue
         key = raw_key.replace("-", "_")
@@ -452,7 +539,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         config_path = Path(args.config)
         try:
             data = load_toml(config_path)
-            parser.set_defaults(**_config_defaults(parser, data))
+            parser.set_defaults(**_config_defaults(parser, data, config_path.resolve().parent))
         except ConfigError as exc:
             parser.error(f"--config: {exc}")
         args = parser.parse_args(argv)
@@ -479,7 +566,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--config: {exc}")
     if args.verbose:
         args.log_level = "DEBUG"
-    logins = [login for login, _ in args.user] + [u.login for u in args.config_users]
+    logins = [login for login, _ in [*args.user, *args.user_file]]
+    logins += [u.login for u in args.config_users]
     duplicates = sorted({login for login in logins if logins.count(login) > 1 and login})
     if duplicates:
         parser.error(f"user(s) defined twice: {', '.join(duplicates)}")
@@ -532,8 +620,28 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     try:
         context.load_cert_chain(args.tls_cert, args.tls_key)
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+        raise ConfigError(_tls_problem(args.tls_cert, args.tls_key, exc)) from None
     return context
+
+
+def _tls_problem(cert: str, key: str | None, exc: Exception) -> str:
+    """One line naming the file at fault and why (OpenSSL says only "PEM lib")."""
+    if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+        return f"cannot read the TLS files: {exc.strerror or exc}"
+    try:
+        cert_text = Path(cert).read_text(errors="replace")
+        key_text = cert_text if key is None else Path(key).read_text(errors="replace")
+    except OSError as error:
+        return f"cannot read the TLS files: {error.strerror or error}"
+    if "-----BEGIN CERTIFICATE-----" not in cert_text:
+        return f"--tls-cert {cert!r}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)"
+    if "PRIVATE KEY-----" not in key_text:
+        where = f"--tls-key {key!r}" if key else f"--tls-cert {cert!r} (no --tls-key)"
+        return f"{where}: no PEM private key in it"
+    reason = getattr(exc, "reason", None) or str(exc)
+    if "MISMATCH" in str(reason).upper():
+        return f"--tls-key {key!r} is not the key of the certificate in --tls-cert {cert!r}"
+    return f"--tls-cert {cert!r} / --tls-key {key!r}: {reason}"
 
 
 def build_server(args: argparse.Namespace) -> Server:
@@ -552,7 +660,7 @@ def build_server(args: argparse.Namespace) -> Server:
     if not args.no_anonymous:
         anonymous_permission = Permission("/", readable=True, writable=args.anonymous_writable)
         users.append(User(None, None, base_path=root, permissions=[anonymous_permission]))
-    for login, password in args.user:
+    for login, password in [*args.user, *args.user_file]:
         users.append(
             User(
                 login,
@@ -570,7 +678,15 @@ def build_server(args: argparse.Namespace) -> Server:
                 connections=args.max_connections,
                 connections_per_ip=args.max_connections_per_ip,
             ),
+            login=LoginPolicy(
+                failure_delay=args.login_failure_delay,
+                failures_per_session=args.max_login_attempts,
+                failures_per_ip=args.ban_after,
+                failure_window=args.ban_window,
+            ),
+            files=FileOptions(atomic_uploads=args.atomic_uploads),
             data_channels=DataChannelOptions(
+                active_mode=not args.no_active,
                 ports=None if args.data_ports is None else tuple(args.data_ports),
                 passive_address=args.passive_address,
                 passive_address_map=tuple(args.passive_address_map),
@@ -614,7 +730,8 @@ def attach_transfer_log(server: Server, args: argparse.Namespace) -> None:
 
 
 def _describe(args: argparse.Namespace) -> str:
-    named = [login for login, _ in args.user] + [u.login for u in args.config_users]
+    named = [login for login, _ in [*args.user, *args.user_file]]
+    named += [u.login for u in args.config_users]
     parts = [f"users {', '.join(map(repr, named))}"] if named else []
     if not args.no_anonymous:
         parts.append("anonymous " + ("read/write" if args.anonymous_writable else "read-only"))

@@ -439,6 +439,21 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             listeners = await trio.open_tcp_listeners(chosen, host=host)
         self.runtime.listeners = listeners
         logger.info("listening on %s", ", ".join(_format(listener) for listener in listeners))
+        self._warn_if_anonymous_can_write()
+
+    def _warn_if_anonymous_can_write(self) -> None:
+        """A WARNING at start when anyone may upload: ``Server()`` alone serves the current
+        directory to anonymous clients read/write (aioftp's default)."""
+        manager = self.user_manager
+        if not isinstance(manager, MemoryUserManager):
+            return
+        for user in manager.users:
+            if user.login is None and any(p.writable for p in user.permissions):
+                logger.warning(
+                    "anonymous clients may write to %s (give User(permissions=[Permission("
+                    "'/', writable=False)]) to make it read-only)",
+                    user.base_path,
+                )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -20,7 +20,7 @@ from typing import Any
 import trio
 
 from .pathio import is_storage_url
-from .users import MemoryUserManager, Permission, User
+from .users import ANONYMOUS_LOGINS, MemoryUserManager, Permission, User
 
 __all__ = [
     "ConfigError",
@@ -198,6 +198,11 @@ def users_from_config(
         login, password_hash = entry.get("login"), entry.get("password_hash")
         if not isinstance(login, str) or not login or ":" in login:
             raise ConfigError(f"{where}: login must be a non-empty string")
+        if login.lower() in ANONYMOUS_LOGINS:
+            raise ConfigError(
+                f"{where}: {login!r} is the anonymous login; anonymous access is set with "
+                "--no-anonymous / --anonymous-writable (anonymous_writable = true), not [[users]]"
+            )
         where = f"user {login!r}"
         if not isinstance(password_hash, str):
             raise ConfigError(
