@@ -112,3 +112,18 @@ async def test_no_active_refuses_port(tmp_path: Path) -> None:
                     return str(exc)
 
         assert (await in_thread(run)).startswith("504")
+
+
+def test_a_threaded_server_on_a_port_in_use_raises_oserror() -> None:
+    from trio_ftp.pytest_plugin import ThreadedFTPServer
+
+    with ThreadedFTPServer() as first, pytest.raises(OSError, match="in use"):
+        ThreadedFTPServer(port=first.port).start()
+
+
+async def test_a_closed_server_says_it_cannot_serve_again(nursery: trio.Nursery) -> None:
+    server = Server([User()])
+    await nursery.start(server.serve, "127.0.0.1", 0)
+    await server.close()
+    with pytest.raises(RuntimeError, match="was closed and cannot serve again"):
+        await server.start("127.0.0.1", 0)

@@ -425,6 +425,10 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         kernel spreads connections over them: :func:`trio_ftp.serve_workers`); raises
         :class:`trio_ftp.reuseport.ReusePortUnavailable` where the system has no such option.
         """
+        if self.runtime.closing:
+            raise RuntimeError(
+                "this server was closed and cannot serve again: make a new Server"
+            )
         if self.runtime.listeners:
             raise RuntimeError("server already started")
         if reuse_port:

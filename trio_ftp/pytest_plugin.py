@@ -298,6 +298,16 @@ async def open_server_factory(tmp_path: Path) -> AsyncIterator[FTPServerFactory]
 # threaded servers --------------------------------------------------------------------------
 
 
+def _single(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups (a port in use is an ``OSError`` to the
+    caller, not an ``ExceptionGroup``); a group of several stays a group."""
+    inner = getattr(exc, "exceptions", None)  # BaseExceptionGroup (exceptiongroup on 3.10)
+    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
+
+
 class ThreadedFTPServer:
     """A server running in a background thread with its own ``trio.run``, for code that is
     not trio: ``with ThreadedFTPServer(**options) as server: ...``, or ``start()``/``stop()``.
@@ -372,7 +382,7 @@ class ThreadedFTPServer:
             trio.run(self._serve, started)
         except BaseException as exc:
             self._error = exc
-            started.put(exc)  # harmless when start() already returned
+            started.put(_single(exc))  # harmless when start() already returned
 
     async def _serve(self, started: queue.SimpleQueue[BaseException | None]) -> None:
         assert self._scratch is not None
