@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import ftplib
 import logging
+import socket
+import time
 from pathlib import Path
 
 import pytest
 import trio
-from conftest import in_thread
+from conftest import LOGIN, PASSWORD, in_thread
 from test_cli import run_cli, serving
 
 from trio_ftp import Permission, Server, User
@@ -127,3 +129,50 @@ async def test_a_closed_server_says_it_cannot_serve_again(nursery: trio.Nursery)
     await server.close()
     with pytest.raises(RuntimeError, match="was closed and cannot serve again"):
         await server.start("127.0.0.1", 0)
+
+
+@pytest.mark.slow
+async def test_a_slow_data_tls_handshake_gets_the_handshake_timeout(
+    start_server, tls, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A passive data connection that arrived in time has ``tls_handshake_timeout`` for its
+    handshake, not what is left of ``wait_future_timeout``; one that never handshakes is
+    answered 425 saying TLS timed out, and logged with that reason."""
+    caplog.set_level(logging.INFO, "trio_ftp")
+    running = await start_server(
+        tls_context=tls.server_context, wait_future_timeout=0.2, tls_handshake_timeout=1.0
+    )
+    (running.root / "f.txt").write_bytes(b"payload")
+
+    def transfer(handshake_after: float | None) -> tuple[str, bytes]:
+        with ftplib.FTP_TLS(context=tls.client_context, timeout=10) as ftp:
+            ftp.connect(running.host, running.port)
+            ftp.auth()
+            ftp.login(LOGIN, PASSWORD)
+            ftp.prot_p()
+            host, port = ftplib.parse227(ftp.sendcmd("PASV"))
+            raw = socket.create_connection((host, port), timeout=10)
+            ftp.putcmd("RETR f.txt")
+            if handshake_after is None:  # never: the server gives up
+                assert ftp.getmultiline().startswith("150")
+                reply = ftp.getmultiline()
+                raw.close()
+                return reply, b""
+            time.sleep(handshake_after)  # a slow client, past wait_future_timeout
+            data = tls.client_context.wrap_socket(
+                raw, server_hostname=running.host, session=ftp.sock.session
+            )
+            assert ftp.getmultiline().startswith("150")
+            body = b""
+            while chunk := data.recv(1024):
+                body += chunk
+            data.close()
+            return ftp.getmultiline(), body
+
+    reply, body = await in_thread(transfer, 0.5)
+    assert reply.startswith("226")
+    assert body == b"payload"
+    reply, _ = await in_thread(transfer, None)
+    assert reply == "425 can't open data connection: TLS handshake timed out"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("TLS handshake timed out after 1.0 s" in m for m in logged)

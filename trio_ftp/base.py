@@ -426,9 +426,7 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         :class:`trio_ftp.reuseport.ReusePortUnavailable` where the system has no such option.
         """
         if self.runtime.closing:
-            raise RuntimeError(
-                "this server was closed and cannot serve again: make a new Server"
-            )
+            raise RuntimeError("this server was closed and cannot serve again: make a new Server")
         if self.runtime.listeners:
             raise RuntimeError("server already started")
         if reuse_port:

@@ -176,6 +176,7 @@ class DataChannels:
 
     __slots__ = (
         "_connection",
+        "_handshaking",
         "_metrics",
         "_nursery",
         "_options",
@@ -194,6 +195,7 @@ class DataChannels:
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics
+        self._handshaking = False  # a passive data connection's TLS handshake is running
         self._connection = connection
         self._options = options.data_channels
         self._tls = options.tls
@@ -311,7 +313,11 @@ class DataChannels:
                         await trio.aclose_forcefully(stream)
                         continue
                     log.debug("data connection from %s:%s", peer, address[1])
-                    protected = await self._protect(stream)
+                    self._handshaking = True
+                    try:
+                        protected = await self._protect(stream)
+                    finally:
+                        self._handshaking = False
                     if protected is None:
                         continue
                     self._connection.data_connection = protected
@@ -381,8 +387,14 @@ class DataChannels:
         except (TLSHandshakeFailed, trio.TooSlowError) as exc:
             if self._metrics is not None:
                 self._metrics.tls_handshake("data", ok=False)
-            self.failure = "TLS handshake failed"
-            log.info("data connection dropped: %s", exc or "TLS handshake timed out")
+            timed_out = isinstance(exc, trio.TooSlowError)
+            self.failure = "TLS handshake timed out" if timed_out else "TLS handshake failed"
+            log.info(
+                "data connection dropped: %s",
+                f"TLS handshake timed out after {self._tls.handshake_timeout} s"
+                if timed_out
+                else exc,
+            )
             await trio.aclose_forcefully(tls)
             return None
         except BaseException:  # cancelled (ABOR, new PASV, session end): leave nothing open
@@ -415,6 +427,11 @@ class DataChannels:
             return await self._connect(channel)
         with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
             await connection.wait_for("data_connection")
+        if connection.data_connection is None and self._handshaking:
+            # The client connected in time; its TLS handshake has tls_handshake_timeout of
+            # its own (the accept task ends it then), not what is left of this wait.
+            with trio.move_on_after(as_seconds(self._tls.handshake_timeout) + 1):
+                await connection.wait_for("data_connection")
         stream = connection.data_connection
         if stream is None:
             await self.close()
