@@ -176,3 +176,29 @@ async def test_a_slow_data_tls_handshake_gets_the_handshake_timeout(
     assert reply == "425 can't open data connection: TLS handshake timed out"
     logged = [r.getMessage() for r in caplog.records]
     assert any("TLS handshake timed out after 1.0 s" in m for m in logged)
+
+
+def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
+    """Every key the README's full config example shows is one the command line takes
+    (only the absolute paths and the certificate are swapped for this machine's)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = readme.split("# server.toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "srv" / "alice").mkdir(parents=True)
+    (tmp_path / "users.txt").write_text("bob:pw\n")
+    for old, new in [
+        ('"/srv/ftp"', '"srv"'),
+        ('"/srv/ftp/alice"', '"srv/alice"'),
+        ('"/var/log/trio-ftp.log"', '"ftp.log"'),
+        ('"/var/log/trio-ftp.xferlog"', '"xfer.log"'),
+        ("scrypt$16384$8$1$...", hash_password("pw")),
+    ]:
+        assert old in example
+        example = example.replace(old, new)
+    example = "\n".join(line for line in example.splitlines() if not line.startswith("tls_"))
+    config = tmp_path / "server.toml"
+    config.write_text(example)
+    args = parse_args(["--config", str(config)])
+    server = build_server(args)
+    assert sorted(u.login for u in server.user_manager.users) == ["alice", "bob"]  # type: ignore[attr-defined]
+    assert args.log_file == str(tmp_path / "ftp.log")
+    assert args.metrics_address == ("127.0.0.1", 9100)

@@ -594,7 +594,7 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
             import trustme
         except ImportError:
             raise ConfigError(
-                "--tls-self-signed needs the 'trustme' package (pip install trustme)"
+                "--tls-self-signed needs the 'trustme' package: pip install 'trio_ftp[testing]'"
             ) from None
         ca = trustme.CA()
         names = ["localhost", "127.0.0.1", "::1"]
