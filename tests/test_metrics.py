@@ -199,3 +199,22 @@ async def test_the_command_line_serves_metrics_scraped_by_curl(tmp_path: Path) -
     assert after["trio_ftp_transfer_bytes_total{direction=download}"] >= 20_000
     assert after["trio_ftp_sessions_total{}"] - before["trio_ftp_sessions_total{}"] >= 2
     assert health.stdout == b"ok\n"
+
+
+@pytest.mark.slow
+async def test_every_worker_serves_its_own_endpoint(tmp_path: Path) -> None:
+    """With ``--workers 2`` worker N serves metrics and health on PORT+N."""
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    args = ["--root", str(tmp_path), "--workers", "2"]
+    args += ["--metrics-address", f"127.0.0.1:{metrics_port}"]
+    async with serving(*args):
+
+        def health(port: int) -> tuple[int, str]:
+            url = f"http://127.0.0.1:{port}/health"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return reply.status, reply.read().decode()
+
+        for port in (metrics_port, metrics_port + 1):
+            assert await in_thread(health, port) == (200, "ok\n")

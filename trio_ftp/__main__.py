@@ -446,7 +446,8 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="HOST:PORT",
         help="serve /metrics (Prometheus), /health, /ready and /sessions over HTTP there "
-        "(pip install 'trio_ftp[metrics]'; no authentication: keep it private)",
+        "(pip install 'trio_ftp[metrics]'; no authentication: keep it private); with "
+        "--workers, worker N uses PORT+N",
     )
     add(
         "--xferlog",
@@ -575,8 +576,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--no-anonymous needs --user or [[users]] in --config")
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
         parser.error("--tls-self-signed and --tls-cert/--tls-key exclude each other")
-    if args.metrics_address is not None and args.workers > 1:
-        parser.error("--metrics-address does not work with --workers yet")
     if args.tls_key and not args.tls_cert:
         parser.error("--tls-key needs --tls-cert")
     has_tls = bool(args.tls_cert or args.tls_self_signed)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 
 from .logsetup import configure_logging
+from .opsendpoint import OpsEndpoint
 from .server import Server
 from .workers import WorkerContext
 
 __all__ = ["worker_server"]
+
+logger = logging.getLogger("trio_ftp.workers")
 
 
 def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
@@ -31,4 +35,16 @@ def worker_server(args: argparse.Namespace, context: WorkerContext) -> Server:
     server = build_server(worker_args)
     attach_transfer_log(server, worker_args)
     server.runtime.reload = functools.partial(reload_config, server, worker_args)
+    if args.metrics_address is not None:  # one endpoint per worker: PORT + its index
+        host, port = args.metrics_address
+        server.runtime.serving_hooks.append(
+            functools.partial(_start_endpoint, server, host, port + context.index)
+        )
     return server
+
+
+def _start_endpoint(server: Server, host: str, port: int, address: tuple[str, int]) -> None:
+    """Start a worker's metrics and health endpoint (in its trio thread)."""
+    endpoint = OpsEndpoint(server, host, port)
+    endpoint.start()
+    logger.info("metrics and health on http://%s:%d/", *endpoint.address)

@@ -89,6 +89,8 @@ class ServerRuntime:
         metrics: the Prometheus metrics, once :meth:`~trio_ftp.Server.enable_metrics` ran.
         reload: what a SIGHUP does in a ``--workers`` worker (the command line sets it);
             None: the worker ignores SIGHUP.
+        serving_hooks: called with the address once a ``--workers`` worker serves (the
+            command line starts a worker's metrics endpoint so).
         kernel_copy_threads: worker threads for kernel-copy transfers (see fastpath.py),
             apart from trio's default pool so long transfers never starve the quick
             file-system calls.
@@ -116,6 +118,7 @@ class ServerRuntime:
     audit: Audit = field(default_factory=Audit)
     metrics: Metrics | None = None
     reload: Callable[[], Awaitable[None]] | None = None
+    serving_hooks: list[Callable[[tuple[str, int]], None]] = field(default_factory=list)
     kernel_copy_threads: trio.CapacityLimiter = field(default_factory=_kernel_copy_threads)
     path_io_state: object | None = None
     listeners: list[trio.SocketListener] = field(default_factory=list)

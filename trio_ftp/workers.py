@@ -214,6 +214,11 @@ def _worker_main(
         sys.exit(1)
 
     def serving(address: tuple[str, int]) -> None:
+        for hook in server.runtime.serving_hooks:
+            try:
+                hook(address)
+            except Exception:  # the factory's code: the worker serves on without it
+                logger.exception("worker %d: a serving hook raised", context.index)
         channel.send(("ready", address))
 
     reload = server.runtime.reload
