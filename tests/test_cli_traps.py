@@ -202,3 +202,12 @@ def test_the_readme_config_example_is_valid(tmp_path: Path) -> None:
     assert sorted(u.login for u in server.user_manager.users) == ["alice", "bob"]  # type: ignore[attr-defined]
     assert args.log_file == str(tmp_path / "ftp.log")
     assert args.metrics_address == ("127.0.0.1", 9100)
+
+
+def test_the_readme_names_every_config_key() -> None:
+    """Every option a config file may set is named in the README."""
+    from trio_ftp.__main__ import _NOT_IN_CONFIG, make_parser
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    keys = [a.dest for a in make_parser()._actions if a.dest not in _NOT_IN_CONFIG]
+    assert [key for key in keys if key not in readme and key.replace("_", "-") not in readme] == []

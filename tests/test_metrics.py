@@ -218,3 +218,25 @@ async def test_every_worker_serves_its_own_endpoint(tmp_path: Path) -> None:
 
         for port in (metrics_port, metrics_port + 1):
             assert await in_thread(health, port) == (200, "ok\n")
+
+
+def test_refusals_tell_a_ban_from_a_limit() -> None:
+    from trio_ftp.events import ServerEvent
+    from trio_ftp.metrics import Metrics
+
+    registry = CollectorRegistry()
+    metrics = Metrics(
+        ["RETR"],
+        registry=registry,
+        active_sessions=lambda: 0,
+        ports_in_use=lambda: 0,
+        throttle_wait=lambda: 0.0,
+    )
+    for reason in (
+        "too many failed logins from your address, try later",  # the greeting's
+        "address banned",  # PASS's
+        "too many connections, try again later",
+    ):
+        metrics.event(ServerEvent("connection_refused", 1, "192.0.2.1:5", reason=reason))
+    assert value(registry, "trio_ftp_refusals_total", reason="ban") == 2
+    assert value(registry, "trio_ftp_refusals_total", reason="limit") == 1

@@ -139,7 +139,8 @@ class Metrics:
         elif kind == "passive_ports_exhausted":
             self.ports_exhausted.inc()
         elif kind == "connection_refused":
-            banned = "banned" in (event.reason or "")
+            reason = event.reason or ""
+            banned = "banned" in reason or "failed logins" in reason
             self.refusals.labels("ban" if banned else "limit").inc()
 
     def command(self, verb: str) -> None:
