@@ -178,37 +178,6 @@ async def test_every_way_a_transfer_ends_is_one_line(
         assert " seconds=" in line
 
 
-@pytest.mark.slow
-async def test_a_transfer_stopped_by_shutdown_is_recorded(
-    start_server, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, "trio_ftp.audit")
-    running = await start_server(write_speed_limit=200_000, block_size=65536)
-    (running.root / "f.bin").write_bytes(os.urandom(2_000_000))
-    started = trio.Event()
-    token = trio.lowlevel.current_trio_token()
-
-    def download() -> list[str]:
-        ftp = running.ftp()
-        try:
-            ftp.voidcmd("TYPE I")
-            with ftp.transfercmd("RETR f.bin") as data:
-                trio.from_thread.run_sync(started.set, trio_token=token)
-                while data.recv(65536):
-                    pass
-            return [ftp.getline()[:3] for _ in range(2)]
-        finally:
-            ftp.close()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(in_thread, download)
-        await started.wait()
-        await running.server.close(grace=0.3)
-    [line] = await wait_for_lines(caplog, 1)
-    assert "] transfer_aborted outcome=shutdown direction=download" in line
-    assert int(line.split(" bytes=")[1].split()[0]) > 0
-
-
 async def test_file_operations_and_refusals_are_recorded(
     start_server, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -189,7 +189,9 @@ def test_self_signed_without_trustme_says_what_to_install(tmp_path, monkeypatch)
     """trustme is a test dependency, not a run-time one: without it, a clear message."""
     monkeypatch.setitem(sys.modules, "trustme", None)  # makes `import trustme` fail
     args = parse_args([str(tmp_path), "--tls-self-signed"])
-    with pytest.raises(ConfigError, match=r"needs the 'trustme' package: pip install 'trio_ftp\[testing\]'"):
+    with pytest.raises(
+        ConfigError, match=r"needs the 'trustme' package: pip install 'trio_ftp\[testing\]'"
+    ):
         build_server(args)
 
 

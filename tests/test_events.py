@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import logging
 import os
 
 import pytest
@@ -142,9 +143,10 @@ async def test_graceful_close_lets_transfers_finish(start_server):
     assert results["idle"] == "421"
 
 
-async def test_grace_expiry_aborts_transfers(start_server):
+async def test_grace_expiry_aborts_transfers(start_server, caplog):
     """A transfer still running when the grace period ends is aborted: 426 alone (the
     client sent no ABOR, so no 226), then 421; the audit log says it was shut down."""
+    caplog.set_level(logging.INFO, "trio_ftp.audit")
     running = await start_server(write_speed_limit=200_000, block_size=65536)
     (running.root / "f.bin").write_bytes(os.urandom(2_000_000))  # ten seconds
     token = trio.lowlevel.current_trio_token()
@@ -175,3 +177,6 @@ async def test_grace_expiry_aborts_transfers(start_server):
             await running.server.close(grace=0.5)
         assert trio.current_time() - start < 3
     assert results == [["426", "421"]]
+    [record] = [r.getMessage() for r in caplog.records if "] transfer_aborted" in r.getMessage()]
+    assert "transfer_aborted outcome=shutdown direction=download" in record
+    assert int(record.split(" bytes=")[1].split()[0]) > 0
