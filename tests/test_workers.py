@@ -176,12 +176,17 @@ async def test_every_address_of_the_host_shares_one_port(monkeypatch):
 async def test_a_failure_on_a_later_address_closes_the_earlier_sockets(monkeypatch):
     """::1's port is held by a program without SO_REUSEPORT: the 127.0.0.1 socket already
     bound (reserved, or listening) is closed again before the error goes up."""
-    with socket.socket(socket.AF_INET6) as holder:
+    for _ in range(20):  # a port free on 127.0.0.1 (other tests run in parallel)
+        holder = socket.socket(socket.AF_INET6)
         holder.bind(("::1", 0))
-        holder.listen()
         port = holder.getsockname()[1]
-        if not _bindable(socket.AF_INET, "127.0.0.1", port):
-            pytest.fail(f"127.0.0.1:{port} is taken by someone else; run again")
+        if _bindable(socket.AF_INET, "127.0.0.1", port):
+            break
+        holder.close()
+    else:
+        pytest.fail("no port free on both loopback addresses in 20 tries")
+    with holder:
+        holder.listen()
         monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, **kw: _both_loopbacks(port))
 
         async def both(host, port, **kw):
