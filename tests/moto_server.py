@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import shutil
 import subprocess
 import time
@@ -94,6 +95,27 @@ class MotoServer:
     def log(self) -> str:
         """What the server wrote so far (one line per request)."""
         return self.log_path.read_text(errors="replace")
+
+    def log_end(self) -> int:
+        """Where the log ends now: a ``since`` for :meth:`logged` and :meth:`wait_logged`."""
+        return self.log_path.stat().st_size
+
+    def logged(self, pattern: str, since: int) -> str | None:
+        """The first request line written after ``since`` that ``pattern`` (a regular
+        expression) finds, or None. moto logs a request once it has answered it."""
+        with open(self.log_path, "rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        return next((line for line in lines if re.search(pattern, line)), None)
+
+    def wait_logged(self, pattern: str, since: int, timeout: float = 10.0) -> str:
+        """:meth:`logged`, waited for (bounded): fails the test when it does not come."""
+        deadline = time.monotonic() + timeout
+        while (line := self.logged(pattern, since)) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"moto_server did not log {pattern!r} within {timeout} s")
+            time.sleep(0.02)  # a poll of a condition, bounded by the deadline
+        return line
 
     def file_system(self) -> s3fs.S3FileSystem:
         """A fresh s3fs client of this server, to check objects directly."""

@@ -1,7 +1,8 @@
 """Real FTP clients against an S3 bucket served by trio_ftp (moto's S3 server, through
 s3fs): lftp mirrors both ways with 4 parallel connections, curl, wget and ftplib, byte
-for byte against the objects, with a 0-byte file, non-ASCII names and names with spaces.
-The command line serving ``--root s3://bucket/prefix`` is tested here too.
+for byte against the objects, with a 0-byte file, non-ASCII names and names with spaces;
+uploads cut by a reset or by ABOR once the store holds a part of them. The command line
+serving ``--root s3://bucket/prefix`` is tested here too.
 
 Every test takes a second or more (a client process and a store over HTTP): all slow."""
 
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import ftplib
 import io
+import re
+import socket
+import struct
 import subprocess
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -59,6 +63,7 @@ class Bucket:
     """The served prefix, seen directly through s3fs."""
 
     def __init__(self, moto: MotoServer, bucket: str, prefix: str) -> None:  # noqa: F811
+        self.moto = moto
         self.store = moto.file_system()
         self.bucket = bucket
         self.prefix = prefix
@@ -74,6 +79,11 @@ class Bucket:
             if not key.endswith("/"):
                 found[key[len(base) :]] = self.store.cat_file(key)
         return found
+
+    def open_uploads(self) -> list[str]:
+        """The keys of the bucket's multipart uploads that are neither complete nor aborted."""
+        found = self.store.call_s3("list_multipart_uploads", Bucket=self.bucket)
+        return [str(upload["Key"]) for upload in found.get("Uploads", [])]
 
 
 @pytest.fixture
@@ -170,6 +180,56 @@ async def test_ftplib_uploads_and_downloads(served: tuple[int, Bucket]) -> None:
 
     assert await in_thread(run) == TREE
     assert await trio.to_thread.run_sync(bucket.objects) == TREE
+
+
+#: Most a cut upload sends (1 MiB blocks) waiting for the store to take its first part.
+MOST_BLOCKS_BEFORE_A_PART = 48
+
+
+@pytest.mark.parametrize("cut", ["reset", "abor"])
+async def test_an_upload_cut_after_a_stored_part_leaves_nothing(
+    served: tuple[int, Bucket], cut: str
+) -> None:
+    """A STOR cut once the store holds its first multipart part, by a TCP reset of the data
+    connection (SO_LINGER 0) or by ABOR: the client gets 426 (and ABOR's 226), never
+    ``226 transfer complete``; the server aborts the multipart upload (moto logs the
+    DELETE), so neither an object nor an open upload is left; the session goes on."""
+    port, bucket = served
+    store = bucket.moto
+    url = re.escape(f"/{bucket.bucket}/files/cut.bin?")
+    block = random_bytes(2**20, seed=5)
+
+    def upload_and_cut(since: int) -> list[str]:
+        with ftplib.FTP(timeout=20) as client:
+            client.connect("127.0.0.1", port)
+            client.login(LOGIN, PASSWORD)
+            client.voidcmd("TYPE I")
+            with client.transfercmd("STOR cut.bin") as data:
+                for _ in range(MOST_BLOCKS_BEFORE_A_PART):
+                    data.sendall(block)
+                    if store.logged(f'"PUT {url}partNumber=1&uploadId=', since):
+                        break
+                else:
+                    pytest.fail(f"no part stored after {MOST_BLOCKS_BEFORE_A_PART} MiB")
+                if cut == "reset":
+                    linger = struct.pack("ii", 1, 0)
+                    data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    data.close()  # sends RST
+                    replies = [client.getmultiline()]
+                else:
+                    client.putcmd("ABOR")
+                    replies = [client.getmultiline(), client.getmultiline()]
+            replies.append(client.voidcmd("NOOP"))
+            return replies
+
+    since = await trio.to_thread.run_sync(store.log_end)
+    replies = await in_thread(upload_and_cut, since)
+    expected = ["426", "200"] if cut == "reset" else ["426", "226", "200"]
+    assert [reply[:3] for reply in replies] == expected, replies
+    assert not [reply for reply in replies if "transfer complete" in reply], replies
+    await in_thread(store.wait_logged, f'"DELETE {url}uploadId=.* 204 ', since)
+    assert await trio.to_thread.run_sync(bucket.objects) == {}
+    assert await trio.to_thread.run_sync(bucket.open_uploads) == []
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
