@@ -10,8 +10,6 @@ import hashlib
 import io
 import re
 import signal
-import socket
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -129,51 +127,6 @@ async def test_mkd_writes_the_marker_object(serve_s3: Callable[..., Awaitable[S3
 
     await in_thread(run)
     assert served.keys() == [f"{served.prefix}/empty dir/"]
-
-
-@pytest.mark.slow
-async def test_an_upload_cut_by_abor_or_a_reset_leaves_no_object(
-    serve_s3: Callable[..., Awaitable[S3Served]],
-) -> None:
-    served = await serve_s3(part_size=5 * 2**20)
-    part = random_bytes(6 * 2**20)  # more than a part: a multipart upload is under way
-
-    def cut(how: str) -> list[str]:
-        with served.ftp() as client:
-            client.voidcmd("TYPE I")
-            data = client.transfercmd(f"STOR {how}.bin")
-            data.sendall(part)
-            if how == "reset":  # SO_LINGER 0: the close sends RST
-                data.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                data.close()
-                return _replies_until_noop(client)
-            with data:
-                client.putcmd("ABOR")
-                return _replies_until_noop(client)
-
-    for how in ("reset", "abor"):
-        replies = await in_thread(cut, how)
-        assert replies[-1].startswith("200"), replies  # the session goes on
-        assert "426" in [reply[:3] for reply in replies], replies
-        assert not [r for r in replies if r.startswith("226 transfer complete")], replies
-    assert served.keys() == []
-    assert served.open_uploads() == []
-
-
-def _replies_until_noop(client: ftplib.FTP) -> list[str]:
-    """Send NOOP; return every reply until both the transfer's ``426`` and the NOOP's
-    ``200`` came (in either order: the cut transfer is answered when the server sees it),
-    and then whatever else comes before a second NOOP's ``200``."""
-    client.putcmd("NOOP")
-    replies: list[str] = []
-    while len(replies) < 10 and not {"426", "200"} <= {reply[:3] for reply in replies}:
-        replies.append(client.getmultiline())
-    client.putcmd("NOOP")
-    while len(replies) < 12:
-        replies.append(client.getmultiline())
-        if replies[-1].startswith("200"):
-            break
-    return replies
 
 
 async def test_a_resumed_download_reads_from_the_offset(
