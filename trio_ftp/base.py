@@ -13,8 +13,10 @@ teardown runs shielded with short time limits, and ``close()`` returns when
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+import socket
 import ssl as _ssl
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from .aioftp_checks import check_server_class, legacy_verbs
 from .boundaries import UserCodeFailed, call_user_code, session_end_limit
 from .commands import CommandSpec, collect_commands
 from .connection import Connection
@@ -31,6 +34,7 @@ from .datachannel import PortPool
 from .errors import FTPError
 from .events import EventBus, EventKind, EventStream, ServerEvent
 from .interfaces import Handler
+from .listen import ASYNCIO_ONLY, open_listeners
 from .login_failures import LoginFailures
 from .metrics import Metrics
 from .options import (
@@ -44,7 +48,6 @@ from .options import (
 )
 from .pathio import AbstractPathIO, PathIO
 from .paths import resolve_virtual
-from .reuseport import open_reuse_port_listeners
 from .runtime import ServerRuntime, counted_in, user_key
 from .session import Session
 from .stores import ProcessStore, StateStore
@@ -227,6 +230,14 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
     reply and one logged traceback, never ``serve()``; see :mod:`trio_ftp.boundaries`.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass written for aioftp that would misbehave fails here, at class creation
+        (:mod:`trio_ftp.aioftp_checks`): an override of a hook trio_ftp never calls, or
+        ``self.get_paths(...)`` used without ``await``."""
+        super().__init_subclass__(**kwargs)
+        if not cls.__module__.startswith("trio_ftp."):
+            check_server_class(cls)
+
     def __init__(
         self,
         users: Sequence[User] | AbstractUserManager | None = None,
@@ -336,6 +347,8 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
             throttles=ThrottleRegistry(self, burst=min(options.limits.block_size, THROTTLE_BURST)),
         )
         table = collect_commands(type(self))
+        for verb, name in legacy_verbs(type(self), set(table)):
+            table[verb] = (name, CommandSpec(verb))
         self.command_specs: dict[str, CommandSpec] = {
             verb: spec for verb, (_, spec) in table.items()
         }
@@ -417,28 +430,48 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
 
     # lifecycle -----------------------------------------------------------------------------
     async def start(
-        self, host: str | None = None, port: int = 0, *, reuse_port: bool = False
+        self,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        reuse_port: bool | None = False,
+        backlog: int | None = None,
+        family: int = socket.AF_UNSPEC,
+        sock: socket.socket | None = None,
+        ssl_handshake_timeout: float | None = None,
+        **asyncio_only: object,
     ) -> None:
         """Bind the listening socket(s); :attr:`address` is then known. Does not serve yet.
 
-        ``reuse_port``: share the port with other processes through ``SO_REUSEPORT`` (the
-        kernel spreads connections over them: :func:`trio_ftp.serve_workers`); raises
-        :class:`trio_ftp.reuseport.ReusePortUnavailable` where the system has no such option.
+        Takes aioftp's arguments (those of :func:`asyncio.start_server`):
+
+        - ``reuse_port``: share the port with other processes through ``SO_REUSEPORT``
+          (the kernel spreads connections over them: :func:`trio_ftp.serve_workers`);
+          raises :class:`trio_ftp.reuseport.ReusePortUnavailable` where the system has no
+          such option.
+        - ``backlog``: the listen queue's length; ``family``: ``socket.AF_INET`` or
+          ``AF_INET6`` binds that family's addresses only; ``sock``: serve on a bound
+          socket of yours instead of ``host``/``port``.
+        - ``ssl_handshake_timeout``: sets ``tls_handshake_timeout``.
+        - ``loop``, ``limit``, ``flags``, ``reuse_address``, ``start_serving``: accepted,
+          with nothing to do in trio (:data:`trio_ftp.listen.ASYNCIO_ONLY` says why);
+          ``ssl``: refused (``TypeError``): give ``Server(ssl=...)``, as aioftp wants.
         """
+        for name in asyncio_only:
+            if name == "ssl":
+                raise TypeError("start() takes no ssl: give Server(ssl=...) or tls_context=")
+            if name not in ASYNCIO_ONLY:
+                raise TypeError(f"start() got an unexpected keyword argument {name!r}")
         if self.runtime.closing:
             raise RuntimeError("this server was closed and cannot serve again: make a new Server")
         if self.runtime.listeners:
             raise RuntimeError("server already started")
-        if reuse_port:
-            listeners = await open_reuse_port_listeners(host, port)
-        else:
-            listeners = await trio.open_tcp_listeners(port, host=host)
-        if port == 0 and len(listeners) > 1 and not reuse_port:
-            # One port for every address family, so `address` tells the whole truth.
-            chosen = listeners[0].socket.getsockname()[1]
-            for listener in listeners:
-                await listener.aclose()
-            listeners = await trio.open_tcp_listeners(chosen, host=host)
+        if ssl_handshake_timeout is not None:
+            tls = dataclasses.replace(self._options.tls, handshake_timeout=ssl_handshake_timeout)
+            self._options = dataclasses.replace(self._options, tls=tls)
+        listeners = await open_listeners(
+            host, port, reuse_port=bool(reuse_port), backlog=backlog, family=family, sock=sock
+        )
         self.runtime.listeners = listeners
         logger.info("listening on %s", ", ".join(_format(listener) for listener in listeners))
         self._warn_if_anonymous_can_write()
@@ -493,18 +526,21 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         port: int = 0,
         *,
         task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+        **start_arguments: Any,
     ) -> None:
         """Bind, report ``(host, port)`` through ``task_status.started``, serve until cancelled.
 
-        ``await nursery.start(server.serve, "127.0.0.1", 0)`` returns the bound address.
+        ``await nursery.start(server.serve, "127.0.0.1", 0)`` returns the bound address;
+        ``start_arguments`` are :meth:`start`'s (aioftp's).
         """
-        await self.start(host, port)
+        await self.start(host, port, **start_arguments)
         task_status.started(self.address)
         await self.serve_forever()
 
-    async def run(self, host: str | None = None, port: int = 0) -> None:
-        """``start``, ``serve_forever``, ``close``: aioftp's all-in-one entry point."""
-        await self.start(host, port)
+    async def run(self, host: str | None = None, port: int = 0, **start_arguments: Any) -> None:
+        """``start``, ``serve_forever``, ``close``: aioftp's all-in-one entry point
+        (``start_arguments`` are :meth:`start`'s, aioftp's)."""
+        await self.start(host, port, **start_arguments)
         try:
             await self.serve_forever()
         finally:

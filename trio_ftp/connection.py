@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import trio
 
+from .aioftp_stream import AioftpDataStream, WorkerHandle, WorkerLauncher
 from .datachannel import ActiveTarget, PassiveListener
 from .state import LoginState, Protection, SessionState, TransferProgress, TransferType
 from .throttle import Throttle
@@ -91,6 +92,7 @@ class Connection:
         "_response",
         "_throttles",
         "_waiters",
+        "_workers",
         "block_size",
         "control",
         "data",
@@ -107,6 +109,7 @@ class Connection:
     state: SessionState
     _extra: dict[str, Any] | None  # user code's own keys (None until there is one)
     _waiters: dict[str, trio.Event] | None  # wait_for's events (None until one waits)
+    _workers: set[WorkerHandle] | None  # aioftp's extra_workers (None until asked for)
     _response: Callable[[str, str | list[str]], None] | None
     log: SessionLog
     path_io: GuardedPathIO[Any]
@@ -150,7 +153,6 @@ class Connection:
     data_channel = _StateField[PassiveListener | ActiveTarget | None]()
     #: aioftp's name for :attr:`data_channel` (it holds PORT/EPRT targets too).
     passive_server = _StateField[PassiveListener | ActiveTarget | None](field="data_channel")
-    data_connection = _StateField[trio.abc.Stream | None]()
     transfer_progress = _StateField[TransferProgress | None]()
     worker_active = _StateField[bool](absent=False)
 
@@ -161,6 +163,7 @@ class Connection:
         object.__setattr__(self, "_response", None)
         object.__setattr__(self, "_throttles", None)
         object.__setattr__(self, "_waiters", None)
+        object.__setattr__(self, "_workers", None)
         for name, value in values.items():
             self[name] = value
 
@@ -191,6 +194,47 @@ class Connection:
     @response.setter
     def response(self, respond: Callable[[str, str | list[str]], None]) -> None:
         object.__setattr__(self, "_response", respond)
+
+    @property
+    def data_connection(self) -> AioftpDataStream | None:
+        """The data connection a client made (after PASV/EPSV or PORT/EPRT), until a
+        transfer takes it: a trio stream with aioftp's ``write``/``read``/``readline``
+        (:class:`~trio_ftp.aioftp_stream.AioftpDataStream`). ``del`` forgets it (the taker
+        closes it)."""
+        stream = self.state.data_connection
+        if stream is None:
+            return None
+        if isinstance(stream, AioftpDataStream):
+            return stream
+        return AioftpDataStream(stream, self)
+
+    @data_connection.setter
+    def data_connection(self, stream: trio.abc.Stream | None) -> None:
+        if isinstance(stream, AioftpDataStream):
+            stream = stream.stream
+        self.state.data_connection = stream
+        self._changed("data_connection")
+
+    @data_connection.deleter
+    def data_connection(self) -> None:
+        self.state.data_connection = None
+
+    @property
+    def loop(self) -> WorkerLauncher:
+        """aioftp's ``connection.loop``, for ``connection.loop.create_task(worker(...))``:
+        the coroutine runs as the session's transfer (see :meth:`start_transfer`)."""
+        return WorkerLauncher(self)
+
+    @property
+    def extra_workers(self) -> set[WorkerHandle]:
+        """aioftp's set of a session's workers: adding a handle is bookkeeping only (the
+        session already supervises the worker and cancels it when it ends)."""
+        workers: set[WorkerHandle] | None = self._workers
+        if workers is None:
+            workers = set()
+            object.__setattr__(self, "_workers", workers)
+        workers -= {worker for worker in workers if worker.done()}
+        return workers
 
     # speed limits --------------------------------------------------------------------------
     def limit_by(self, registry: ThrottleRegistry, user: SpeedLimits | None) -> None:
@@ -358,10 +402,11 @@ class Connection:
 #: The names item access maps to attributes (the rest are user code's own keys).
 _ATTRIBUTES = frozenset(
     {*_START, *_ALIASES, "logged", "command_connection", "read_throttle", "write_throttle"}
+    | {"loop", "extra_workers"}
     | {"response"}
     | (
         {*Connection.__slots__}
-        - {"state", "_extra", "_limits", "_response", "_throttles", "_waiters"}
+        - {"state", "_extra", "_limits", "_response", "_throttles", "_waiters", "_workers"}
     )
 )
 

@@ -427,12 +427,12 @@ class DataChannels:
             return await self._connect(channel)
         with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
             await connection.wait_for("data_connection")
-        if connection.data_connection is None and self._handshaking:
+        if connection.state.data_connection is None and self._handshaking:
             # The client connected in time; its TLS handshake has tls_handshake_timeout of
             # its own (the accept task ends it then), not what is left of this wait.
             with trio.move_on_after(as_seconds(self._tls.handshake_timeout) + 1):
                 await connection.wait_for("data_connection")
-        stream = connection.data_connection
+        stream = connection.state.data_connection
         if stream is None:
             await self.close()
             reason = self.failure or "the client did not connect"
@@ -444,7 +444,7 @@ class DataChannels:
     async def close(self) -> None:
         """Close the listener and any data connection not yet used by a transfer."""
         self._drop_channel()
-        stream = self._connection.data_connection
+        stream = self._connection.state.data_connection
         if stream is not None:
             self._connection.data_connection = None
             await trio.aclose_forcefully(stream)

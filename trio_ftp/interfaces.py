@@ -99,6 +99,9 @@ class SessionControl(Protocol):
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``fn(*args)`` as the session's one abortable transfer."""
 
+    def cancel_transfer(self) -> None:
+        """Cancel the running transfer, if any, without waiting."""
+
     async def abort_transfer(self) -> bool:
         """Cancel the running transfer and wait for its end; False if none ran."""
         ...

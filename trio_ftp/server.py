@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .base import ServerBase
+from .conditions import ConnectionConditions, PathConditions, PathPermissions, worker
+from .connection import Connection
 from .handlers import (
     AuthCommands,
     DataChannelCommands,
@@ -14,8 +16,23 @@ from .handlers import (
     TLSCommands,
     TransferCommands,
 )
+from .users import AbstractUserManager, AvailableConnections, MemoryUserManager, Permission, User
 
-__all__ = ["Server"]
+#: ``Server`` and, as in ``aioftp.server``, the names a subclass's handlers use
+#: (``trio_ftp.server.worker`` is ``aioftp.server.worker``).
+__all__ = [
+    "AbstractUserManager",
+    "AvailableConnections",
+    "Connection",
+    "ConnectionConditions",
+    "MemoryUserManager",
+    "PathConditions",
+    "PathPermissions",
+    "Permission",
+    "Server",
+    "User",
+    "worker",
+]
 
 
 class Server(

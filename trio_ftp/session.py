@@ -305,6 +305,12 @@ class Session:
         finally:
             self.server.transfer_done()  # only now may a graceful close() go on
 
+    def cancel_transfer(self) -> None:
+        """Cancel the running transfer, if any, without waiting (an abort the client did not
+        ask for: the worker answers ``426`` alone)."""
+        if self.transfer is not None:
+            self.transfer.scope.cancel()
+
     async def abort_transfer(self) -> bool:
         """Cancel the running transfer and wait for it; False if none was running."""
         transfer = self.transfer
