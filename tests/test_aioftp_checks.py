@@ -10,7 +10,7 @@ from __future__ import annotations
 import ftplib
 import functools
 import socket
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -307,3 +307,24 @@ async def test_serve_and_run_pass_the_arguments_on(nursery: trio.Nursery) -> Non
     runner = trio_ftp.Server()
     with pytest.raises(TypeError, match="no ssl"):
         await runner.run("127.0.0.1", 0, ssl=True)
+
+
+async def test_connection_future_as_in_aioftp() -> None:
+    connection = trio_ftp.Connection()
+    future = connection.future.rename_from
+    assert not future.done()
+    with pytest.raises(LookupError):
+        future.result()
+    got: list[object] = []
+
+    async def waiter() -> None:
+        got.append(await connection.future.rename_from)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == []
+        connection.rename_from = PurePosixPath("/a")
+    assert [str(path) for path in got] == ["/a"]
+    assert connection.future.rename_from.done()
+    assert str(connection.future.rename_from.result()) == "/a"

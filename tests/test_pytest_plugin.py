@@ -578,3 +578,18 @@ def test_threads(ftp_server_thread, ftps_server_thread, ftp_server_thread_factor
 """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_failed_logins_are_answered_without_the_production_delay(tmp_path: Path) -> None:
+    """The fixtures' servers answer a wrong password at once (``login_failure_delay=0``);
+    a test that wants the delay asks for it."""
+    import ftplib
+
+    with ThreadedFTPServer() as server:
+        assert server.server.options.login.failure_delay == 0
+        with ftplib.FTP() as ftp:
+            ftp.connect(server.host, server.port, timeout=10)
+            with pytest.raises(ftplib.error_perm, match="530"):
+                ftp.login(server.login, "wrong")
+    with ThreadedFTPServer(root=tmp_path, login_failure_delay=0.5) as server:
+        assert server.server.options.login.failure_delay == 0.5

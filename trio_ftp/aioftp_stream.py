@@ -1,4 +1,4 @@
-"""aioftp's spellings for a handler's own data transfer, on trio.
+"""aioftp's spellings for a handler's own data transfer and waits, on trio.
 
 aioftp's tutorial handler takes ``connection.data_connection`` (a stream with ``write``,
 ``read``, ``readline``, ``readexactly``, ``close`` and ``async with``) and runs its worker
@@ -10,12 +10,14 @@ Here the data connection is a trio stream and a worker is the session's transfer
   ``trio.abc.Stream``;
 * :class:`WorkerLauncher` (``connection.loop``) starts the coroutine as the session's
   transfer (its own cancel scope, aborted by ``ABOR``, ended with the session) and returns a
-  :class:`WorkerHandle`; ``connection.extra_workers`` is the set aioftp code adds it to.
+  :class:`WorkerHandle`; ``connection.extra_workers`` is the set aioftp code adds it to;
+* :class:`KeyFutures` (``connection.future``): ``connection.future.data_connection.done()``
+  and ``await connection.future.user`` as in aioftp, on :meth:`Connection.wait_for`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .throttle import Throttle
 
-__all__ = ["AioftpDataStream", "WorkerHandle", "WorkerLauncher"]
+__all__ = ["AioftpDataStream", "KeyFuture", "KeyFutures", "WorkerHandle", "WorkerLauncher"]
 
 #: The most bytes ``readline`` buffers looking for the end of a line.
 MAX_LINE = 64 * 1024
@@ -172,3 +174,40 @@ class WorkerLauncher:
             coro.close()  # never started: no "coroutine was never awaited" warning
             raise
         return handle
+
+
+class KeyFuture:
+    """aioftp's future for one connection key: ``done()``, ``result()``, ``await``.
+
+    Awaiting waits until the key is set, without a bound of its own (as in aioftp): wrap
+    it in ``trio.move_on_after`` or use ``ConnectionConditions(..., wait=True)``.
+    """
+
+    def __init__(self, connection: Connection, name: str) -> None:
+        self._connection = connection
+        self._name = name
+
+    def done(self) -> bool:
+        return self._name in self._connection
+
+    def result(self) -> Any:
+        """The key's value; ``LookupError`` while it is not set."""
+        if not self.done():
+            raise LookupError(f"{self._name!r} is not set yet")
+        return self._connection[self._name]
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        yield from self._connection.wait_for(self._name).__await__()
+        return self._connection[self._name]
+
+
+class KeyFutures:
+    """``connection.future``: ``connection.future.<key>`` is a :class:`KeyFuture`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> KeyFuture:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return KeyFuture(self._connection, name)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import trio
 
-from .aioftp_stream import AioftpDataStream, WorkerHandle, WorkerLauncher
+from .aioftp_stream import AioftpDataStream, KeyFutures, WorkerHandle, WorkerLauncher
 from .datachannel import ActiveTarget, PassiveListener
 from .state import LoginState, Protection, SessionState, TransferProgress, TransferType
 from .throttle import Throttle
@@ -226,6 +226,12 @@ class Connection:
         return WorkerLauncher(self)
 
     @property
+    def future(self) -> KeyFutures:
+        """aioftp's ``connection.future.<key>``: ``done()``, ``result()``, ``await`` (the
+        await waits for the key without a bound: see :class:`~trio_ftp.aioftp_stream.KeyFuture`)."""
+        return KeyFutures(self)
+
+    @property
     def extra_workers(self) -> set[WorkerHandle]:
         """aioftp's set of a session's workers: adding a handle is bookkeeping only (the
         session already supervises the worker and cancels it when it ends)."""
@@ -402,7 +408,7 @@ class Connection:
 #: The names item access maps to attributes (the rest are user code's own keys).
 _ATTRIBUTES = frozenset(
     {*_START, *_ALIASES, "logged", "command_connection", "read_throttle", "write_throttle"}
-    | {"loop", "extra_workers"}
+    | {"loop", "extra_workers", "future"}
     | {"response"}
     | (
         {*Connection.__slots__}

@@ -258,6 +258,8 @@ def _prepare(
             raise ValueError("give tls= or your own ssl=/tls_context=, not both")
         server_context, client_context, ca_file = _tls_contexts(scratch)
         server_kwargs["ssl" if tls == "implicit" else "tls_context"] = server_context
+    # A test of a wrong password should not wait the production delay (1 s).
+    server_kwargs.setdefault("login_failure_delay", 0)
     server = Server(users, **server_kwargs)
     return _Prepared(server, root, login, password, ca_file, client_context, memory)
 
