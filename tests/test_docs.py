@@ -80,3 +80,93 @@ async def test_the_readme_example_runs(tmp_path: Path, nursery: trio.Nursery) ->
 
     assert await in_thread(fetch) == ["hello.txt"]
     await server.close()
+
+
+def _table_rows(page: str, heading: str | None = None) -> list[list[str]]:
+    """The cells of the Markdown table rows in ``docs/<page>`` (under ``heading``)."""
+    text = (REPO / "docs" / page).read_text()
+    if heading is not None:
+        text = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return _rows_of(text)
+
+
+def _rows_of(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not set(line) <= set("|-: "):
+            cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+            rows.append([cell.strip() for cell in cells])
+    return rows
+
+
+def test_the_command_reference_names_every_verb_and_its_feat_line() -> None:
+    """docs/commands.md has a row for every verb the server answers, and its FEAT column
+    names exactly the lines a real FEAT reply (with TLS) carries."""
+    from trio_ftp.pytest_plugin import ThreadedFTPServer
+
+    documented: dict[str, str] = {}
+    no_verb = "## FEAT lines that name no verb"
+    for cells in _table_rows("commands.md", no_verb)[1:]:
+        documented[cells[0].strip("`")] = cells[0]
+    text = (REPO / "docs" / "commands.md").read_text().split(no_verb)[0]
+    for cells in _rows_of(text):
+        verbs = re.findall(r"`([A-Z]{3,4})\b", cells[0])
+        for verb in verbs:
+            documented[verb] = cells[-1]
+    server = trio_ftp.Server()
+    assert set(server.command_specs) <= set(documented), set(server.command_specs) - set(documented)
+    with ThreadedFTPServer(tls=True) as running, ftplib.FTP() as ftp:
+        ftp.connect(running.host, running.port, timeout=10)
+        feat = ftp.sendcmd("FEAT").splitlines()[1:-1]
+    announced = {line.split()[0] for line in (entry.strip() for entry in feat)}
+    in_docs = {
+        name.split()[0]
+        for cell in documented.values()
+        for name in re.findall(r"`([A-Z][^`]*)`", cell)
+    }
+    assert announced == in_docs
+    for spec in server.command_specs.values():  # a verb's own FEAT line is in its row
+        if spec.feat:
+            assert spec.feat in documented[spec.verb], spec.verb
+
+
+def test_every_example_is_in_the_docs_and_tested() -> None:
+    examples = sorted((REPO / "examples").glob("*.py"))
+    page = (REPO / "docs" / "examples.md").read_text()
+    tests = "".join(path.read_text() for path in (REPO / "tests").glob("test_*.py"))
+    for example in examples:
+        assert f"literalinclude}} ../examples/{example.name}" in page, example.name
+        assert f'"{example.stem}"' in tests or example.name in tests, example.name
+
+
+def test_the_pyftpdlib_guide_names_real_options() -> None:
+    """Every ``Server`` keyword and command-line flag the pyftpdlib guide maps to exists."""
+    import inspect
+
+    keywords = set(inspect.signature(trio_ftp.Server).parameters)
+    handler_rows = _table_rows("pyftpdlib.md", "## `FTPHandler` attributes")[1:]
+    handler_rows += _table_rows("pyftpdlib.md", "## `FTPServer`")[1:]
+    handler_rows += _table_rows("pyftpdlib.md", "## `ThrottledDTPHandler`")[1:]
+    named = {
+        word
+        for cells in handler_rows
+        for word in re.findall(r"`([a-z_]+)`", cells[1])
+        if "_" in word
+    }
+    assert named, "no keywords found in the guide"
+    assert named <= keywords, named - keywords
+    help_text = subprocess.run(
+        [sys.executable, "-m", "trio_ftp", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    flags = {
+        flag
+        for cells in _table_rows("pyftpdlib.md", "## `python -m pyftpdlib`")[1:]
+        for flag in re.findall(r"(--[a-z-]+)", cells[1])
+    }
+    assert flags, "no flags found in the guide"
+    for flag in flags:
+        assert flag in help_text, flag

@@ -7,7 +7,7 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -593,3 +593,37 @@ def test_failed_logins_are_answered_without_the_production_delay(tmp_path: Path)
                 ftp.login(server.login, "wrong")
     with ThreadedFTPServer(root=tmp_path, login_failure_delay=0.5) as server:
         assert server.server.options.login.failure_delay == 0.5
+
+
+async def test_memory_backend_preloaded_through_a_public_constructor() -> None:
+    """``MemoryPathIO.with_files``: every session and the test's own view share one tree."""
+    import trio
+
+    from trio_ftp import MemoryPathIO, Server, User
+
+    factory = MemoryPathIO.with_files({"/in/a.txt": b"hello", "/empty/": None})
+    server = Server([User("u", "p")], path_io_factory=factory, login_failure_delay=0)
+    view = factory()
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+
+        def client() -> tuple[bytes, list[str]]:
+            import ftplib
+            import io
+
+            with ftplib.FTP() as ftp:
+                ftp.connect(host, port, timeout=10)
+                ftp.login("u", "p")
+                out = io.BytesIO()
+                ftp.retrbinary("RETR /in/a.txt", out.write)
+                ftp.storbinary("STOR /empty/new.txt", io.BytesIO(b"new"))
+                return out.getvalue(), sorted(ftp.nlst("/"))
+
+        got, names = await trio.to_thread.run_sync(client)
+        await server.close()
+    assert got == b"hello"
+    assert names == ["/empty", "/in"] or names == ["empty", "in"]
+    async with view.open(PurePosixPath("/empty/new.txt"), "rb") as file:
+        assert await file.read() == b"new"
+    assert factory.__name__ == "SeededMemoryPathIO"
+    assert MemoryPathIO.with_files({})().tree is not view.tree  # each call: its own tree

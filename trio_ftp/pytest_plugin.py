@@ -183,22 +183,10 @@ class _Prepared:
 def _memory_factory(
     base: type[MemoryPathIO], files: Files
 ) -> tuple[type[MemoryPathIO], MemoryPathIO]:
-    """A MemoryPathIO subclass whose sessions all start from one tree seeded with ``files``."""
-    seeded = base.from_files(files)
-    tree = seeded.state
-
-    class SeededMemoryPathIO(base):  # type: ignore[valid-type,misc]
-        def __init__(
-            self,
-            timeout: float | None = None,
-            connection: object | None = None,
-            state: object | None = None,
-        ) -> None:
-            super().__init__(
-                timeout=timeout, connection=connection, state=tree if state is None else state
-            )
-
-    return SeededMemoryPathIO, seeded
+    """A MemoryPathIO subclass whose sessions all start from one tree seeded with ``files``,
+    and an instance on that tree (the test's view of it)."""
+    factory = base.with_files(files)
+    return factory, factory()
 
 
 def _tls_contexts(scratch: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:

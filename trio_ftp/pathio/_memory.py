@@ -183,6 +183,29 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
             path_io._write(file, bytes(content))
         return path_io
 
+    @classmethod
+    def with_files(cls, files: Mapping[str, bytes | None]) -> type[MemoryPathIO]:
+        """A backend class for ``Server(path_io_factory=...)`` whose sessions all share one
+        tree seeded with ``files`` (as :meth:`from_files` takes them).
+
+        Example:
+            ``Server(users, path_io_factory=MemoryPathIO.with_files({"/in/a.txt": b"hi"}))``
+        """
+        tree = cls.from_files(files).tree
+
+        class Seeded(cls):  # type: ignore[valid-type,misc]
+            def __init__(
+                self,
+                timeout: float | None = None,
+                connection: object | None = None,
+                state: object | None = None,
+            ) -> None:
+                shared = tree if state is None else state
+                super().__init__(timeout=timeout, connection=connection, state=shared)
+
+        Seeded.__name__ = Seeded.__qualname__ = f"Seeded{cls.__name__}"
+        return Seeded
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tree={self.tree!r})"
 
