@@ -203,6 +203,22 @@ async def test_curl_tls_download(start_server, tls, root, tmp_path, mode):
     assert out.read_bytes() == data
 
 
+async def test_curl_resumes_the_tls_session_on_data_connections(start_server, tls, root, tmp_path):
+    """curl passes ``tls_require_session_reuse=True`` (docs/ftps.md says so): a download and
+    an upload, each on a data connection that must resume the control TLS session."""
+    data = payload(256 * 1024, seed=13)
+    (root / "down.bin").write_bytes(data)
+    running = await start_server(tls_context=tls.server_context, tls_require_session_reuse=True)
+    url = f"ftp://{LOGIN}:{PASSWORD}@{running.host}:{running.port}/"
+    out = tmp_path / "out.bin"
+    result = await curl(tls, "--ssl-reqd", "-o", str(out), url + "down.bin")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == data
+    result = await curl(tls, "--ssl-reqd", "-T", str(out), url + "up.bin")
+    assert result.returncode == 0, result.stderr
+    assert (root / "up.bin").read_bytes() == data
+
+
 @pytest.mark.parametrize("mode", ["explicit", "implicit"])
 async def test_curl_tls_upload(start_server, tls, root, tmp_path, mode):
     """curl -T over FTPS uploads a 4 MiB random file byte for byte."""
