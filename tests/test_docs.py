@@ -49,6 +49,10 @@ def test_the_site_builds_without_warnings(tmp_path: Path) -> None:
         assert f'id="trio_ftp.{name}"' in api or f'id="trio_ftp.pathio.{name}"' in api, name
     for name in trio_ftp.pathio.__all__:
         assert f'id="trio_ftp.pathio.{name}"' in api, name
+    fixtures = ["ftp_server", "ftps_server", "ftp_server_factory", "ftp_server_thread"]
+    fixtures += ["ftps_server_thread", "ftp_server_thread_factory"]
+    for name in fixtures:  # and every fixture of the pytest plugin
+        assert f'id="trio_ftp.pytest_plugin.{name}"' in api, name
 
 
 async def test_the_readme_example_runs(tmp_path: Path, nursery: trio.Nursery) -> None:
