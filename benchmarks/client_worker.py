@@ -32,6 +32,7 @@ def _operations() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         "stor": transfers.stor,
         "listing": transfers.listing,
         "sequential_sessions": transfers.sequential_sessions,
+        "small_files": transfers.small_files,
         "idle_open": idle.open,
         "idle_close": idle.close,
         "sessions": run_sessions,

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
 from benchmarks.ftpwire import Control, abortive_close, client_context
 
-__all__ = ["IdleConnections", "listing", "raw_retr", "retr", "sequential_sessions", "stor"]
+__all__ = [
+    "IdleConnections",
+    "listing",
+    "raw_retr",
+    "retr",
+    "sequential_sessions",
+    "small_files",
+    "stor",
+]
 
 _BUFFER = memoryview(bytearray(8 << 20))
 
@@ -126,6 +135,64 @@ def sequential_sessions(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             control.quit()
     return {"sessions": spec["count"], "seconds": time.perf_counter() - started, "cipher": cipher}
+
+
+def _close_data(data: socket.socket) -> None:
+    """End an upload's data connection as lftp and curl do: TLS ``close_notify`` when the
+    connection is TLS, then a normal close (the FIN is the end of the file)."""
+    if isinstance(data, ssl.SSLSocket):
+        data = data.unwrap()
+    data.close()
+
+
+def _mirror_share(spec: dict[str, Any], names: list[str], failures: list[str]) -> None:
+    """One control connection moving ``names`` one after another: PASV, RETR or STOR, 226."""
+    payload = bytes(spec["size"]) if spec["direction"] == "upload" else b""
+    try:
+        control = _control(spec)
+        try:
+            control.command("TYPE I", 200)
+            for name in names:
+                data = control.open_data()
+                path = f"{spec['directory']}/{name}"
+                if spec["direction"] == "download":
+                    data = control.transfer(f"RETR {path}", data)
+                    size = _drain(data)
+                    data.close()
+                    if size != spec["size"]:
+                        raise RuntimeError(f"RETR {path}: {size} bytes")
+                else:
+                    data = control.transfer(f"STOR {path}", data)
+                    data.sendall(payload)
+                    _close_data(data)
+                control.expect(2)
+        finally:
+            control.quit()
+    except Exception as exc:
+        failures.append(f"{type(exc).__name__}: {exc}")
+
+
+def small_files(spec: dict[str, Any]) -> dict[str, Any]:
+    """Move ``names`` (each ``size`` bytes) in ``connections`` parallel sessions, as lftp's
+    ``mirror --parallel=N`` does: each session takes every N-th file and, per file, opens a
+    passive data connection, sends RETR or STOR and waits for the 226. The time runs from
+    the first login to the last 226."""
+    names: list[str] = spec["names"]
+    connections = spec["connections"]
+    failures: list[str] = []
+    threads = [
+        threading.Thread(target=_mirror_share, args=(spec, names[i::connections], failures))
+        for i in range(connections)
+    ]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(failures[0])
+    return {"files": len(names), "seconds": seconds}
 
 
 class IdleConnections:

@@ -328,3 +328,55 @@ async def test_connection_future_as_in_aioftp() -> None:
     assert [str(path) for path in got] == ["/a"]
     assert connection.future.rename_from.done()
     assert str(connection.future.rename_from.result()) == "/a"
+
+
+async def test_start_on_localhost_binds_one_port_per_family_or_the_family_asked() -> None:
+    both = trio_ftp.Server()
+    await both.start("localhost", 0)
+    try:
+        ports = {listener.socket.getsockname()[1] for listener in both.runtime.listeners}
+        families = {listener.socket.family for listener in both.runtime.listeners}
+        assert len(ports) == 1  # one port number for 127.0.0.1 and ::1 alike
+    finally:
+        await both.close()
+    only = trio_ftp.Server()
+    await only.start("localhost", 0, family=socket.AF_INET)
+    try:
+        assert [listener.socket.family for listener in only.runtime.listeners] == [socket.AF_INET]
+    finally:
+        await only.close()
+    assert socket.AF_INET in families
+
+
+async def test_start_refuses_a_socket_that_is_not_tcp() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with pytest.raises(ValueError, match="TCP"):
+            await trio_ftp.Server().start(sock=udp)
+    finally:
+        udp.close()
+
+
+async def test_a_name_with_two_families_gets_one_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name that resolves to IPv4 and IPv6 with port 0: trio picks a free port per
+    address; start() binds them again on one port so ``address`` tells the whole truth.
+    (This machine's ``localhost`` is IPv4 only, so the name is played by a stand-in that
+    opens real listeners on 127.0.0.1 and ::1.)"""
+    real = trio.open_tcp_listeners
+    calls: list[int] = []
+
+    async def dual(port: int, *, host: str | None = None, backlog: int | None = None) -> Any:
+        calls.append(port)
+        return [*await real(port, host="127.0.0.1"), *await real(port, host="::1")]
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", dual)
+    server = trio_ftp.Server()
+    await server.start("dual.example", 0)
+    try:
+        names = [listener.socket.getsockname()[:2] for listener in server.runtime.listeners]
+        assert {host for host, _ in names} == {"127.0.0.1", "::1"}
+        assert len({port for _, port in names}) == 1
+        assert calls[0] == 0
+        assert calls[1] == names[0][1]
+    finally:
+        await server.close()
