@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(render(store))
                 return 0
             print(f"{mode.name} mode: making the data files in {workdir}", file=sys.stderr)
-            data = make_data_set(workdir / "root", mode.transfer_size, mode.listing_files)
+            data = make_data_set(
+                workdir / "root", mode.transfer_size, mode.listing_files, mode.small_files
+            )
             probe = Probe(
                 data=data,
                 client=ClientWorker(children),

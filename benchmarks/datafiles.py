@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DataSet", "make_data_set"]
+__all__ = ["SMALL_SIZE", "DataSet", "make_data_set"]
 
 _BLOCK = 4 << 20
+SMALL_SIZE = 4096  # the mirror rows' files: lftp mirror of many small files
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,32 @@ class DataSet:
     listing_path: str  # a directory of ``listing_files`` files
     listing_files: int
     upload_dir: str
+    small_dir: str = "/small"  # ``small_files`` files of ``SMALL_SIZE`` bytes (mirror rows)
+    small_files: int = 0
+
+    def small_names(self) -> list[str]:
+        """The names in :attr:`small_dir`, in order."""
+        return [f"s-{index:05d}.bin" for index in range(self.small_files)]
 
     def real(self, virtual: str) -> Path:
         """The real path of a virtual one."""
         return self.root / virtual.lstrip("/")
 
 
-def make_data_set(root: Path, transfer_size: int, listing_files: int) -> DataSet:
+def make_data_set(
+    root: Path, transfer_size: int, listing_files: int, small_files: int = 0
+) -> DataSet:
     """Create the root, the files and the listing directory under ``root``."""
-    data = DataSet(root, "/big.bin", transfer_size, "/small.bin", "/many", listing_files, "/up")
+    data = DataSet(
+        root,
+        "/big.bin",
+        transfer_size,
+        "/small.bin",
+        "/many",
+        listing_files,
+        "/up",
+        small_files=small_files,
+    )
     root.mkdir(mode=0o755, exist_ok=True)
     os.chmod(root, 0o755)
     _write_random(data.real(data.transfer_path), transfer_size)
@@ -46,6 +64,10 @@ def make_data_set(root: Path, transfer_size: int, listing_files: int) -> DataSet
     line = os.urandom(48).hex().encode() + b"\n"
     for index in range(listing_files):
         (listing / f"file-{index:05d}.txt").write_bytes(line)
+    small = data.real(data.small_dir)
+    small.mkdir(mode=0o755)
+    for name in data.small_names():
+        _write_random(small / name, SMALL_SIZE)
     upload = data.real(data.upload_dir)
     upload.mkdir()
     os.chmod(upload, 0o777)

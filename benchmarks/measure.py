@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import procstat
 from benchmarks.children import Children
 from benchmarks.clients import ClientWorker
-from benchmarks.datafiles import DataSet
+from benchmarks.datafiles import SMALL_SIZE, DataSet
 from benchmarks.servers import HOST, RunningServer, remove_uploads, start_server
 from benchmarks.tlscerts import TLSFiles
 
@@ -109,7 +109,7 @@ class Probe:
             "retr_client_cpu": answer["client_cpu"] / gib,
         }
 
-    def stor(self, server: RunningServer) -> Sample:
+    def stor(self, server: RunningServer, prefix: str = "stor") -> Sample:
         """Upload the transfer file (a fresh name every time, deleted right after)."""
         name = f"{self.data.upload_dir}/{server.kind.name}-{time.monotonic_ns()}.bin"
         source = str(self.data.real(self.data.transfer_path))
@@ -124,9 +124,47 @@ class Probe:
             remove_uploads(self.data)  # before writeback: no disk I/O in later rows
         gib = answer["bytes"] / GiB
         return {
-            "stor_mbps": answer["bytes"] / answer["seconds"] / 1e6,
-            "stor_cpu": cpu / gib,
-            "stor_client_cpu": answer["client_cpu"] / gib,
+            f"{prefix}_mbps": answer["bytes"] / answer["seconds"] / 1e6,
+            f"{prefix}_cpu": cpu / gib,
+            f"{prefix}_client_cpu": answer["client_cpu"] / gib,
+        }
+
+    def small_files(
+        self, server: RunningServer, direction: str, connections: int, prefix: str = "small"
+    ) -> Sample:
+        """lftp's ``mirror`` (``-R`` to upload) of the small files over ``connections``
+        parallel sessions, PASV + RETR/STOR per file: files per second, and the server's
+        CPU ms per file."""
+        names = self.data.small_names()
+        if direction == "download":
+            directory = self.data.small_dir
+        else:
+            directory = self.data.upload_dir
+            stamp = time.monotonic_ns()
+            names = [f"{server.kind.name}-{stamp}-{name}" for name in names]
+        spec = self._spec(
+            server,
+            op="small_files",
+            direction=direction,
+            connections=connections,
+            names=names,
+            directory=directory,
+            size=SMALL_SIZE,
+        )
+        try:
+            answer, cpu = self._run_with_cpu(server, spec, 60.0 + len(names) * 0.05)
+            if direction == "upload":
+                stored = [self.data.real(f"{directory}/{name}") for name in names]
+                wrong = [path.name for path in stored if path.stat().st_size != SMALL_SIZE]
+                if wrong:
+                    raise MeasurementError(f"{len(wrong)} uploads stored wrong, e.g. {wrong[0]}")
+        finally:
+            if direction == "upload":
+                remove_uploads(self.data)
+        key = f"{prefix}_{direction}_{connections}"
+        return {
+            key: answer["files"] / answer["seconds"],
+            f"{key}_cpu_ms": cpu * 1000 / answer["files"],
         }
 
     def listing(self, server: RunningServer, verb: str) -> Sample:

@@ -42,6 +42,7 @@ def metrics(mode: Mode) -> list[Metric]:
     """The rows, in table order, labelled with this mode's sizes."""
     size, top = _size(mode.transfer_size), max(mode.session_levels)
     files = f"{mode.listing_files:,}"
+    small = f"{mode.small_files:,}"
     rows = [
         Metric("retr_mbps", f"RETR {size}, fast client, MB/s", True),
         Metric("stor_mbps", f"STOR {size}, MB/s", True),
@@ -60,8 +61,19 @@ def metrics(mode: Mode) -> list[Metric]:
         Metric("mlsd_ms", f"MLSD of a {files}-file directory, ms", False),
         Metric("ftps_mbps", f"FTPS RETR {size} (PROT P), MB/s", True),
         Metric("ftps_session_cpu_ms", "FTPS server CPU per session, ms", False),
+        Metric("ftps_stor_mbps", f"FTPS STOR {size} (PROT P), MB/s", True),
+        Metric("ftps_stor_cpu", "server CPU-s per GiB, FTPS STOR", False),
+        Metric("small_download_1", f"mirror {small} files of 4 KiB, download, files/s", True),
+        Metric("small_download_4", "the same, 4 parallel sessions, files/s", True),
+        Metric("small_upload_1", f"mirror -R {small} files of 4 KiB, upload, files/s", True),
+        Metric("small_upload_4", "the same, 4 parallel sessions, files/s", True),
+        Metric("ftps_small_upload_1", f"FTPS mirror -R {small} files (PROT P), files/s", True),
+        Metric("small_download_1_cpu_ms", "server CPU per file, mirror download, ms", False),
+        Metric("small_upload_1_cpu_ms", "server CPU per file, mirror upload, ms", False),
+        Metric("ftps_small_upload_1_cpu_ms", "server CPU per file, FTPS mirror upload, ms", False),
         Metric("retr_client_cpu", "client CPU-s per GiB, RETR", False, ratio=False),
         Metric("stor_client_cpu", "client CPU-s per GiB, STOR", False, ratio=False),
+        Metric("ftps_stor_client_cpu", "client CPU-s per GiB, FTPS STOR", False, ratio=False),
         Metric("ftps_client_cpu", "client CPU-s per GiB, FTPS RETR", False, ratio=False),
         Metric(
             f"session_client_cores_{top}",

@@ -65,6 +65,13 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             tls=True,
         ),
         Row(
+            "FTPS STOR",
+            ("ftps_stor_mbps", "ftps_stor_cpu", "ftps_stor_client_cpu"),
+            lambda s: probe.stor(s, prefix="ftps_stor"),
+            tls=True,
+        ),
+        *_mirror_rows(probe),
+        Row(
             "FTPS sessions",
             ("ftps_session_cpu_ms",),
             lambda s: probe.ftps_sessions(s, mode.tls_sessions),
@@ -87,6 +94,41 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
         Row("idle memory", ("idle_kib",), lambda s: probe.idle_memory(s, mode.idle_connections))
     )
     return rows
+
+
+def _mirror_rows(probe: Probe) -> list[Row]:
+    """lftp's mirror of many small files (download, upload; 1 and 4 sessions), and the
+    upload over FTPS. The trio floor does them too: PASV, RETR and STOR are in its dialogue."""
+
+    def with_floor(kind: ServerKind) -> bool:
+        return kind is not LIMIT and not kind.sessions_only
+
+    rows = [
+        Row(
+            f"mirror {direction[:2]} x{connections}",
+            (f"small_{direction}_{connections}", f"small_{direction}_{connections}_cpu_ms"),
+            functools.partial(_mirror, probe, direction, connections, "small"),
+            applies=with_floor,
+        )
+        for direction in ("download", "upload")
+        for connections in (1, 4)
+    ]
+    rows.append(
+        Row(
+            "FTPS mirror up",
+            ("ftps_small_upload_1", "ftps_small_upload_1_cpu_ms"),
+            functools.partial(_mirror, probe, "upload", 1, "ftps_small"),
+            tls=True,
+            applies=with_floor,
+        )
+    )
+    return rows
+
+
+def _mirror(
+    probe: Probe, direction: str, connections: int, prefix: str, server: RunningServer
+) -> Sample:
+    return probe.small_files(server, direction, connections, prefix)
 
 
 def _sessions(

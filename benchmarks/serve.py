@@ -139,12 +139,14 @@ def serve_sendfile_limit(args: argparse.Namespace) -> None:
 
 def serve_trio_floor(args: argparse.Namespace) -> None:
     """Not FTP: the thinnest trio program that speaks the benchmark's session dialogue
-    (greeting, USER, PASS, TYPE, PASV, RETR, QUIT; with ``--tls`` also AUTH TLS, PBSZ, PROT
-    and TLS data connections) with canned replies. It checks nothing: no login, no path
-    confinement, no threads, no timeouts; RETR reads ``--root``/name with a blocking
-    ``open().read()``. Its sessions/s (and FTPS CPU per session) are the best any trio server
-    can do here on CPython. TLS is ``trio.SSLStream``, data connections resuming the control
-    connection's session without issuing tickets of their own, as trio_ftp does."""
+    (greeting, USER, PASS, TYPE, PASV, RETR, STOR, QUIT; with ``--tls`` also AUTH TLS,
+    PBSZ, PROT and TLS data connections) with canned replies. It checks nothing: no login,
+    no path confinement, no threads, no timeouts; RETR reads ``--root``/name with a
+    blocking ``open().read()``, STOR writes it with blocking ``write`` calls. Its
+    sessions/s, files/s in the mirror rows (and FTPS CPU per session) are the best any
+    trio server can do here on CPython. TLS is ``trio.SSLStream``, data connections
+    resuming the control connection's session without issuing tickets of their own, as
+    trio_ftp does."""
     import trio
 
     root = Path(args.root)
@@ -203,6 +205,19 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                         content = f.read()
                     async with data:
                         await data.send_all(content)
+                    reply = b"226 done"
+                elif verb == b"STOR" and passive is not None:
+                    await stream.send_all(b"150 ok\r\n")
+                    async with passive:
+                        data = await passive.accept()
+                    passive = None
+                    if context is not None:
+                        data = protect(data, tickets=False)
+                    path = root / argument.decode().lstrip("/")
+                    with open(path, "wb") as f:  # noqa: ASYNC230 (a floor: no thread)
+                        async with data:
+                            while chunk := await data.receive_some():
+                                f.write(chunk)
                     reply = b"226 done"
                 elif verb == b"QUIT":
                     await stream.send_all(b"221 bye\r\n")

@@ -24,6 +24,7 @@ class Mode:
     idle_connections: int
     listing_files: int
     tls_sessions: int  # sequential FTPS sessions per CPU measurement
+    small_files: int  # files of 4 KiB in the mirror rows (download, upload, FTPS upload)
     object_store_size: int  # the object-store row's file (moto S3)
     object_store_big: int  # one more upload, for the server's memory alone (0: none)
 
@@ -39,6 +40,7 @@ QUICK = Mode(
     idle_connections=200,
     listing_files=10_000,
     tls_sessions=100,
+    small_files=500,
     object_store_size=256 * MiB,
     object_store_big=0,
 )
@@ -54,6 +56,7 @@ FULL = Mode(
     idle_connections=1000,
     listing_files=10_000,
     tls_sessions=500,
+    small_files=2000,
     object_store_size=256 * MiB,
     object_store_big=GiB,
 )

@@ -89,8 +89,8 @@ def stor(spec: dict[str, Any]) -> dict[str, Any]:
         with open(spec["source"], "rb") as source:
             started = time.perf_counter()
             data = control.transfer(f"STOR {spec['path']}", data)
-            size = data.sendfile(source)
-        data.close()  # a normal close: the FIN is the end of the file
+            size = _send_file(data, source)
+        _close_data(data)
         control.expect(2)
         ended = time.perf_counter()
     finally:
@@ -135,6 +135,19 @@ def sequential_sessions(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             control.quit()
     return {"sessions": spec["count"], "seconds": time.perf_counter() - started, "cipher": cipher}
+
+
+def _send_file(data: socket.socket, source: Any) -> int:
+    """Send the whole file: ``sendfile`` on a plain socket; on TLS (where ``sendfile``
+    falls back to 8 KiB sends) 1 MiB blocks, as lftp and curl write."""
+    if not isinstance(data, ssl.SSLSocket):
+        return data.sendfile(source)
+    block = memoryview(bytearray(1 << 20))
+    total = 0
+    while n := source.readinto(block):
+        data.sendall(block[:n])
+        total += n
+    return total
 
 
 def _close_data(data: socket.socket) -> None:
