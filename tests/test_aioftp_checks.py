@@ -380,3 +380,28 @@ async def test_a_name_with_two_families_gets_one_port(monkeypatch: pytest.Monkey
         assert calls[1] == names[0][1]
     finally:
         await server.close()
+
+
+def test_every_aioftp_argument_is_accepted() -> None:
+    """Every parameter of aioftp's ``Server``, ``User``, ``Permission``, and every
+    ``asyncio.start_server`` keyword aioftp's ``start``/``run`` pass on, is a parameter
+    here too (``start``'s asyncio-only ones through ``**asyncio_only``)."""
+    import inspect
+
+    import aioftp
+    from aioftp.server import AsyncIOStartServerKwargs
+
+    from trio_ftp.listen import ASYNCIO_ONLY
+
+    for theirs, ours in (
+        (aioftp.Server, trio_ftp.Server),
+        (aioftp.User, trio_ftp.User),
+        (aioftp.Permission, trio_ftp.Permission),
+        (aioftp.Server.start, trio_ftp.Server.start),
+        (aioftp.Server.run, trio_ftp.Server.run),
+    ):
+        names = set(inspect.signature(theirs).parameters) - {"kwargs"}
+        assert names <= set(inspect.signature(ours).parameters), (theirs, names)
+    start = set(inspect.signature(trio_ftp.Server.start).parameters)
+    for name in AsyncIOStartServerKwargs.__annotations__:
+        assert name in start or name in ASYNCIO_ONLY or name == "ssl", name
