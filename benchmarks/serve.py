@@ -149,7 +149,7 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
     trio_ftp does."""
     import trio
 
-    from trio_ftp.quickack import quick_acking
+    from trio_ftp.tlstransport import tls_data_transport
 
     root = Path(args.root)
     context = _server_context(args.cert, args.key) if args.tls else None
@@ -157,7 +157,7 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
     def protect(transport: trio.SocketStream, tickets: bool) -> trio.SSLStream[trio.abc.Stream]:
         assert context is not None
         if not tickets:  # a data connection: acknowledge at once, as trio_ftp does
-            transport = quick_acking(transport)  # type: ignore[assignment]
+            transport = tls_data_transport(transport)  # type: ignore[assignment]
         saved = context.num_tickets
         if not tickets:
             context.num_tickets = 0  # read when the connection object is made

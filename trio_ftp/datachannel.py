@@ -45,8 +45,8 @@ from .controlsocket import ControlSocket
 from .errors import DataConnectionError, NoAvailablePort, ReplyError
 from .proxyprotocol import ProxyProtocolError
 from .proxyreceive import receive_header
-from .quickack import quick_acking
 from .tls import TLSHandshakeFailed, handshake, wrap_server_side
+from .tlstransport import tls_data_transport
 from .validation import address_of, as_seconds
 
 if TYPE_CHECKING:
@@ -380,7 +380,7 @@ class DataChannels:
         context = self._tls.context
         if self._connection.prot != "P" or context is None:
             return stream
-        tls = wrap_server_side(quick_acking(stream), context, session_tickets=False)
+        tls = wrap_server_side(tls_data_transport(stream), context, session_tickets=False)
         log = self._connection.log
         try:
             with trio.fail_after(as_seconds(self._tls.handshake_timeout)):

@@ -19,6 +19,7 @@ from ..fastpath import StallClock, StallTimeout
 from ..pathio import AsyncFile
 from ..state import TransferProgress
 from ..tls import is_ragged_eof
+from ..tlsread import read_received
 from ..validation import as_seconds
 
 __all__ = [
@@ -130,12 +131,16 @@ async def receive_block(
                 break
             if not data:
                 break
-            block += data
-            if progress is not None:
-                progress.bytes += len(data)
-            if limited:  # pay for what arrived before asking for more (TCP pushes back)
-                scope.deadline = math.inf
-                await throttle.acquire(len(data))
+            received: bytes | bytearray | None = data
+            while received:  # then the records already received, straight (see ..tlsread)
+                data = received
+                block += data
+                if progress is not None:
+                    progress.bytes += len(data)
+                if limited:  # pay for what arrived before asking for more (TCP pushes back)
+                    scope.deadline = math.inf
+                    await throttle.acquire(len(data))
+                received = read_received(stream, size - len(block)) if len(block) < size else None
     if scope.cancelled_caught:
         raise TransferAborted(TIMED_OUT, timed_out=True)
     return bytes(block)

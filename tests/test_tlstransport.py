@@ -1,4 +1,4 @@
-"""TLS data connections acknowledge what they receive at once (trio_ftp.quickack)."""
+"""The transport of TLS data connections: quick ACKs and big reads (trio_ftp.tlstransport)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import struct
 
 import pytest
 import trio
+import trio.testing
 
-from trio_ftp.quickack import QuickAckStream, quick_acking
+from trio_ftp.tlstransport import READ_SIZE, TLSDataTransport, tls_data_transport
 
-pytestmark = pytest.mark.skipif(
+linux_only = pytest.mark.skipif(
     not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's"
 )
 
@@ -23,10 +24,11 @@ async def _pair() -> tuple[trio.SocketStream, trio.SocketStream]:
     return client, server
 
 
+@linux_only
 async def test_each_receive_asks_for_an_immediate_ack() -> None:
     client, server = await _pair()
-    stream = quick_acking(server)
-    assert isinstance(stream, QuickAckStream)
+    stream = tls_data_transport(server)
+    assert isinstance(stream, TLSDataTransport)
     set_calls: list[tuple[int, int, int]] = []
     real_setsockopt = server.socket.setsockopt
 
@@ -58,7 +60,7 @@ async def test_each_receive_asks_for_an_immediate_ack() -> None:
 
 async def test_a_receive_after_a_reset_reports_it_not_the_setsockopt() -> None:
     client, server = await _pair()
-    stream = quick_acking(server)
+    stream = tls_data_transport(server)
     await client.send_all(b"data")
     client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await client.aclose()  # a reset
@@ -70,3 +72,24 @@ async def test_a_receive_after_a_reset_reports_it_not_the_setsockopt() -> None:
     with pytest.raises(trio.BrokenResourceError):
         await drain()
     await stream.aclose()
+
+
+async def test_a_receive_with_no_size_reads_big() -> None:
+    """trio.SSLStream refills with ``receive_some()``: up to READ_SIZE, not 64 KiB."""
+    client, server = await _pair()
+    stream = tls_data_transport(server)
+    payload = b"z" * (READ_SIZE + 4096)
+
+    async def send() -> None:
+        await client.send_all(payload)
+        await client.send_eof()
+
+    sizes = []
+    async with client, stream, trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()  # the sender waits: buffers are full
+        while data := await stream.receive_some():
+            sizes.append(len(data))
+    assert sum(sizes) == len(payload)
+    assert max(sizes) > 65536
+    assert max(sizes) <= READ_SIZE
