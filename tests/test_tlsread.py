@@ -11,7 +11,7 @@ import trio
 import trio.testing
 import trustme
 
-from trio_ftp.tlsread import read_received
+from trio_ftp.tlsread import ASK_TRIO, read_received, refill
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ async def test_records_already_received_are_read_straight(contexts) -> None:
         received = await server.receive_some(16384)  # trio reads the transport once
         assert received == records[0]
         straight = []
-        while (more := read_received(server, 16384)) is not None:
+        while more := read_received(server, 16384):
             straight.append(more)
         assert straight, "the other records came in the same transport read"
         rest = bytearray()
@@ -73,19 +73,66 @@ async def test_close_notify_is_left_to_receive_some(contexts) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.aclose)
         assert await server.receive_some() == b""  # close_notify: the end
-    assert read_received(server, 10) is None
+    assert not read_received(server, 10)  # no data after the end, whatever is asked
     await server.aclose()
-    assert read_received(server, 10) is None  # closed
+    assert read_received(server, 10) is ASK_TRIO  # closed
 
 
 async def test_not_tls_before_the_handshake_or_an_unknown_trio(contexts) -> None:
     a, _ = trio.testing.memory_stream_pair()
-    assert read_received(a, 10) is None  # not TLS
+    assert read_received(a, 10) is ASK_TRIO  # not TLS
+    assert not await refill(a, 10)
     fresh = trio.SSLStream(a, contexts[0], server_side=True)
-    assert read_received(fresh, 10) is None  # no handshake yet
+    assert read_received(fresh, 10) is ASK_TRIO  # no handshake yet
+    assert not await refill(fresh, 10)
     server, client = await _tls_pair(contexts)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.send_all, b"x" * 40000)
         await server.receive_some(10)
     server._incoming = object()  # type: ignore[attr-defined]  # a trio that changed
+    assert read_received(server, 10) is ASK_TRIO
+    assert not await refill(server, 10)
+
+
+async def test_refill_waits_for_the_network_and_close_notify_goes_to_trio(contexts) -> None:
+    """The upload loop's pattern: read what is there, refill while records trickle in, and
+    leave close_notify (or a bare end) to receive_some, which must see it."""
+    server, client = await _tls_pair(contexts)
+    got = bytearray()
+
+    async def upload() -> None:
+        for i in range(5):
+            await client.send_all(bytes([i]) * 3000)
+            await trio.testing.wait_all_tasks_blocked()
+        await client.aclose()  # close_notify
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upload)
+        refills = 0
+        while True:
+            data = read_received(server, 65536)
+            if data is None and await refill(server, 65536):
+                refills += 1
+                continue
+            if not data:
+                data = await server.receive_some()
+                if not data:
+                    break
+            got += data
+    assert bytes(got) == b"".join(bytes([i]) * 3000 for i in range(5))
+    assert refills >= 4  # the records came one by one, through refill
+
+
+async def test_a_bare_end_is_left_to_receive_some(contexts) -> None:
+    """The transport ends without close_notify: refill says False, receive_some reports the
+    ragged end as trio always did."""
+    server, client = await _tls_pair(contexts)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, b"data")
+        assert await server.receive_some() == b"data"
+    await client.transport_stream.aclose()
     assert read_received(server, 10) is None
+    assert not await refill(server, 10)
+    assert read_received(server, 10) is ASK_TRIO  # the end is in the buffer now
+    with pytest.raises(trio.BrokenResourceError):
+        await server.receive_some()

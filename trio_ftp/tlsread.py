@@ -19,32 +19,68 @@ other task reads the stream meanwhile.
 from __future__ import annotations
 
 import ssl
+from typing import Final, Literal
 
 import trio
 
-__all__ = ["read_received"]
+__all__ = ["ASK_TRIO", "read_received", "refill"]
+
+#: :func:`read_received`'s answer when only ``receive_some`` may go on: not a TLS stream
+#: this module can read, or OpenSSL had something besides data (``close_notify``, an
+#: error), which ``receive_some`` must see.
+ASK_TRIO: Final = False
 
 
-def read_received(stream: trio.abc.Stream, max_bytes: int) -> bytes | None:
-    """Up to ``max_bytes`` decrypted bytes from records ``stream`` has already received,
-    or ``None`` when there are none (or ``stream`` is not a TLS stream in a state this can
-    read): then ``await stream.receive_some()`` is the way on."""
+def read_received(stream: trio.abc.Stream, max_bytes: int) -> bytes | Literal[False] | None:
+    """Up to ``max_bytes`` decrypted bytes from records ``stream`` has already received;
+    ``None`` when no whole record is there yet (:func:`refill` may bring one); or
+    :data:`ASK_TRIO`."""
     if not isinstance(stream, trio.SSLStream):
-        return None
+        return ASK_TRIO
     ssl_object = getattr(stream, "_ssl_object", None)
     incoming = getattr(stream, "_incoming", None)
     handshook = getattr(stream, "_handshook", None)
     if not isinstance(ssl_object, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
-        return None
+        return ASK_TRIO
     if handshook is None or not getattr(handshook, "done", False):
-        return None
+        return ASK_TRIO
     state = getattr(stream, "_state", None)
     if getattr(state, "name", None) != "OK":  # broken or closed: receive_some says so
-        return None
+        return ASK_TRIO
+    if incoming.eof:
+        return ASK_TRIO
     if not incoming.pending and not ssl_object.pending():
         return None
     try:
         data = ssl_object.read(max_bytes)
-    except ssl.SSLError:  # want more, close_notify, a bad record: receive_some decides
+    except ssl.SSLWantReadError:  # half a record: more must come
         return None
-    return data or None
+    except ssl.SSLError:  # close_notify, a bad record: receive_some decides
+        return ASK_TRIO
+    return data or ASK_TRIO
+
+
+async def refill(stream: trio.abc.Stream, size: int) -> bool:
+    """Move what the network has for ``stream`` (up to ``size`` bytes, waiting for some)
+    into its incoming buffer, by the transport's own ``receive_some``: the way round
+    ``SSLStream.receive_some``'s per-call locks and retries while an upload's records
+    trickle in one at a time. False (nothing done) where ``stream`` is not a TLS stream
+    this module can read, or at the end of the transport: then ``receive_some`` goes on.
+    Call it only after :func:`read_received` answered ``None``.
+
+    Timeouts: none of its own; the caller's cancel scope bounds the wait."""
+    if not isinstance(stream, trio.SSLStream):
+        return False
+    incoming = getattr(stream, "_incoming", None)
+    state = getattr(stream, "_state", None)
+    handshook = getattr(stream, "_handshook", None)
+    if not isinstance(incoming, ssl.MemoryBIO) or getattr(state, "name", None) != "OK":
+        return False
+    if handshook is None or not getattr(handshook, "done", False) or incoming.eof:
+        return False
+    data = await stream.transport_stream.receive_some(size)
+    if not data:
+        incoming.write_eof()
+        return False
+    incoming.write(data)
+    return True

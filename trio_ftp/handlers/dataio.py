@@ -9,7 +9,7 @@ import errno
 import functools
 import math
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import trio
 
@@ -19,7 +19,8 @@ from ..fastpath import StallClock, StallTimeout
 from ..pathio import AsyncFile
 from ..state import TransferProgress
 from ..tls import is_ragged_eof
-from ..tlsread import read_received
+from ..tlsread import read_received, refill
+from ..tlstransport import READ_SIZE
 from ..validation import as_seconds
 
 __all__ = [
@@ -121,26 +122,30 @@ async def receive_block(
     with trio.CancelScope() as scope:
         while len(block) < size:
             scope.deadline = trio.current_time() + timeout
-            try:
-                data = await stream.receive_some(size - len(block))
-            except trio.BrokenResourceError as exc:
-                if not is_ragged_eof(exc):
-                    raise
-                if strict_eof:
-                    raise TransferAborted("upload ended without TLS close_notify") from exc
-                break
+            # Over TLS, the records already received first, and the network waited for
+            # here while they come one by one (see ..tlsread); else trio's receive_some.
+            data: bytes | bytearray | Literal[False] | None = read_received(
+                stream, size - len(block)
+            )
+            if data is None and await refill(stream, READ_SIZE):
+                continue
             if not data:
-                break
-            received: bytes | bytearray | None = data
-            while received:  # then the records already received, straight (see ..tlsread)
-                data = received
-                block += data
-                if progress is not None:
-                    progress.bytes += len(data)
-                if limited:  # pay for what arrived before asking for more (TCP pushes back)
-                    scope.deadline = math.inf
-                    await throttle.acquire(len(data))
-                received = read_received(stream, size - len(block)) if len(block) < size else None
+                try:
+                    data = await stream.receive_some(size - len(block))
+                except trio.BrokenResourceError as exc:
+                    if not is_ragged_eof(exc):
+                        raise
+                    if strict_eof:
+                        raise TransferAborted("upload ended without TLS close_notify") from exc
+                    break
+                if not data:
+                    break
+            block += data
+            if progress is not None:
+                progress.bytes += len(data)
+            if limited:  # pay for what arrived before asking for more (TCP pushes back)
+                scope.deadline = math.inf
+                await throttle.acquire(len(data))
     if scope.cancelled_caught:
         raise TransferAborted(TIMED_OUT, timed_out=True)
     return bytes(block)
