@@ -8,11 +8,13 @@ from __future__ import annotations
 import errno
 import io
 import os
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
+import trio
 
-from trio_ftp import AbstractPathIO, MemoryPathIO, PathIOError
+from trio_ftp import AbstractPathIO, MemoryPathIO, PathIO, PathIOError
 from trio_ftp.pathio import GuardedPathIO, _onloop
 
 P = PurePosixPath
@@ -243,3 +245,52 @@ def test_remembered_roots_are_bounded(monkeypatch):
     assert _onloop.known("/r3")
     assert not _onloop.allowed(True, "/r3")
     assert len(_onloop._classified) == 1
+
+
+async def test_a_read_file_from_the_page_cache_is_closed_on_the_loop(tmp_path: Path) -> None:
+    """close_now: the local backend closes a file read from the page cache at once; a
+    subclass with its own close, and other backends, go the shielded way."""
+
+    class OwnClose(PathIO):
+        closed: list[Any] = []
+
+        async def close(self, file: Any) -> None:
+            OwnClose.closed.append(file)
+            await super().close(file)
+
+    (tmp_path / "f").write_bytes(b"x" * 1000)
+    backend = GuardedPathIO(PathIO())
+    real = await backend.confine(tmp_path, PurePosixPath("f"))  # a root: on-loop calls
+    file = await backend.open(real, "rb")
+    assert await file.read(10) == b"x" * 10
+    assert file._file.nowait  # read from the page cache, on the loop
+    slow_closes: list[Any] = []
+    backend.inner.close = slow_closes.append  # type: ignore[method-assign,assignment]
+    await file.close()
+    assert file._file.closed
+    assert slow_closes == []  # closed on the loop: the backend's close was not needed
+    await file.close()  # idempotent
+    own = GuardedPathIO(OwnClose())
+    other = await own.open(tmp_path / "f", "rb")
+    assert not own.close_now(other._file)
+    await other.close()
+    assert OwnClose.closed == [other._file]  # the subclass's close ran
+    memory = MemoryPathIO.from_files({"/m": b"y"})
+    mfile = await memory.open(PurePosixPath("/m"), "rb")
+    assert not memory.close_now(mfile._file)
+    await mfile.close()
+
+
+async def test_a_read_file_closed_while_cancelled_is_closed(tmp_path: Path) -> None:
+    """A read file closed by a cancelled caller is still closed (on the loop, or by the
+    shielded close), and the cancellation still reaches the caller."""
+    (tmp_path / "f").write_bytes(b"x" * 100_000)
+    backend = GuardedPathIO(PathIO())
+    file = await backend.open(tmp_path / "f", "rb")
+    assert await file.read(10) == b"x" * 10
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await file.close()
+    assert scope.cancelled_caught
+    assert file.closed
+    assert file._file.closed

@@ -60,6 +60,12 @@ class GuardedPathIO(AbstractPathIO[PathType]):
             {} if _stat_is_consistent(type(inner)) else None
         )
 
+    def close_now(self, file: Any) -> bool:
+        try:
+            return self.inner.close_now(file)
+        except OSError:  # the shielded close below tries again and reports it
+            return False
+
     def forget_stats(self) -> None:
         """Drop remembered stat results: the session calls it after every command, and
         every call that changes the file system calls it."""

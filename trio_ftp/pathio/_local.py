@@ -634,6 +634,19 @@ class PathIO(AbstractPathIO[Path]):
                     pass
         await _in_thread(file.close, read_only=True)
 
+    def close_now(self, file: io.BufferedIOBase | _ReadFile) -> bool:
+        """Close a file read from the page cache right here (see :meth:`close`); not in a
+        subclass that has its own :meth:`close`, which must run."""
+        if type(self).close is not PathIO.close or not isinstance(file, _ReadFile):
+            return False
+        if not file.nowait or file.close_unless_reading():
+            return False
+        try:
+            _onloop.close_nowait(file)
+        except BlockingIOError:
+            return False
+        return True
+
     def native_fd(self, file: AsyncFile) -> int | None:
         """The descriptor of an open local file (for ``os.sendfile``/``os.splice``).
 
