@@ -129,17 +129,21 @@ class PassiveListener:
         last_error: OSError | None = None
         for _ in range(attempts or 0):
             lent = pool.take()
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            # A plain socket, bound synchronously: ``host`` is the control connection's
+            # own numeric address, so there is nothing to resolve, and binding a local
+            # port never waits (trio's async bind would cost a scheduler trip per PASV).
+            plain = socket.socket(family, socket.SOCK_STREAM)
             try:
                 # A port whose last data connection is in TIME_WAIT must be reusable at once.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                await sock.bind((host, lent))
-                sock.listen(1)
+                plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                plain.bind((host, lent))
+                plain.listen(1)
             except OSError as exc:
-                sock.close()
+                plain.close()
                 pool.give_back(lent)
                 last_error = exc
                 continue
+            sock = trio.socket.from_stdlib_socket(plain)
             return cls(sock, sock.getsockname()[1], pool, lent)
         if last_error is not None and not pool.limited:
             raise last_error
