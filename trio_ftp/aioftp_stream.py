@@ -24,7 +24,6 @@ import trio
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .throttle import Throttle
 
 __all__ = ["AioftpDataStream", "KeyFuture", "KeyFutures", "WorkerHandle", "WorkerLauncher"]
 
@@ -43,8 +42,9 @@ class AioftpDataStream(trio.abc.Stream):
 
     def __init__(self, stream: trio.abc.Stream, connection: Connection) -> None:
         self.stream = stream
-        self._read_throttle: Throttle = connection.read_throttle
-        self._write_throttle: Throttle = connection.write_throttle
+        # The throttles are asked for when data moves: a key check like
+        # ``"data_connection" in connection`` builds this wrapper and must stay cheap.
+        self._connection = connection
         self._buffer = bytearray()
 
     # trio.abc.Stream ----------------------------------------------------------------------
@@ -68,14 +68,14 @@ class AioftpDataStream(trio.abc.Stream):
     # aioftp's StreamIO -------------------------------------------------------------------
     async def write(self, data: bytes) -> None:
         """Send ``data`` whole, paced by the download (write) speed limits."""
-        await self._write_throttle.acquire(len(data))
+        await self._connection.write_throttle.acquire(len(data))
         await self.stream.send_all(data)
 
     async def read(self, count: int = -1) -> bytes:
         """Up to ``count`` bytes (a block when ``count < 0``); ``b""`` at the end."""
         data = await self.receive_some(_BLOCK if count < 0 else count)
         if data:
-            await self._read_throttle.acquire(len(data))
+            await self._connection.read_throttle.acquire(len(data))
         return data
 
     async def readexactly(self, count: int) -> bytes:
@@ -104,7 +104,7 @@ class AioftpDataStream(trio.abc.Stream):
                 line = bytes(self._buffer)
                 self._buffer.clear()
                 return line
-            await self._read_throttle.acquire(len(data))
+            await self._connection.read_throttle.acquire(len(data))
             self._buffer += data
 
     async def iter_by_block(self, count: int = _BLOCK) -> AsyncIterator[bytes]:

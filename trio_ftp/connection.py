@@ -202,11 +202,7 @@ class Connection:
         (:class:`~trio_ftp.aioftp_stream.AioftpDataStream`). ``del`` forgets it (the taker
         closes it)."""
         stream = self.state.data_connection
-        if stream is None:
-            return None
-        if isinstance(stream, AioftpDataStream):
-            return stream
-        return AioftpDataStream(stream, self)
+        return None if stream is None else AioftpDataStream(stream, self)
 
     @data_connection.setter
     def data_connection(self, stream: trio.abc.Stream | None) -> None:

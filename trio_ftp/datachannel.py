@@ -122,7 +122,7 @@ class PassiveListener:
         self._pool.give_back(self._lent)
 
     @classmethod
-    async def bind(cls, host: str, pool: PortPool) -> PassiveListener:
+    def bind(cls, host: str, pool: PortPool) -> PassiveListener:
         """Bind a listener on ``host``, trying each free pool port once."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         attempts = pool.free if pool.limited else 1
@@ -226,7 +226,7 @@ class DataChannels:
             raise RuntimeError("data channels are not running in a session yet")
         await self.close()
         self.failure = None
-        listener = await PassiveListener.bind(self._connection.server_host, self._pool)
+        listener = PassiveListener.bind(self._connection.server_host, self._pool)
         self._connection.data_channel = listener
         self._nursery.start_soon(self._accept, listener)
         return listener

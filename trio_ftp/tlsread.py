@@ -7,13 +7,16 @@ received: for an FTPS upload of 1 GiB (65,536 records) the per-call cost was mos
 server's CPU, and FTPS STOR ran at half pyftpdlib's speed. :func:`read_received` decrypts
 records that are already in the stream's buffer straight from its ``ssl.SSLObject``.
 
-The trick reads two private attributes of ``trio.SSLStream`` (``_ssl_object`` and
-``_incoming``) and its handshake state. Where any of them is missing or not as expected (a
-trio that changed), it answers ``None`` and the caller goes through ``receive_some`` as
-before. It answers ``None`` too whenever OpenSSL has anything to say besides data (a
-record not yet whole, ``close_notify``, an error): ``receive_some`` then sees the same
-state and handles it as it always did. Only the upload's own receive loop calls it, so no
-other task reads the stream meanwhile.
+While records trickle in one at a time, :func:`refill` waits on the transport itself and
+feeds the stream's buffer, round ``receive_some``'s per-call locks and retries.
+
+The trick reads private attributes of ``trio.SSLStream`` (``_ssl_object``, ``_incoming``,
+its state and handshake). Where any of them is missing or not as expected (a trio that
+changed), :func:`read_received` answers :data:`ASK_TRIO` and :func:`refill` does nothing,
+and the caller goes through ``receive_some`` as before. So it is whenever OpenSSL has
+anything to say besides data (``close_notify``, an error): ``receive_some`` then sees the
+same state and handles it as it always did. Only the upload's own receive loop calls them,
+so no other task reads the stream meanwhile.
 """
 
 from __future__ import annotations
@@ -31,24 +34,30 @@ __all__ = ["ASK_TRIO", "read_received", "refill"]
 ASK_TRIO: Final = False
 
 
+def _buffers(stream: trio.abc.Stream) -> tuple[ssl.SSLObject, ssl.MemoryBIO] | None:
+    """The TLS object and incoming buffer of ``stream``, when it is a ``trio.SSLStream``
+    past its handshake, open, not at its end, and built as this module expects."""
+    if not isinstance(stream, trio.SSLStream):
+        return None
+    ssl_object = getattr(stream, "_ssl_object", None)
+    incoming = getattr(stream, "_incoming", None)
+    if not isinstance(ssl_object, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
+        return None
+    if not getattr(getattr(stream, "_handshook", None), "done", False):
+        return None
+    if getattr(getattr(stream, "_state", None), "name", None) != "OK" or incoming.eof:
+        return None  # broken, closed or ended: receive_some says so
+    return ssl_object, incoming
+
+
 def read_received(stream: trio.abc.Stream, max_bytes: int) -> bytes | Literal[False] | None:
     """Up to ``max_bytes`` decrypted bytes from records ``stream`` has already received;
     ``None`` when no whole record is there yet (:func:`refill` may bring one); or
     :data:`ASK_TRIO`."""
-    if not isinstance(stream, trio.SSLStream):
+    buffers = _buffers(stream)
+    if buffers is None:
         return ASK_TRIO
-    ssl_object = getattr(stream, "_ssl_object", None)
-    incoming = getattr(stream, "_incoming", None)
-    handshook = getattr(stream, "_handshook", None)
-    if not isinstance(ssl_object, ssl.SSLObject) or not isinstance(incoming, ssl.MemoryBIO):
-        return ASK_TRIO
-    if handshook is None or not getattr(handshook, "done", False):
-        return ASK_TRIO
-    state = getattr(stream, "_state", None)
-    if getattr(state, "name", None) != "OK":  # broken or closed: receive_some says so
-        return ASK_TRIO
-    if incoming.eof:
-        return ASK_TRIO
+    ssl_object, incoming = buffers
     if not incoming.pending and not ssl_object.pending():
         return None
     try:
@@ -60,24 +69,19 @@ def read_received(stream: trio.abc.Stream, max_bytes: int) -> bytes | Literal[Fa
     return data or ASK_TRIO
 
 
-async def refill(stream: trio.abc.Stream, size: int) -> bool:
-    """Move what the network has for ``stream`` (up to ``size`` bytes, waiting for some)
-    into its incoming buffer, by the transport's own ``receive_some``: the way round
-    ``SSLStream.receive_some``'s per-call locks and retries while an upload's records
-    trickle in one at a time. False (nothing done) where ``stream`` is not a TLS stream
-    this module can read, or at the end of the transport: then ``receive_some`` goes on.
-    Call it only after :func:`read_received` answered ``None``.
+async def refill(stream: trio.abc.Stream, size: int | None = None) -> bool:
+    """Move what the network has for ``stream`` (up to ``size`` bytes, or what its
+    transport reads when unsized; waiting for some) into its incoming buffer, by the
+    transport's own ``receive_some``. False (nothing done) where ``stream`` is not a TLS
+    stream this module can read, or at the end of the transport: then ``receive_some``
+    goes on. Call it only after :func:`read_received` answered ``None``.
 
     Timeouts: none of its own; the caller's cancel scope bounds the wait."""
-    if not isinstance(stream, trio.SSLStream):
+    buffers = _buffers(stream)
+    if buffers is None:
         return False
-    incoming = getattr(stream, "_incoming", None)
-    state = getattr(stream, "_state", None)
-    handshook = getattr(stream, "_handshook", None)
-    if not isinstance(incoming, ssl.MemoryBIO) or getattr(state, "name", None) != "OK":
-        return False
-    if handshook is None or not getattr(handshook, "done", False) or incoming.eof:
-        return False
+    _, incoming = buffers
+    assert isinstance(stream, trio.SSLStream)
     data = await stream.transport_stream.receive_some(size)
     if not data:
         incoming.write_eof()

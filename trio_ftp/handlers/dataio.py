@@ -20,7 +20,6 @@ from ..pathio import AsyncFile
 from ..state import TransferProgress
 from ..tls import is_ragged_eof
 from ..tlsread import read_received, refill
-from ..tlstransport import READ_SIZE
 from ..validation import as_seconds
 
 __all__ = [
@@ -127,7 +126,7 @@ async def receive_block(
             data: bytes | bytearray | Literal[False] | None = read_received(
                 stream, size - len(block)
             )
-            if data is None and await refill(stream, READ_SIZE):
+            if data is None and await refill(stream):
                 continue
             if not data:
                 try:

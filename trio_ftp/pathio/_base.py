@@ -144,19 +144,27 @@ class AsyncFile:
         :data:`~trio_ftp.boundaries.SESSION_END_TIMEOUT` seconds (a backend whose close
         never returns cannot hold ``Server.close()``).
         """
-        await self._finish(self.path_io.close, "closing")
+        await self._finish(self.path_io.close, "closing", now=self.path_io.close_now)
 
     async def discard(self) -> None:
         """Close a file whose writing failed, throwing away what the backend can
         (:meth:`AbstractPathIO.discard`); shielded and bounded like :meth:`close`."""
         await self._finish(self.path_io.discard, "discarding")
 
-    async def _finish(self, end: Callable[[Any], Awaitable[None]], doing: str) -> None:
+    async def _finish(
+        self,
+        end: Callable[[Any], Awaitable[None]],
+        doing: str,
+        *,
+        now: Callable[[Any], bool] | None = None,
+    ) -> None:
+        """``end`` the file once, shielded and bounded; ``now`` may end it first, on the
+        event loop, when that cannot wait (:meth:`AbstractPathIO.close_now`)."""
         if self._closed:
             return
         self._closed = True
         if self._opened:
-            if end == self.path_io.close and self.path_io.close_now(self._file):
+            if now is not None and now(self._file):
                 await trio.lowlevel.checkpoint()  # closed already: cancellation may come
                 return
             await finish_despite_cancellation(
