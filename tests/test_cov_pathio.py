@@ -294,3 +294,19 @@ async def test_a_read_file_closed_while_cancelled_is_closed(tmp_path: Path) -> N
     assert scope.cancelled_caught
     assert file.closed
     assert file._file.closed
+
+
+async def test_a_close_now_that_raises_falls_back_to_the_guarded_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A backend's buggy close_now costs a log line; the file is still closed."""
+
+    class Buggy(MemoryPathIO):
+        def close_now(self, file: Any) -> bool:
+            raise RuntimeError("bug")
+
+    backend = GuardedPathIO(Buggy.from_files({"/m": b"y"}))
+    file = await backend.open(PurePosixPath("/m"), "rb")
+    await file.close()
+    assert file.closed
+    assert "close_now of 'Buggy' raised" in caplog.text

@@ -627,3 +627,15 @@ async def test_memory_backend_preloaded_through_a_public_constructor() -> None:
         assert await file.read() == b"new"
     assert factory.__name__ == "SeededMemoryPathIO"
     assert MemoryPathIO.with_files({})().tree is not view.tree  # each call: its own tree
+
+
+def test_the_testing_extra_brings_what_the_tls_fixtures_need() -> None:
+    """``pip install 'trio_ftp[testing]'`` is enough for ftps_server and
+    ftps_server_thread: the extra declares trustme."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    testing = project["optional-dependencies"]["testing"]
+    assert any(
+        requirement.split(">")[0].split("=")[0].strip() == "trustme" for requirement in testing
+    )

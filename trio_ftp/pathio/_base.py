@@ -309,7 +309,8 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
         is closed. The default does nothing (False): :meth:`close` follows, shielded and
         bounded. A backend whose close sometimes needs no waiting (the local backend's
         close of a file read from the page cache) spares :class:`AsyncFile` the shield
-        and the watcher task that bound every other close."""
+        and the watcher task that bound every other close. It runs on the event loop: it
+        must not block. An exception from it is logged and the shielded close follows."""
         return False
 
     async def discard(self, file: Any) -> None:
