@@ -17,9 +17,9 @@ from haproxy_server import (
     HaproxyStarter,
     SendProxy,
     Upstream,
-    free_port_range,
     free_ports,
 )
+from processes import free_port_range
 
 #: haproxy's address; the instances listen on 127.0.0.1.
 BALANCER = "127.0.0.10"

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import csv
 import ipaddress
-import os
-import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,12 +35,6 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 #: Bytes of ``show stat`` output read at most (a few hundred bytes per proxy and server).
 STATS_LIMIT = 1 << 20
-#: Where :func:`free_port_range` looks: below Linux's ephemeral range (32768-60999), so the
-#: kernel does not hand the ports to clients' outgoing connections meanwhile.
-RANGE_PORTS = (20000, 32000)
-#: Attempts :func:`free_port_range` makes before it fails the test.
-RANGE_ATTEMPTS = 50
-
 SendProxy = Literal["v1", "v2"]
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 
@@ -206,29 +198,6 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_range(count: int, hosts: Sequence[str] = ("127.0.0.1",)) -> range:
-    """``count`` contiguous ports, each bindable on every one of ``hosts`` (a passive slice
-    an instance binds, and the same ports haproxy publishes). Starts are random, so parallel
-    tests rarely try the same ports; every port is checked."""
-    choose = random.Random(os.urandom(8))
-    low, high = RANGE_PORTS
-    for _ in range(RANGE_ATTEMPTS):
-        first = choose.randrange(low, high - count)
-        ports = range(first, first + count)
-        if all(_bindable(host, port) for port in ports for host in hosts):
-            return ports
-    pytest.fail(f"no {count} contiguous free ports in {low}-{high} after {RANGE_ATTEMPTS} tries")
 
 
 class Haproxy:

@@ -49,9 +49,9 @@ from haproxy_server import (
     HaproxyConfig,
     Upstream,
     check_config_file,
-    free_port_range,
     haproxy_fixture,  # noqa: F401 (the ``haproxy`` fixture)
 )
+from processes import free_port_range
 
 
 # the harness ----------------------------------------------------------------------------------

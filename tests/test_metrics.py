@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 from conftest import LOGIN, PASSWORD, Running, in_thread, run_client
+from processes import free_port_range
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from test_cli import serving
@@ -204,9 +205,8 @@ async def test_the_command_line_serves_metrics_scraped_by_curl(tmp_path: Path) -
 @pytest.mark.slow
 async def test_every_worker_serves_its_own_endpoint(tmp_path: Path) -> None:
     """With ``--workers 2`` worker N serves metrics and health on PORT+N."""
-    with trio.socket.socket() as probe:
-        await probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    # Two ports below the ephemeral range: PORT+1 from bind(0) could be a client's port.
+    metrics_port = free_port_range(2).start
     args = ["--root", str(tmp_path), "--workers", "2"]
     args += ["--metrics-address", f"127.0.0.1:{metrics_port}"]
     async with serving(*args):

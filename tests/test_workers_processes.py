@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ftplib
 import os
-import random
 import re
 import select
 import signal
@@ -25,30 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from processes import free_port_range
 
 pytestmark = pytest.mark.slow
 
 PYTHON = [sys.executable, "-m", "trio_ftp"]
 PORTS_PER_TEST = 10
-
-
-def free_port_range(count: int) -> range:
-    """``count`` consecutive loopback ports nobody listens on (below the ephemeral range)."""
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - count)
-        probes: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                probes.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return range(base, base + count)
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
-    raise RuntimeError("no free port range")
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
