@@ -194,8 +194,13 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                 elif verb == b"PASV":
                     if passive is not None:
                         await passive.aclose()
-                    (passive,) = await trio.open_tcp_listeners(0, host=HOST)
-                    port = passive.socket.getsockname()[1]
+                    # Not trio.open_tcp_listeners: it sets SO_REUSEADDR, which makes the
+                    # kernel's search for a free port weigh every TIME_WAIT socket.
+                    plain = socket.socket()
+                    plain.bind((HOST, 0))
+                    plain.listen(1)
+                    passive = trio.SocketListener(trio.socket.from_stdlib_socket(plain))
+                    port = plain.getsockname()[1]
                     reply = b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
                 elif verb == b"RETR" and passive is not None:
                     await stream.send_all(b"150 ok\r\n")

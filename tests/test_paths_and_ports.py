@@ -58,8 +58,8 @@ def test_port_pool_lends_and_takes_back():
     assert pool.take() == first
 
 
-def test_unlimited_pool_lets_the_kernel_choose():
-    """Without data_ports the pool hands out port 0 forever."""
+def test_unlimited_pool_lends_any_port():
+    """Without data_ports the pool lends port 0 ("any port", see test_anyport) forever."""
     pool = PortPool(None)
     assert not pool.limited
     assert [pool.take() for _ in range(3)] == [0, 0, 0]

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .anyport import AnyPort
 from .controlsocket import ControlSocket
 from .errors import DataConnectionError, NoAvailablePort, ReplyError
 from .proxyprotocol import ProxyProtocolError
@@ -60,12 +61,15 @@ __all__ = ["ActiveTarget", "DataChannels", "PassiveListener", "PortPool", "same_
 class PortPool:
     """The server-wide set of ports passive listeners may use (``data_ports``).
 
-    ``None`` means "any port the kernel picks". A port is lent to one listener at a time and
-    comes back when that listener closes, whatever the reason.
+    ``None`` means "any free port" (of the kernel's ephemeral range, see :mod:`.anyport`).
+    A port is lent to one listener at a time and comes back when that listener closes,
+    whatever the reason.
     """
 
-    def __init__(self, ports: Iterable[int] | None) -> None:
+    def __init__(self, ports: Iterable[int] | None, any_port: AnyPort | None = None) -> None:
         self._free: deque[int] | None = None
+        #: Where an unlimited pool's listeners bind (see :mod:`.anyport`).
+        self.any_port = any_port or AnyPort.from_kernel()
         #: Ports lent now (passive listeners open; counted when unlimited too).
         self.in_use = 0
         if ports is not None:
@@ -123,31 +127,44 @@ class PassiveListener:
 
     @classmethod
     def bind(cls, host: str, pool: PortPool) -> PassiveListener:
-        """Bind a listener on ``host``, trying each free pool port once."""
+        """Bind a listener on ``host``: each free pool port once, or, without
+        ``data_ports``, the ports :mod:`.anyport` proposes."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         attempts = pool.free if pool.limited else 1
         last_error: OSError | None = None
         for _ in range(attempts or 0):
             lent = pool.take()
-            # A plain socket, bound synchronously: ``host`` is the control connection's
-            # own numeric address, so there is nothing to resolve, and binding a local
-            # port never waits (trio's async bind would cost a scheduler trip per PASV).
-            plain = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                # A port whose last data connection is in TIME_WAIT must be reusable at once.
-                plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                plain.bind((host, lent))
-                plain.listen(1)
-            except OSError as exc:
-                plain.close()
-                pool.give_back(lent)
-                last_error = exc
-                continue
-            sock = trio.socket.from_stdlib_socket(plain)
-            return cls(sock, sock.getsockname()[1], pool, lent)
+            for port in (lent,) if lent else pool.any_port.candidates():
+                try:
+                    plain = _listening_socket(family, host, port)
+                except OSError as exc:
+                    last_error = exc
+                    continue
+                sock = trio.socket.from_stdlib_socket(plain)
+                return cls(sock, sock.getsockname()[1], pool, lent)
+            pool.give_back(lent)
         if last_error is not None and not pool.limited:
             raise last_error
         raise NoAvailablePort("every data port is in use")
+
+
+def _listening_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    """A plain socket listening on ``(host, port)``, bound synchronously: ``host`` is the
+    control connection's own numeric address, so there is nothing to resolve, and binding
+    a local port never waits (trio's async bind would cost a scheduler trip per PASV)."""
+    plain = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if port:
+            # A port whose last data connection is in TIME_WAIT must be reusable at once.
+            # Never for port 0: with SO_REUSEADDR the kernel's own search gets slower still
+            # (see anyport).
+            plain.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        plain.bind((host, port))
+        plain.listen(1)
+    except OSError:
+        plain.close()
+        raise
+    return plain
 
 
 @dataclass(frozen=True)

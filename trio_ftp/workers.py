@@ -10,8 +10,8 @@ sends SIGTERM to every worker, which closes gracefully within ``grace``.
 
 Passive ports: every worker gets its own slice of ``data_ports`` (:func:`split_ports`), so a
 data connection always reaches the process holding its control session. Without
-``data_ports`` the kernel picks an ephemeral port for each passive listener, bound by one
-process only, which routes just as well.
+``data_ports`` each passive listener takes a free port of the ephemeral range, bound by
+one process only, which routes just as well.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class WorkerContext:
         index: this worker's number, ``0`` to ``count - 1`` (a restarted worker keeps it).
         count: how many workers serve the port.
         data_ports: this worker's slice of ``data_ports`` (give it to ``Server(data_ports=)``),
-            or ``None`` when there are none (the kernel picks passive ports).
+            or ``None`` when there are none (any free ephemeral port).
         state_path: a file for the state the workers of this machine share (connection
             counts, login-failure bans: ``trio_ftp.stores.MachineStore``), in a private
             directory the supervisor removes at exit.
