@@ -97,10 +97,12 @@ async def receive_block(
     progress: TransferProgress | None = None,
     *,
     strict_eof: bool = False,
+    into: bytearray | None = None,
 ) -> bytes:
     """Receive up to ``size`` bytes from a data connection, gathering reads (over TLS, one
     record each) into one block. A block shorter than ``size`` means the upload ended.
-    ``progress`` counts every read as it arrives (what ``STAT`` reports).
+    ``progress`` counts every read as it arrives (what ``STAT`` reports). ``into``: the
+    block is gathered there, so the caller keeps what arrived when this raises.
 
     Per read it costs one deadline move, no cancel scope and no yield of its own: over TLS a
     client's 8 or 16 KiB records each need a read, and that per-read overhead was most of an
@@ -117,7 +119,7 @@ async def receive_block(
     throttle = connection.read_throttle
     limited = throttle.current_rate() is not None
     timeout = socket_timeout(connection)
-    block = bytearray()
+    block = bytearray() if into is None else into
     with trio.CancelScope() as scope:
         while len(block) < size:
             scope.deadline = trio.current_time() + timeout

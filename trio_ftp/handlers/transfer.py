@@ -63,6 +63,9 @@ _exists = PathConditions.path_must_exists
 _STOU_ATTEMPTS = 100
 #: The smallest read of a download on the Python path (files shorter than a block).
 _MIN_READ = 64 * 1024
+#: Uploads shorter than this are received before their file is opened, and written in one
+#: backend call (open, write, close: one worker-thread call instead of three).
+SMALL_UPLOAD = 256 * 1024
 #: Seconds to remove a failed atomic upload's temporary file (even while cancelled).
 _CLEANUP_TIMEOUT = 10
 _DIRECTIONS = {"RETR": "download", "STOR": "upload", "APPE": "upload", "STOU": "upload"}
@@ -471,12 +474,62 @@ class TransferCommands(ServerBase):
         # A short name: the temporary must fit wherever the target's name fits.
         written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
+        async def keep_partial(
+            write: Callable[[bytes], Awaitable[object]],
+            received: bytearray,
+            from_network: FromNetwork | None,
+        ) -> None:
+            """Write what arrived of an upload that failed mid-block (a timeout, a reset,
+            ABOR, a TLS end without ``close_notify``), as if written as it came: the file
+            holds every byte received (a client may resume from there). Even while the
+            transfer is cancelled, within ``_CLEANUP_TIMEOUT``."""
+            data = bytes(received)
+            if from_network is not None:
+                data = from_network.convert(data)
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
+                try:
+                    await write(data)
+                except FTPError as exc:
+                    connection.log.warning("could not keep the partial upload: %s", exc)
+
         async def receive(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             from_network = FromNetwork() if ascii_mode else None  # CRLF on the wire -> LF
+            first = b""
+            if mode in ("wb", "ab"):
+                # A small upload whole, before the file is opened: then one backend call
+                # (the local one: one worker thread) opens, writes and closes it.
+                received = bytearray()
+                try:
+                    await receive_block(
+                        connection,
+                        stream,
+                        SMALL_UPLOAD,
+                        progress,
+                        strict_eof=self.options.tls.strict_eof,
+                        into=received,
+                    )
+                except BaseException:
+                    if not atomic:  # made even when nothing arrived, as the open did before
+                        await keep_partial(
+                            lambda data: connection.path_io.write_file(written, data, mode),
+                            received,
+                            from_network,
+                        )
+                    raise
+                first = bytes(received)
+                if from_network is not None:
+                    first = from_network.convert(first) + from_network.flush()
+                if len(received) < SMALL_UPLOAD:  # a short block: the upload ended
+                    await connection.path_io.write_file(written, first, mode)
+                    return
             async with connection.path_io.open(written, mode=mode) as file:
                 if offset:
                     await file.seek(offset)
                 fd = None if ascii_mode else kernel_fd(connection, stream, file)
+                if first:  # the start of a bigger upload
+                    await file.write(first)
+                    if fd is not None:  # the kernel writes below the file's buffer: flush it
+                        await file.seek(0, os.SEEK_END)
                 if fd is not None:
                     assert isinstance(stream, trio.SocketStream)
                     start = None if mode == "ab" else offset  # None: the kernel appends
@@ -506,9 +559,21 @@ class TransferCommands(ServerBase):
                 # worker-thread call, per block.
                 size = self._block_size(connection.read_throttle)
                 while True:
-                    block = await receive_block(
-                        connection, stream, size, progress, strict_eof=self.options.tls.strict_eof
-                    )
+                    arrived = bytearray()
+                    try:
+                        await receive_block(
+                            connection,
+                            stream,
+                            size,
+                            progress,
+                            strict_eof=self.options.tls.strict_eof,
+                            into=arrived,
+                        )
+                    except BaseException:
+                        if not atomic and arrived:
+                            await keep_partial(file.write, arrived, from_network)
+                        raise
+                    block = bytes(arrived)
                     data = block if from_network is None else from_network.convert(block)
                     if data:
                         await file.write(data)

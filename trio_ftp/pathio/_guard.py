@@ -170,6 +170,10 @@ class GuardedPathIO(AbstractPathIO[PathType]):
             self.forget_stats()
         return await self._guard(self.inner._open, path, mode)
 
+    async def write_file(self, path: PathType, data: bytes, mode: str = "wb") -> None:
+        self.forget_stats()
+        await self._guard(self.inner.write_file, path, data, mode)
+
     async def seek(self, file: Any, offset: int, whence: int = os.SEEK_SET) -> int:
         return await self._guard(self.inner.seek, file, offset, whence)
 

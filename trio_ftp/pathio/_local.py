@@ -64,6 +64,9 @@ _BUFFERED: dict[str, Callable[[io.FileIO], io.BufferedIOBase]] = {
     "r+b": io.BufferedRandom,
     "xb": io.BufferedWriter,
 }
+#: The methods :meth:`PathIO.write_file` stands in for: a subclass overriding one of them
+#: gets the default write_file, through them.
+_FILE_METHODS = ("_open", "write", "close", "discard")
 #: errno values for which ``exists``/``is_dir``/``is_file`` answer False (as pathlib does).
 _ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
@@ -322,6 +325,12 @@ def _open(
             os.close(fd)
             raise
     return _file_of(fd, path, mode, on_root_file_system=same_fs)
+
+
+def _write_file(path: str, where: Confined | None, mode: str, data: bytes) -> None:
+    """Open (a regular file only, confined, as :func:`_open`), write all, close."""
+    with _open(path, where, mode) as file:
+        file.write(data)
 
 
 def _file_of(
@@ -586,6 +595,18 @@ class PathIO(AbstractPathIO[Path]):
                 bool(_onloop.RWF_NOWAIT) and file.on_root_file_system and self._on_loop(where.root)
             )
         return file
+
+    async def write_file(self, path: Path, data: bytes, mode: str = "wb") -> None:
+        """Open, write and close in one worker-thread call (not abandoned: it writes),
+        unless a subclass has its own open, write, close or discard, which must run."""
+        if any(getattr(type(self), name) is not getattr(PathIO, name) for name in _FILE_METHODS):
+            await super().write_file(path, data, mode)
+            return
+        if mode not in ("wb", "ab"):
+            raise ValueError(f"write_file writes with 'wb' or 'ab', not {mode!r}")
+        target, where = self._where(path)
+        write = functools.partial(_write_file, target, where, mode, data)
+        await _in_thread(write, read_only=False)
 
     async def seek(
         self, file: io.BufferedIOBase | _ReadFile, offset: int, whence: int = os.SEEK_SET
