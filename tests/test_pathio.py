@@ -818,3 +818,62 @@ async def test_guard_answers_a_commands_checks_from_one_stat(
     assert not await guarded.exists(tmp_path / "f")
     assert len(calls) == 5  # two stats, the unlink, two stats
     assert not await GuardedPathIO(OwnExists()).exists(tmp_path)
+
+
+async def test_write_file_creates_replaces_and_appends(backend: Backend) -> None:
+    """``write_file``: a whole small upload in one call, "wb" or "ab" only."""
+    path_io, root = backend
+    await path_io.write_file(root / "f", b"first")
+    assert await read_file(path_io, root / "f") == b"first"
+    await path_io.write_file(root / "f", b"second")
+    await path_io.write_file(root / "f", b"+more", "ab")
+    assert await read_file(path_io, root / "f") == b"second+more"
+    await path_io.write_file(root / "empty", b"")
+    assert await path_io.is_file(root / "empty")
+    assert await read_file(path_io, root / "empty") == b""
+    for mode in ("rb", "r+b", "xb"):
+        with pytest.raises(ValueError, match="write_file"):
+            await path_io.write_file(root / "f", b"x", mode)
+    assert await read_file(path_io, root / "f") == b"second+more"
+
+
+async def test_local_write_file_is_one_worker_thread_call(
+    tmp_path: Path, worker_thread_calls: list[object]
+) -> None:
+    await PathIO().write_file(tmp_path / "f", b"data" * 1000)
+    assert len(worker_thread_calls) == 1
+    assert (tmp_path / "f").read_bytes() == b"data" * 1000
+
+
+async def test_local_write_file_refuses_a_fifo(tmp_path: Path) -> None:
+    """Opened as every upload is (O_NONBLOCK, regular files only): a FIFO never holds
+    the thread."""
+    os.mkfifo(tmp_path / "fifo")
+    with trio.fail_after(5), pytest.raises(PermissionDenied):
+        await PathIO().write_file(tmp_path / "fifo", b"x")
+
+
+async def test_write_file_goes_through_a_subclass_s_file_methods(
+    tmp_path: Path, worker_thread_calls: list[object]
+) -> None:
+    """A PathIO subclass that overrides write (a quota, a log) still sees every byte."""
+    seen: list[bytes] = []
+
+    class Counting(PathIO):
+        async def write(self, file: Any, data: bytes) -> int:
+            seen.append(data)
+            return await super().write(file, data)
+
+    await Counting().write_file(tmp_path / "f", b"counted")
+    assert seen == [b"counted"]
+    assert (tmp_path / "f").read_bytes() == b"counted"
+    assert len(worker_thread_calls) == 3  # open, write, close: the subclass's way
+
+
+async def test_guarded_write_file_forgets_stats_and_translates_errors(tmp_path: Path) -> None:
+    guarded = GuardedPathIO(PathIO(), timeout=5)
+    assert not await guarded.exists(tmp_path / "f")
+    await guarded.write_file(tmp_path / "f", b"x")
+    assert await guarded.exists(tmp_path / "f")  # not the remembered "absent"
+    with pytest.raises(PathIOError):
+        await guarded.write_file(tmp_path / "missing" / "f", b"x")

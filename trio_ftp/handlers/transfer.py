@@ -518,8 +518,10 @@ class TransferCommands(ServerBase):
                     raise
                 first = bytes(received)
                 if from_network is not None:
-                    first = from_network.convert(first) + from_network.flush()
+                    first = from_network.convert(first)
                 if len(received) < SMALL_UPLOAD:  # a short block: the upload ended
+                    if from_network is not None:
+                        first += from_network.flush()
                     await connection.path_io.write_file(written, first, mode)
                     return
             async with connection.path_io.open(written, mode=mode) as file:
