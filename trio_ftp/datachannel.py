@@ -184,7 +184,7 @@ class ActiveTarget:
 
 def same_host(a: str, b: str) -> bool:
     """True if two addresses name the same host (IPv4-mapped IPv6 equals its IPv4)."""
-    return (address_of(a) or a) == (address_of(b) or b)
+    return a == b or (address_of(a) or a) == (address_of(b) or b)
 
 
 class DataChannels:

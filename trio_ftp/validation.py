@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 
@@ -42,9 +43,11 @@ def as_seconds(timeout: float | None) -> float:
     return math.inf if timeout is None else timeout
 
 
+@functools.lru_cache(maxsize=1024)
 def address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address ``host`` names (an IPv4-mapped IPv6 address as its IPv4; a zone
-    ``%eth0`` ignored), None if it is not an address."""
+    ``%eth0`` ignored), None if it is not an address. Remembered (a bounded cache of
+    immutable answers): every PASV and data connection asks it of the same few hosts."""
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

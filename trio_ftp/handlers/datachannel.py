@@ -23,7 +23,7 @@ from ..conditions import ConnectionConditions
 from ..connection import Connection
 from ..errors import NoAvailablePort, ProtocolError
 from ..options import DialledAddress
-from ..validation import as_seconds, is_ipv4
+from ..validation import address_of, as_seconds, is_ipv4
 
 if TYPE_CHECKING:
     from ..datachannel import PassiveListener
@@ -107,11 +107,10 @@ def _announced(chosen: str | None, local: str) -> str:
 
 
 def _ipv4_of(host: str) -> str | None:
-    address = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        return None if mapped is None else str(mapped)
-    return str(address)
+    address = address_of(host)
+    if address is None:
+        raise ValueError(f"{host!r} is not an IP address")
+    return str(address) if isinstance(address, ipaddress.IPv4Address) else None
 
 
 class DataChannelCommands(ServerBase):
