@@ -389,7 +389,14 @@ class Connection:
             return extra[name]
 
         def __setattr__(self, name: str, value: Any) -> None:
-            self[name] = value
+            # __setitem__ inlined for the typed attributes: a session sets them dozens of
+            # times (every command sets and clears path_cache).
+            if name in _ATTRIBUTES:
+                object.__setattr__(self, name, value)
+                if self._waiters is not None:
+                    self._changed(_ALIASES.get(name, name))
+            else:
+                self[name] = value
 
         def __delattr__(self, name: str) -> None:
             try:

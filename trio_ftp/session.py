@@ -109,6 +109,7 @@ class Session:
         "_backend_failed",
         "_ended_normally",
         "_header_watch",
+        "_idle",
         "_idle_scope",
         "_nursery",
         "_queued",
@@ -165,7 +166,11 @@ class Session:
         # Cancelled when the transfer ends, to wake the loop out of its read (see _serve).
         self._wake: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
-        # The cancel scope of the read waiting for a command: its deadline is the idle clock.
+        # The idle timeout's cancel scope, one for the whole command loop (a scope per read
+        # cost more than the read): its deadline is finite only while a command is read.
+        self._idle: trio.CancelScope | None = None
+        # The same scope while a read waits for a command (None otherwise): its deadline is
+        # the idle clock.
         self._idle_scope: trio.CancelScope | None = None
         self._ended_normally = False
         # The first bytes of a client that may not send a PROXY header, while they could
@@ -539,6 +544,12 @@ class Session:
             await self.flush()
             return
         await self.flush()
+        with trio.CancelScope() as self._idle:
+            await self._command_loop()
+        if self._idle.cancelled_caught:
+            raise _IdleTimeout
+
+    async def _command_loop(self) -> None:
         first = True
         client_gone = False
         while True:
@@ -665,25 +676,29 @@ class Session:
         """The next command, or None at EOF.
 
         Timeouts: ``idle_timeout`` from the end of the previous command to the end of this
-        one (raises :class:`_IdleTimeout`), so a client trickling bytes that never complete
-        a line is still dropped; not counted while a transfer runs: the transfer's end
-        starts the clock (``_run_transfer``). The timeout bounds this read only, never a
-        child task of the session.
+        one (the command loop's scope is cancelled, and :meth:`_serve` raises
+        :class:`_IdleTimeout`), so a client trickling bytes that never complete a line is
+        still dropped; not counted while a transfer runs: the transfer's end starts the
+        clock (``_run_transfer``). The timeout bounds this read only (the deadline is
+        infinite again before the command runs), never a child task of the session.
         """
-        with trio.CancelScope(deadline=self._idle_deadline()) as self._idle_scope:
-            try:
-                while (command := self.decoder.next_command()) is None:
-                    data = await self.control_socket.receive_some(_RECEIVE_SIZE)
-                    if not data:
-                        return None
-                    if self._header_watch is not None:
-                        self._check_untrusted_header(data)
-                    self.decoder.feed(data)
-                self.log.debug("-> %r", command)
-                return command
-            finally:
-                self._idle_scope = None
-        raise _IdleTimeout
+        scope = self._idle
+        assert scope is not None, "commands are read in the command loop only"
+        scope.deadline = self._idle_deadline()
+        self._idle_scope = scope
+        try:
+            while (command := self.decoder.next_command()) is None:
+                data = await self.control_socket.receive_some(_RECEIVE_SIZE)
+                if not data:
+                    return None
+                if self._header_watch is not None:
+                    self._check_untrusted_header(data)
+                self.decoder.feed(data)
+        finally:
+            self._idle_scope = None
+            scope.deadline = math.inf  # the command runs without the idle clock
+        self.log.debug("-> %r", command)
+        return command
 
     async def _dispatch(self, command: Command) -> bool:
         """Run one command's handler; False ends the session. Before login only the verbs
