@@ -447,8 +447,9 @@ class DataChannels:
         if isinstance(channel, ActiveTarget):
             connection.data_channel = None
             return await self._connect(channel)
-        with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
-            await connection.wait_for("data_connection")
+        if connection.state.data_connection is None:  # else the client was quicker: no wait
+            with trio.move_on_after(as_seconds(connection.wait_future_timeout)):
+                await connection.wait_for("data_connection")
         if connection.state.data_connection is None and self._handshaking:
             # The client connected in time; its TLS handshake has tls_handshake_timeout of
             # its own (the accept task ends it then), not what is left of this wait.

@@ -155,6 +155,9 @@ async def receive_block(
 async def close_data(connection: Connection, stream: trio.abc.Stream) -> None:
     """Close a data connection (with a TLS ``close_notify`` when it is TLS), bounded by
     ``socket_timeout``; a peer that will not take the goodbye gets a plain close."""
+    if type(stream) is trio.SocketStream:  # closing a plain socket never waits
+        await stream.aclose()
+        return
     with trio.move_on_after(socket_timeout(connection)) as scope:
         try:
             await stream.aclose()
