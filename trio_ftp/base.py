@@ -68,6 +68,8 @@ _ServerT = TypeVar("_ServerT", bound="ServerBase")
 #: Bytes a speed limit lets through at once after a pause: small, so limited transfers
 #: move evenly (their blocks are cut to this size too).
 THROTTLE_BURST = 64 * 1024
+#: The user-manager calls a session makes (an instance attribute replacing one is user code).
+_MANAGER_METHODS = frozenset({"get_user", "authenticate", "notify_login", "notify_logout"})
 
 
 @dataclass(frozen=True)
@@ -771,7 +773,12 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
     @property
     def user_manager_timeout(self) -> float | None:
         """Seconds a user-manager call may take: its own ``timeout``, else
-        ``callback_timeout``."""
+        ``callback_timeout``; None (no deadline, so no cancel scope per call) for the
+        built-in :class:`~trio_ftp.MemoryUserManager` itself, which answers from memory
+        and never waits (a subclass may, and gets the deadline)."""
+        manager = self.user_manager
+        if type(manager) is MemoryUserManager and not vars(manager).keys() & _MANAGER_METHODS:
+            return None
         own: float | None = self.user_manager.timeout
         return own if own is not None else self.options.timeouts.user_code
 

@@ -63,14 +63,16 @@ async def call_user_code(
     ``failed``) is raised. ``what`` names the call in the log; anything the client chose
     in it must already be escaped (``repr``).
     """
-    with trio.move_on_after(as_seconds(seconds)):
-        try:
+    try:
+        if seconds is None:  # no deadline, no cancel scope
             return await call()
-        except FTPError:
-            raise
-        except Exception:
-            log.exception("%s raised", what)
-            raise failed from None
+        with trio.move_on_after(seconds):
+            return await call()
+    except FTPError:
+        raise
+    except Exception:
+        log.exception("%s raised", what)
+        raise failed from None
     log.warning("%s did not return within %g s", what, seconds)
     raise timed_out or failed
 

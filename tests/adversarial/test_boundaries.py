@@ -811,3 +811,25 @@ async def _expect_user_then_eof(client: MemoryClient) -> None:
     assert (await client.reply())[0] == "220"
     await client.send(f"USER {LOGIN}")
     assert await client.stream.receive_some(65536) == b""  # closed without a reply
+
+
+def test_only_the_builtin_memory_manager_runs_without_a_deadline(tmp_path: Path) -> None:
+    """The built-in MemoryUserManager answers from memory: its calls need no deadline (no
+    cancel scope per call). A subclass, or a method replaced on the instance, is user code
+    and keeps ``callback_timeout``."""
+    users = default_users(tmp_path)
+    assert Server(users, callback_timeout=7).user_manager_timeout is None
+
+    class Subclass(MemoryUserManager):
+        pass
+
+    assert Server(Subclass(users), callback_timeout=7).user_manager_timeout == 7
+    patched = MemoryUserManager(users)
+
+    async def hang(user: User) -> bool:
+        await trio.sleep_forever()
+        return True
+
+    patched.notify_login = hang  # type: ignore[method-assign]
+    assert Server(patched, callback_timeout=7).user_manager_timeout == 7
+    assert Server(Subclass(users, timeout=2)).user_manager_timeout == 2
