@@ -19,6 +19,10 @@ __all__ = ["ProcessStore"]
 class ProcessStore(StateStore):
     """A :class:`~trio_ftp.stores.StateStore` in memory; never fails, never waits.
 
+    Its calls are cancellation points but not schedule points
+    (``checkpoint_if_cancelled``): a session makes several per login and logout, and a
+    scheduler round trip each cost more than the counting.
+
     Args:
         max_addresses: addresses whose failed logins are remembered at once (the least
             recently failing are forgotten first).
@@ -53,17 +57,17 @@ class ProcessStore(StateStore):
                 del self.holders[key]
 
     async def acquire(self, key: str, limit: int, holder: str) -> bool:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         return self.try_acquire(key, limit, holder)
 
     async def release(self, key: str, holder: str) -> None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self.release_now(key, holder)
 
     async def record_failure(self, address: str, window: float, *, keep: int = 1000) -> None:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self.failures.record(address, trio.current_time(), keep=keep)
 
     async def failure_count(self, address: str, window: float) -> int:
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         return self.failures.count(address, trio.current_time(), window)
