@@ -163,12 +163,14 @@ class TokenBucket:
     async def acquire(self, amount: int) -> None:
         """Wait until ``amount`` bytes may pass; then move them at once.
 
-        Cancellation: a checkpoint; cancelled while waiting, the bytes are given back.
+        Cancellation: a cancellation point (a schedule point only when it waits: without a
+        limit the send or read it paces is one); cancelled while waiting, the bytes are
+        given back.
         """
         if amount < 0:
             raise ValueError(f"amount must be >= 0, got {amount!r}")
         if amount == 0 or self._refresh() is None:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
         await self._acquire_limited(amount)
 
@@ -274,7 +276,7 @@ class Throttle:
                 bucket.refund(amount)
             raise
         if not taken:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()  # as Throttle.acquire
 
 
 class SpeedLimits(Protocol):

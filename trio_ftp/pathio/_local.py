@@ -720,7 +720,7 @@ class PathIO(AbstractPathIO[Path]):
             root = self._remember(base_path)
             if self.event_loop_calls:
                 await self._classify_root(root)
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()  # every command's: no extra trip
             return joined
 
         def check() -> bool:
