@@ -759,6 +759,11 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         if connection.acquired:
             connection.acquired = False
             self.runtime.release(connection.client_host)
+        if connection.session_id not in self.runtime.held:
+            return  # nothing in the store (no limits, or released already)
+        if not self.runtime.state_store.shared:  # this process's memory: never waits
+            await self.runtime.release_keys(connection.session_id)
+            return
         with trio.move_on_after(session_end_limit(None)) as scope:
             await self.runtime.release_keys(connection.session_id)
         if scope.cancelled_caught:
@@ -776,11 +781,17 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         ``callback_timeout``; None (no deadline, so no cancel scope per call) for the
         built-in :class:`~trio_ftp.MemoryUserManager` itself, which answers from memory
         and never waits (a subclass may, and gets the deadline)."""
-        manager = self.user_manager
-        if type(manager) is MemoryUserManager and not vars(manager).keys() & _MANAGER_METHODS:
+        if self._manager_never_waits:
             return None
         own: float | None = self.user_manager.timeout
         return own if own is not None else self.options.timeouts.user_code
+
+    @property
+    def _manager_never_waits(self) -> bool:
+        """The user manager is the built-in :class:`~trio_ftp.MemoryUserManager` itself,
+        with none of its methods replaced on the instance."""
+        manager = self.user_manager
+        return type(manager) is MemoryUserManager and not vars(manager).keys() & _MANAGER_METHODS
 
     async def forget_user(self, connection: Connection, *, ending: bool = False) -> None:
         """Tell the user manager the session no longer uses its user (logout, re-USER).
@@ -795,13 +806,15 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
         if user is None or not logged:
             return  # only a login took a slot (notify_login)
         await self.runtime.give_back(connection.session_id, user_key(user.login))
-        timeout = self.user_manager_timeout
+        timeout = self.user_manager_timeout  # None for the built-in manager: it never waits
+        if ending and not self._manager_never_waits:
+            timeout = session_end_limit(timeout)
         what = f"user manager notify_logout({user.login!r})"
         try:
             await call_user_code(
                 lambda: self.user_manager.notify_logout(user),
                 what=what,
-                seconds=session_end_limit(timeout) if ending else timeout,
+                seconds=timeout,
                 log=connection.log,
                 failed=UserCodeFailed("451", "user database error"),
             )
