@@ -725,11 +725,14 @@ class ServerBase(FlatOptionAttributes, SpeedLimited):
     async def greet(self, connection: Connection) -> bool:
         """Run :meth:`greeting` (which a subclass may override) as a boundary: within
         ``callback_timeout``; if it raises or times out, ``421`` and the session ends."""
+        # Ours unless overridden: then it only counts in the state store, whose calls are
+        # bounded where they can wait (ResilientStore), so it needs no deadline of its own.
+        ours = type(self).greeting is ServerBase.greeting
         try:
             return await call_user_code(
                 lambda: self.greeting(connection),
                 what="greeting",
-                seconds=self.options.timeouts.user_code,
+                seconds=None if ours else self.options.timeouts.user_code,
                 log=connection.log,
                 failed=UserCodeFailed("421", "service not available, closing connection"),
             )
