@@ -81,17 +81,17 @@ async def test_close_notify_is_left_to_receive_some(contexts) -> None:
 async def test_not_tls_before_the_handshake_or_an_unknown_trio(contexts) -> None:
     a, _ = trio.testing.memory_stream_pair()
     assert read_received(a, 10) is ASK_TRIO  # not TLS
-    assert not await refill(a, 10)
+    assert not await refill(a)
     fresh = trio.SSLStream(a, contexts[0], server_side=True)
     assert read_received(fresh, 10) is ASK_TRIO  # no handshake yet
-    assert not await refill(fresh, 10)
+    assert not await refill(fresh)
     server, client = await _tls_pair(contexts)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.send_all, b"x" * 40000)
         await server.receive_some(10)
     server._incoming = object()  # type: ignore[attr-defined]  # a trio that changed
     assert read_received(server, 10) is ASK_TRIO
-    assert not await refill(server, 10)
+    assert not await refill(server)
 
 
 async def test_refill_waits_for_the_network_and_close_notify_goes_to_trio(contexts) -> None:
@@ -111,7 +111,7 @@ async def test_refill_waits_for_the_network_and_close_notify_goes_to_trio(contex
         refills = 0
         while True:
             data = read_received(server, 65536)
-            if data is None and await refill(server, 65536):
+            if data is None and await refill(server):
                 refills += 1
                 continue
             if not data:
@@ -132,7 +132,7 @@ async def test_a_bare_end_is_left_to_receive_some(contexts) -> None:
         assert await server.receive_some() == b"data"
     await client.transport_stream.aclose()
     assert read_received(server, 10) is None
-    assert not await refill(server, 10)
+    assert not await refill(server)
     assert read_received(server, 10) is ASK_TRIO  # the end is in the buffer now
     with pytest.raises(trio.BrokenResourceError):
         await server.receive_some()

@@ -110,9 +110,9 @@ class Session:
         "_ended_normally",
         "_header_watch",
         "_idle",
-        "_idle_scope",
         "_nursery",
         "_queued",
+        "_reading",
         "_replies",
         "_verb",
         "_wake",
@@ -167,11 +167,10 @@ class Session:
         self._wake: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         # The idle timeout's cancel scope, one for the whole command loop (a scope per read
-        # cost more than the read): its deadline is finite only while a command is read.
+        # cost more than the read): its deadline is the idle clock while a command is read
+        # (``_reading``), infinite otherwise.
         self._idle: trio.CancelScope | None = None
-        # The same scope while a read waits for a command (None otherwise): its deadline is
-        # the idle clock.
-        self._idle_scope: trio.CancelScope | None = None
+        self._reading = False
         self._ended_normally = False
         # The first bytes of a client that may not send a PROXY header, while they could
         # still be one (None: not watching; see _check_untrusted_header).
@@ -297,8 +296,8 @@ class Session:
                 transfer.done.set()
                 if self._wake is not None:  # the queued commands' turn has come
                     self._wake.cancel()
-                elif self._idle_scope is not None:  # idle time counts from now on
-                    self._idle_scope.deadline = self._idle_deadline()
+                elif self._reading and self._idle is not None:  # idle time counts from now
+                    self._idle.deadline = self._idle_deadline()
             # The transfer's last replies (226, or 426/226) go out whole even if the session
             # is being cancelled: a send cut halfway would leave the client a broken line.
             try:
@@ -685,7 +684,7 @@ class Session:
         scope = self._idle
         assert scope is not None, "commands are read in the command loop only"
         scope.deadline = self._idle_deadline()
-        self._idle_scope = scope
+        self._reading = True
         try:
             while (command := self.decoder.next_command()) is None:
                 data = await self.control_socket.receive_some(_RECEIVE_SIZE)
@@ -695,7 +694,7 @@ class Session:
                     self._check_untrusted_header(data)
                 self.decoder.feed(data)
         finally:
-            self._idle_scope = None
+            self._reading = False
             scope.deadline = math.inf  # the command runs without the idle clock
         self.log.debug("-> %r", command)
         return command

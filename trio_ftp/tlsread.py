@@ -69,10 +69,10 @@ def read_received(stream: trio.abc.Stream, max_bytes: int) -> bytes | Literal[Fa
     return data or ASK_TRIO
 
 
-async def refill(stream: trio.abc.Stream, size: int | None = None) -> bool:
-    """Move what the network has for ``stream`` (up to ``size`` bytes, or what its
-    transport reads when unsized; waiting for some) into its incoming buffer, by the
-    transport's own ``receive_some``. False (nothing done) where ``stream`` is not a TLS
+async def refill(stream: trio.abc.Stream) -> bool:
+    """Move what the network has for ``stream`` (what one unsized read of its transport
+    returns; waiting for some) into its incoming buffer, by the transport's own
+    ``receive_some``. False (nothing done) where ``stream`` is not a TLS
     stream this module can read, or at the end of the transport: then ``receive_some``
     goes on. Call it only after :func:`read_received` answered ``None``.
 
@@ -82,7 +82,7 @@ async def refill(stream: trio.abc.Stream, size: int | None = None) -> bool:
         return False
     _, incoming = buffers
     assert isinstance(stream, trio.SSLStream)
-    data = await stream.transport_stream.receive_some(size)
+    data = await stream.transport_stream.receive_some()
     if not data:
         incoming.write_eof()
         return False

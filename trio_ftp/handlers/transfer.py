@@ -474,23 +474,42 @@ class TransferCommands(ServerBase):
         # A short name: the temporary must fit wherever the target's name fits.
         written = real.with_name(f".upload-{secrets.token_hex(6)}") if atomic else real
 
-        async def keep_partial(
-            write: Callable[[bytes], Awaitable[object]],
-            received: bytearray,
+        async def receive_kept(
+            stream: trio.abc.Stream,
+            progress: TransferProgress,
+            size: int,
             from_network: FromNetwork | None,
-        ) -> None:
-            """Write what arrived of an upload that failed mid-block (a timeout, a reset,
-            ABOR, a TLS end without ``close_notify``), as if written as it came: the file
-            holds every byte received (a client may resume from there). Even while the
-            transfer is cancelled, within ``_CLEANUP_TIMEOUT``."""
-            data = bytes(received)
-            if from_network is not None:
-                data = from_network.convert(data)
-            with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
-                try:
-                    await write(data)
-                except FTPError as exc:
-                    connection.log.warning("could not keep the partial upload: %s", exc)
+            keep: Callable[[bytes], Awaitable[object]],
+            *,
+            keep_nothing: bool = False,
+        ) -> bytes:
+            """:func:`receive_block`; when it fails mid-block (a timeout, a reset, ABOR, a
+            TLS end without ``close_notify``), what arrived is written by ``keep`` first (and
+            nothing when nothing arrived, unless ``keep_nothing``), as if written as it came:
+            the file holds every byte received, and a client may resume from there. Even
+            while the transfer is cancelled, within ``_CLEANUP_TIMEOUT``. An atomic upload
+            keeps nothing: its temporary file is removed anyway."""
+            arrived = bytearray()
+            try:
+                return await receive_block(
+                    connection,
+                    stream,
+                    size,
+                    progress,
+                    strict_eof=self.options.tls.strict_eof,
+                    into=arrived,
+                )
+            except BaseException:
+                if not atomic and (arrived or keep_nothing):
+                    data = bytes(arrived)
+                    if from_network is not None:
+                        data = from_network.convert(data)
+                    with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
+                        try:
+                            await keep(data)
+                        except FTPError as exc:
+                            connection.log.warning("could not keep the partial upload: %s", exc)
+                raise
 
         async def receive(stream: trio.abc.Stream, progress: TransferProgress) -> None:
             from_network = FromNetwork() if ascii_mode else None  # CRLF on the wire -> LF
@@ -498,27 +517,15 @@ class TransferCommands(ServerBase):
             if mode in ("wb", "ab"):
                 # A small upload whole, before the file is opened: then one backend call
                 # (the local one: one worker thread) opens, writes and closes it.
-                received = bytearray()
-                try:
-                    await receive_block(
-                        connection,
-                        stream,
-                        SMALL_UPLOAD,
-                        progress,
-                        strict_eof=self.options.tls.strict_eof,
-                        into=received,
-                    )
-                except BaseException:
-                    if not atomic:  # made even when nothing arrived, as the open did before
-                        await keep_partial(
-                            lambda data: connection.path_io.write_file(written, data, mode),
-                            received,
-                            from_network,
-                        )
-                    raise
-                first = bytes(received)
-                if from_network is not None:
-                    first = from_network.convert(first)
+                received = await receive_kept(
+                    stream,
+                    progress,
+                    SMALL_UPLOAD,
+                    from_network,
+                    lambda data: connection.path_io.write_file(written, data, mode),
+                    keep_nothing=True,  # the file is made, as the open did before
+                )
+                first = received if from_network is None else from_network.convert(received)
                 if len(received) < SMALL_UPLOAD:  # a short block: the upload ended
                     if from_network is not None:
                         first += from_network.flush()
@@ -561,21 +568,7 @@ class TransferCommands(ServerBase):
                 # worker-thread call, per block.
                 size = self._block_size(connection.read_throttle)
                 while True:
-                    arrived = bytearray()
-                    try:
-                        await receive_block(
-                            connection,
-                            stream,
-                            size,
-                            progress,
-                            strict_eof=self.options.tls.strict_eof,
-                            into=arrived,
-                        )
-                    except BaseException:
-                        if not atomic and arrived:
-                            await keep_partial(file.write, arrived, from_network)
-                        raise
-                    block = bytes(arrived)
+                    block = await receive_kept(stream, progress, size, from_network, file.write)
                     data = block if from_network is None else from_network.convert(block)
                     if data:
                         await file.write(data)

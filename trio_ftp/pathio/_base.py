@@ -36,6 +36,12 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"invalid mode {mode!r}: expected one of {sorted(OPEN_MODES)}")
 
 
+def _check_write_file_mode(mode: str) -> None:
+    """:meth:`AbstractPathIO.write_file` writes a whole new file or appends: nothing else."""
+    if mode not in ("wb", "ab"):
+        raise ValueError(f"write_file writes with 'wb' or 'ab', not {mode!r}")
+
+
 def _check_relative(relative: PurePosixPath) -> PurePosixPath:
     relative = PurePosixPath(relative)
     if relative.is_absolute() or ".." in relative.parts:
@@ -329,8 +335,7 @@ class AbstractPathIO(abc.ABC, Generic[PathType]):
         interrupted upload does). A backend that can do it in one step does (the local
         one: one worker-thread call instead of three).
         """
-        if mode not in ("wb", "ab"):
-            raise ValueError(f"write_file writes with 'wb' or 'ab', not {mode!r}")
+        _check_write_file_mode(mode)
         async with self.open(path, mode=mode) as file:
             if data:
                 await file.write(data)

@@ -45,7 +45,14 @@ import trio
 
 from ..errors import PermissionDenied
 from . import _beneath, _onloop
-from ._base import AbstractPathIO, AsyncFile, _check_mode, _check_relative, _Lister
+from ._base import (
+    AbstractPathIO,
+    AsyncFile,
+    _check_mode,
+    _check_relative,
+    _check_write_file_mode,
+    _Lister,
+)
 from ._beneath import O_PATH, Confined, is_within
 
 T = TypeVar("T")
@@ -478,6 +485,11 @@ class PathIO(AbstractPathIO[Path]):
         # (parts, path) of each root confine() checked against, longest first
         self._roots: builtins.list[tuple[tuple[str, ...], str]] = []
 
+    def _inherits(self, *names: str) -> bool:
+        """None of the methods ``names`` is overridden by a subclass (whose own must run,
+        so a shortcut that stands in for them is not taken)."""
+        return all(getattr(type(self), name) is getattr(PathIO, name) for name in names)
+
     def _where(self, path: Path | str) -> tuple[str, Confined | None]:
         """The path as a string and, when it is under a known root and openat2 works, its
         root and the path relative to the root."""
@@ -599,11 +611,10 @@ class PathIO(AbstractPathIO[Path]):
     async def write_file(self, path: Path, data: bytes, mode: str = "wb") -> None:
         """Open, write and close in one worker-thread call (not abandoned: it writes),
         unless a subclass has its own open, write, close or discard, which must run."""
-        if any(getattr(type(self), name) is not getattr(PathIO, name) for name in _FILE_METHODS):
+        if not self._inherits(*_FILE_METHODS):
             await super().write_file(path, data, mode)
             return
-        if mode not in ("wb", "ab"):
-            raise ValueError(f"write_file writes with 'wb' or 'ab', not {mode!r}")
+        _check_write_file_mode(mode)
         target, where = self._where(path)
         write = functools.partial(_write_file, target, where, mode, data)
         await _in_thread(write, read_only=False)
@@ -658,7 +669,7 @@ class PathIO(AbstractPathIO[Path]):
     def close_now(self, file: io.BufferedIOBase | _ReadFile) -> bool:
         """Close a file read from the page cache right here (see :meth:`close`); not in a
         subclass that has its own :meth:`close`, which must run."""
-        if type(self).close is not PathIO.close or not isinstance(file, _ReadFile):
+        if not self._inherits("close") or not isinstance(file, _ReadFile):
             return False
         if not file.nowait or file.close_unless_reading():
             return False

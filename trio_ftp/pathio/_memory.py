@@ -14,6 +14,7 @@ import stat as stat_module
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import PurePath, PurePosixPath
+from typing import ClassVar
 
 import trio
 
@@ -131,6 +132,9 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
     """
 
     consistent_stat = True
+    #: The tree an instance made without ``state`` starts from (see :meth:`with_files`);
+    #: None: a new empty tree.
+    seed_tree: ClassVar[MemoryTree | None] = None
 
     def __init__(
         self,
@@ -140,7 +144,7 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
     ) -> None:
         super().__init__(timeout=timeout, connection=connection, state=state)
         if state is None:
-            state = MemoryTree()
+            state = self.seed_tree if self.seed_tree is not None else MemoryTree()
         elif not isinstance(state, MemoryTree):
             raise TypeError(f"state must be a MemoryTree, got {type(state).__name__}")
         self.tree: MemoryTree = state
@@ -192,19 +196,8 @@ class MemoryPathIO(AbstractPathIO[PurePosixPath]):
             ``Server(users, path_io_factory=MemoryPathIO.with_files({"/in/a.txt": b"hi"}))``
         """
         tree = cls.from_files(files).tree
-
-        class Seeded(cls):  # type: ignore[valid-type,misc]
-            def __init__(
-                self,
-                timeout: float | None = None,
-                connection: object | None = None,
-                state: object | None = None,
-            ) -> None:
-                shared = tree if state is None else state
-                super().__init__(timeout=timeout, connection=connection, state=shared)
-
-        Seeded.__name__ = Seeded.__qualname__ = f"Seeded{cls.__name__}"
-        return Seeded
+        namespace = {"seed_tree": tree, "__module__": cls.__module__}
+        return type(f"Seeded{cls.__name__}", (cls,), namespace)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tree={self.tree!r})"
