@@ -14,8 +14,15 @@ import pytest
 import redis
 from processes import free_port, stop_process
 
+from trio_ftp.stores import RedisStore, ResilientStore, StateStore
+
 #: Seconds redis-server may take to answer PING after it starts.
 START_TIMEOUT = 10.0
+
+#: Seconds a store call may take in tests about counting (not about outages): on a loaded
+#: CI machine the server's 0.5 s budget was once exceeded, and the fallback then counted
+#: per process, which those tests would take for a counting bug.
+PATIENT_TIMEOUT = 10.0
 
 
 class RedisServer:
@@ -72,3 +79,14 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def patient(store: StateStore) -> ResilientStore:
+    """``store`` as the server would wrap it, with :data:`PATIENT_TIMEOUT` per call."""
+    return ResilientStore(store, timeout=PATIENT_TIMEOUT)
+
+
+def patient_redis(url: str) -> ResilientStore:
+    """A :class:`RedisStore` on ``url`` whose calls (and client sockets) wait
+    :data:`PATIENT_TIMEOUT`, for tests about shared counting."""
+    return patient(RedisStore(url, timeout=PATIENT_TIMEOUT))

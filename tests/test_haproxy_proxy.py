@@ -40,10 +40,9 @@ from conftest import (
 )
 from haproxy_farm import BALANCER, Farm, curl_and_lftp_through, curl_args, retr, start_farm
 from haproxy_server import HaproxyStarter, SendProxy, haproxy_fixture  # noqa: F401 (the fixture)
-from redis_server import running_redis
+from redis_server import patient_redis, running_redis
 
 from trio_ftp import DIALLED
-from trio_ftp.stores import RedisStore
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +75,7 @@ async def proxied_farm(
     RedisStore each, as two machines would have) behind haproxy with ``send-proxy-v2``. At
     the end the instances close, then their stores, then redis-server stops."""
     with running_redis(tmp_path) as redis:
-        stores = [RedisStore(redis.url), RedisStore(redis.url)]
+        stores = [patient_redis(redis.url), patient_redis(redis.url)]
         store_of = iter(stores)
 
         async def start_instance(**kwargs: Any) -> Running:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import LOGIN, PASSWORD, Running, in_thread
-from redis_server import running_redis
+from redis_server import patient, patient_redis, running_redis
 
 from trio_ftp import User
 from trio_ftp.stores import MachineStore, RedisStore, ResilientStore, StateStore
@@ -65,10 +65,10 @@ async def two_servers(
 def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[StateStore]]:
     """Two store objects on one database, as two processes or machines would have."""
     if request.param == "machine":
-        yield [MachineStore(tmp_path / "limits.db") for _ in range(2)]
+        yield [patient(MachineStore(tmp_path / "limits.db")) for _ in range(2)]
         return
     with running_redis(tmp_path) as redis:
-        yield [RedisStore(redis.url) for _ in range(2)]
+        yield [patient_redis(redis.url) for _ in range(2)]
 
 
 def close_all(clients: list[ftplib.FTP | None]) -> None:
