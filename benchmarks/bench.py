@@ -30,7 +30,7 @@ from benchmarks.measure import Probe
 from benchmarks.objectstore import ObjectStoreResult, render, run_object_store
 from benchmarks.report import Results, metrics, render_json, render_markdown, session_notes
 from benchmarks.runner import Runner, rows_for
-from benchmarks.servers import FLOOR, LIMIT, available_kinds
+from benchmarks.servers import FLOOR, FLOOR_TASKS, LIMIT, available_kinds
 from benchmarks.settings import FULL, QUICK, Mode
 from benchmarks.tlscerts import make_tls_files
 
@@ -51,7 +51,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-limit", action="store_true", help="skip the sendfile limit")
     parser.add_argument(
-        "--no-floor", action="store_true", help="skip the trio floor (bare trio sessions)"
+        "--no-floor",
+        action="store_true",
+        help="skip the trio floors (bare trio sessions, and with the task structure)",
     )
     parser.add_argument(
         "--session-clients", type=int, help="client processes sharing the concurrent sessions"
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_limit:
         kinds = [*kinds, LIMIT]
     if not args.no_floor and compares_trio_ftp:
-        kinds = [*kinds, FLOOR]
+        kinds = [*kinds, FLOOR, FLOOR_TASKS]
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     started = time.monotonic()

@@ -11,7 +11,14 @@ import ssl
 import subprocess
 from typing import Any
 
-from benchmarks.servers import FLOOR, LIMIT, WORKERS_PYFTPDLIB, WORKERS_TRIO, ServerKind
+from benchmarks.servers import (
+    FLOOR,
+    FLOOR_TASKS,
+    LIMIT,
+    WORKERS_PYFTPDLIB,
+    WORKERS_TRIO,
+    ServerKind,
+)
 from benchmarks.settings import Mode
 
 __all__ = ["caption", "describe", "footnotes", "headers"]
@@ -23,6 +30,7 @@ _MARKS = {
     FLOOR.name: "⁴",
     WORKERS_TRIO: "⁵",
     WORKERS_PYFTPDLIB: "⁵",
+    FLOOR_TASKS.name: "⁶",
 }
 
 
@@ -97,6 +105,8 @@ def headers(kinds: list[ServerKind]) -> dict[str, str]:
         titles[LIMIT.name] = "loopback limit" + _MARKS[LIMIT.name]
     if FLOOR in kinds:
         titles[FLOOR.name] = "trio floor" + _MARKS[FLOOR.name]
+    if FLOOR_TASKS in kinds:
+        titles[FLOOR_TASKS.name] = "floor, tasks" + _MARKS[FLOOR_TASKS.name]
     return titles
 
 
@@ -138,5 +148,13 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
             "sharing the port through `SO_REUSEPORT` (the `trio_ftp` column is one process); "
             "`pyftpdlib-2p` is pyftpdlib's prefork mode, `serve_forever(worker_processes=2)`. "
             "Measured in the concurrent session rows only. The client shares the same cores."
+        )
+    if FLOOR_TASKS.name in names:
+        notes.append(
+            "⁶ Not an FTP server: the trio floor built as this project builds a server (one "
+            "nursery per session, an idle deadline around each command read, the data "
+            "accept and the transfer as child tasks with their own cancel scopes, the "
+            "`226` sent by the transfer task), still with canned replies and no checks: "
+            "what the structure alone costs. Plain sessions rows only."
         )
     return notes

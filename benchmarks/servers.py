@@ -24,6 +24,7 @@ from benchmarks.tlscerts import TLSFiles
 
 __all__ = [
     "FLOOR",
+    "FLOOR_TASKS",
     "KINDS",
     "LIMIT",
     "REFERENCES",
@@ -51,7 +52,7 @@ class ServerKind:
     tls_mode: str = "explicit"  # "explicit" (AUTH TLS) or "implicit" (TLS from byte one)
     mlsd: bool = True
     idle_processes: int = 1  # the size of its process tree with no session open
-    sessions_only: bool = False  # a multi-process variant measured in the sessions rows only
+    sessions_only: bool = False  # measured in the concurrent sessions rows only
 
 
 KINDS = (
@@ -68,10 +69,12 @@ KINDS = (
     ServerKind(WORKERS_PYFTPDLIB, idle_processes=3, sessions_only=True),
 )
 # The reference columns, not FTP servers (benchmarks.serve): the loopback limit for RETR,
-# and the trio floor for the concurrent sessions. Both run plain only, never with TLS.
+# the trio floor for the sessions and small-file rows (and FTPS sessions), and the trio
+# floor built with this project's task structure, for the plain sessions rows.
 LIMIT = ServerKind("sendfile")
 FLOOR = ServerKind("trio-floor", mlsd=False)
-REFERENCES = (LIMIT, FLOOR)
+FLOOR_TASKS = ServerKind("trio-floor-tasks", mlsd=False, sessions_only=True)
+REFERENCES = (LIMIT, FLOOR, FLOOR_TASKS)
 
 
 @dataclass
