@@ -155,6 +155,6 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
             "nursery per session, an idle deadline around each command read, the data "
             "accept and the transfer as child tasks with their own cancel scopes, the "
             "`226` sent by the transfer task), still with canned replies and no checks: "
-            "what the structure alone costs. Plain sessions rows only."
+            "what the structure alone costs. Sessions and FTPS sessions rows only."
         )
     return notes

@@ -16,6 +16,7 @@ from benchmarks.measure import MeasurementError, Probe, Sample
 from benchmarks.report import Results
 from benchmarks.servers import (
     FLOOR,
+    FLOOR_TASKS,
     LIMIT,
     REFERENCES,
     RunningServer,
@@ -69,6 +70,8 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             ("ftps_stor_mbps", "ftps_stor_cpu", "ftps_stor_client_cpu"),
             lambda s: probe.stor(s, prefix="ftps_stor"),
             tls=True,
+            # the floor too: what trio.SSLStream's receive path carries here
+            applies=lambda kind: kind is not LIMIT and not kind.sessions_only,
         ),
         *_mirror_rows(probe),
         Row(
@@ -76,7 +79,10 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
             ("ftps_session_cpu_ms",),
             lambda s: probe.ftps_sessions(s, mode.tls_sessions),
             tls=True,
-            applies=lambda kind: kind is not LIMIT and not kind.sessions_only,  # floor too
+            # both floors too
+            applies=lambda kind: (
+                kind is not LIMIT and (not kind.sessions_only or kind is FLOOR_TASKS)
+            ),
         ),
     ]
     for level in mode.session_levels:

@@ -139,6 +139,25 @@ def serve_sendfile_limit(args: argparse.Namespace) -> None:
                     pass
 
 
+def _floor_tls(context: ssl.SSLContext, transport: Any, *, tickets: bool) -> Any:
+    """A floor's ``trio.SSLStream`` over ``transport``: data connections (``tickets`` false)
+    resume the control connection's session without issuing tickets of their own and
+    acknowledge at once, as trio_ftp's do."""
+    import trio
+
+    from trio_ftp.tlstransport import tls_data_transport
+
+    if not tickets:
+        transport = tls_data_transport(transport)
+    saved = context.num_tickets
+    if not tickets:
+        context.num_tickets = 0  # read when the connection object is made
+    try:
+        return trio.SSLStream(transport, context, server_side=True)
+    finally:
+        context.num_tickets = saved
+
+
 def serve_trio_floor(args: argparse.Namespace) -> None:
     """Not FTP: the thinnest trio program that speaks the benchmark's session dialogue
     (greeting, USER, PASS, TYPE, PASV, RETR, STOR, QUIT; with ``--tls`` also AUTH TLS,
@@ -151,22 +170,12 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
     trio_ftp does."""
     import trio
 
-    from trio_ftp.tlstransport import tls_data_transport
-
     root = Path(args.root)
     context = _server_context(args.cert, args.key) if args.tls else None
 
     def protect(transport: trio.SocketStream, tickets: bool) -> trio.SSLStream[trio.abc.Stream]:
         assert context is not None
-        if not tickets:  # a data connection: acknowledge at once, as trio_ftp does
-            transport = tls_data_transport(transport)  # type: ignore[assignment]
-        saved = context.num_tickets
-        if not tickets:
-            context.num_tickets = 0  # read when the connection object is made
-        try:
-            return trio.SSLStream(transport, context, server_side=True)
-        finally:
-            context.num_tickets = saved
+        return _floor_tls(context, transport, tickets=tickets)
 
     async def session(control: trio.SocketStream) -> None:
         stream: trio.abc.Stream = control
@@ -250,7 +259,7 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
 
 
 def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
-    """The trio floor (plain only) built the way this project says a server is built: one
+    """The trio floor built the way this project says a server is built: one
     nursery per control session, an idle deadline around every command read, every data
     channel (the accept after PASV) and every transfer a child task with its own cancel
     scope, the transfer's ``226`` sent by the transfer task while the control task reads
@@ -260,13 +269,14 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
 
     root = Path(args.root)
     idle_timeout = 300.0
+    context = _server_context(args.cert, args.key) if args.tls else None
 
     class Channel:
         """A passive data channel: its listener, the accepted stream once there."""
 
         def __init__(self, listener: trio.SocketListener) -> None:
             self.listener = listener
-            self.stream: trio.SocketStream | None = None
+            self.stream: trio.abc.Stream | None = None
             self.ready = trio.Event()
             self.scope = trio.CancelScope()
 
@@ -279,7 +289,7 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
     class Control:
         """The control connection: two tasks reply on it, one at a time."""
 
-        def __init__(self, stream: trio.SocketStream) -> None:
+        def __init__(self, stream: trio.abc.Stream) -> None:
             self.stream = stream
             self.lock = trio.Lock()
 
@@ -293,6 +303,8 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
             data = channel.stream
             if data is None:
                 return
+            if context is not None:  # PROT P (the benchmark always asks for it)
+                data = _floor_tls(context, data, tickets=False)
             with open(root / name.decode().lstrip("/"), "rb") as f:  # noqa: ASYNC230 (a floor)
                 content = f.read()
             async with data:
@@ -308,7 +320,7 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
             while True:
                 idle.deadline = trio.current_time() + idle_timeout
                 while b"\r\n" not in buffer:
-                    chunk = await stream.receive_some()
+                    chunk = await control.stream.receive_some()
                     if not chunk:
                         return
                     buffer += chunk
@@ -317,6 +329,12 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
                 verb, _, argument = line.partition(b" ")
                 verb = verb.upper()
                 reply = b"200 ok"
+                if verb == b"AUTH" and context is not None:
+                    await control.reply(b"234 go ahead")
+                    control.stream = _floor_tls(context, stream, tickets=True)
+                    with trio.fail_after(idle_timeout):
+                        await control.stream.do_handshake()
+                    continue
                 if verb == b"USER":
                     reply = b"331 password"
                 elif verb == b"PASS":

@@ -69,8 +69,8 @@ KINDS = (
     ServerKind(WORKERS_PYFTPDLIB, idle_processes=3, sessions_only=True),
 )
 # The reference columns, not FTP servers (benchmarks.serve): the loopback limit for RETR,
-# the trio floor for the sessions and small-file rows (and FTPS sessions), and the trio
-# floor built with this project's task structure, for the plain sessions rows.
+# the trio floor for the sessions, small-file and FTPS STOR rows (and FTPS sessions), and
+# the trio floor built with this project's task structure, for the sessions rows.
 LIMIT = ServerKind("sendfile")
 FLOOR = ServerKind("trio-floor", mlsd=False)
 FLOOR_TASKS = ServerKind("trio-floor-tasks", mlsd=False, sessions_only=True)
