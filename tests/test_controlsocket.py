@@ -245,8 +245,9 @@ async def test_memory_stream_uses_the_streams_own_methods() -> None:
 
 
 async def test_use_switches_to_tls_and_back(tls: TLSCerts) -> None:
-    """AUTH TLS then CCC: after use(SSLStream) the bytes go through TLS; after use() of the
-    unwrapped socket they are written raw again."""
+    """AUTH TLS then CCC: after use(SSLStream) the bytes go through TLS (send_now encrypts
+    and writes them at once, see test_tlswrite.py); after use() of the unwrapped socket they
+    are written raw again."""
     async with loopback() as (ours, peer):
         control = ControlSocket(ours)
         server = trio.SSLStream(ours, tls.server_context, server_side=True)
@@ -257,9 +258,9 @@ async def test_use_switches_to_tls_and_back(tls: TLSCerts) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.do_handshake)
             nursery.start_soon(client.do_handshake)
-        assert control.send_now(b"200 secret\r\n") == b"200 secret\r\n"
-        await control.send_all(b"200 secret\r\n")
-        assert await receive_exactly(client, 12) == b"200 secret\r\n"
+        assert control.send_now(b"200 secret\r\n") == b""  # encrypted and written at once
+        await control.send_all(b"201 secret\r\n")
+        assert await receive_exactly(client, 24) == b"200 secret\r\n201 secret\r\n"
         await client.send_all(b"CCC\r\n")
         assert await control.receive_some(100) == b"CCC\r\n"
         async with trio.open_nursery() as nursery:

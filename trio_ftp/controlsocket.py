@@ -6,8 +6,9 @@ goes below the stream: a read waits for readability in one frame (an idle sessio
 chain of trio's wrappers), and a reply is written with one system call, without a timeout
 scope and without yielding, so the session can send its replies synchronously. For any other
 stream (``trio.SSLStream`` after ``AUTH TLS``, memory streams in tests) it uses the stream's
-own methods. The stream may change under it (``AUTH TLS``, ``CCC``): :meth:`ControlSocket.use`
-is the one place that swaps it.
+own methods, except that replies on a ``trio.SSLStream`` are encrypted and written at once
+too where :mod:`trio_ftp.tlswrite` can. The stream may change under it (``AUTH TLS``,
+``CCC``): :meth:`ControlSocket.use` is the one place that swaps it.
 
 It keeps trio's guarantees: two tasks sending at once get ``trio.BusyResourceError``, OS
 errors become ``trio.BrokenResourceError`` (``ClosedResourceError`` once closed), and an
@@ -24,13 +25,15 @@ import socket
 
 import trio
 
+from .tlswrite import TLSWriter, writer_for
+
 __all__ = ["ControlSocket"]
 
 
 class ControlSocket:
     """Reads and writes of one control connection (not public API)."""
 
-    __slots__ = ("_ahead", "_sending", "_socket", "stream")
+    __slots__ = ("_ahead", "_sending", "_socket", "_tls", "stream")
 
     stream: trio.abc.Stream
     """The stream currently in use."""
@@ -51,6 +54,7 @@ class ControlSocket:
             raise trio.BrokenResourceError("bytes read ahead cannot be handed to a new stream")
         self.stream = stream
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._tls: TLSWriter | None = writer_for(stream)
 
     async def peek(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of the bytes the next reads will return, without taking them;
@@ -108,8 +112,10 @@ class ControlSocket:
     def send_now(self, data: bytes) -> bytes:
         """Write what the connection takes at once, without yielding; return the rest.
 
-        Only a plain TCP socket is written here; any other stream takes nothing (``data`` comes
-        back whole, for :meth:`send_all`).
+        A plain TCP socket takes what fits its buffer; a TLS stream that
+        :mod:`trio_ftp.tlswrite` can write takes all of ``data`` (encrypted; records the
+        socket did not take wait, :attr:`pending`), unless trio is sending on it; any other
+        stream takes nothing (``data`` comes back whole, for :meth:`send_all`).
 
         Raises:
             trio.BusyResourceError: another task is in :meth:`send_all`.
@@ -117,10 +123,34 @@ class ControlSocket:
         """
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this control connection")
-        sock = self._socket
-        if sock is None or not data:
+        if not data:
             return data
-        return data[_write(sock, data) :]
+        sock = self._socket
+        if sock is not None:
+            return data[_write(sock, data) :]
+        tls = self._tls
+        records = None if tls is None else tls.encrypt(data)
+        if records is None:
+            return data
+        assert tls is not None
+        try:
+            written = _write(tls.socket, records)
+        except BaseException:
+            tls.broken()  # part of a record may be out: nothing can follow it
+            raise
+        tls.keep(records[written:])
+        return b""
+
+    @property
+    def writes_at_once(self) -> bool:
+        """:meth:`send_now` may take data: plain TCP, or TLS that ``tlswrite`` can write."""
+        return self._socket is not None or self._tls is not None
+
+    @property
+    def pending(self) -> bool:
+        """Encrypted replies wait to be sent (:meth:`send_all` sends them first)."""
+        tls = self._tls
+        return tls is not None and tls.pending
 
     async def send_all(self, data: bytes) -> None:
         """Send all of ``data`` (:meth:`send_now` first, then this for the rest, bounded by
@@ -137,6 +167,11 @@ class ControlSocket:
         try:
             sock = self._socket
             if sock is None:
+                tls = self._tls
+                if tls is not None and tls.pending:  # what send_now left goes first
+                    await tls.flush_pending()
+                    if not data:
+                        return
                 await self.stream.send_all(data)
                 return
             await trio.lowlevel.checkpoint_if_cancelled()

@@ -227,17 +227,19 @@ class Session:
 
     def _flushed_now(self) -> bool:
         """Send the queued replies without yielding, if they can be: nobody is mid-write
-        (no other task can slip a reply in between) and the plain TCP socket takes them
-        whole. False when something is left for :meth:`flush`."""
-        if self._write_lock is not None or not self.control_socket.plain:
+        (no other task can slip a reply in between) and the connection takes them whole
+        (plain TCP, or TLS through ``tlswrite``). False when something is left for
+        :meth:`flush`."""
+        control = self.control_socket
+        if self._write_lock is not None or not control.writes_at_once:
             return not self._replies and self._write_lock is None
         if self._replies:
-            data = self.control_socket.send_now(b"".join(self._replies))
+            data = control.send_now(b"".join(self._replies))
             self._replies.clear()
             if data:
                 self._replies.append(data)
                 return False
-        return True
+        return not control.pending
 
     async def flush(self) -> None:
         """Send every queued reply, in order. Timeouts: ``socket_timeout`` for the write."""
@@ -250,7 +252,7 @@ class Session:
         self._writers += 1
         try:
             async with lock:
-                while self._replies:
+                while self._replies or self.control_socket.pending:
                     data = b"".join(self._replies)
                     self._replies.clear()
                     await self._send(data)
@@ -261,13 +263,14 @@ class Session:
 
     async def _send(self, data: bytes) -> None:
         """Send ``data`` on the control connection. A reply nearly always fits the socket
-        buffer: on plain TCP it is written at once, without a timeout scope; whatever does
-        not fit is sent under ``socket_timeout``."""
-        data = self.control_socket.send_now(data)
-        if not data:
+        buffer: it is written at once, without a timeout scope; whatever does not fit (or
+        cannot be written so) is sent under ``socket_timeout``."""
+        control = self.control_socket
+        data = control.send_now(data)
+        if not data and not control.pending:
             return
         with trio.fail_after(as_seconds(self.options.timeouts.socket)):
-            await self.control_socket.send_all(data)
+            await control.send_all(data)
 
     # transfers -----------------------------------------------------------------------------
     def start_transfer(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
