@@ -136,3 +136,16 @@ async def test_a_bare_end_is_left_to_receive_some(contexts) -> None:
     assert read_received(server, 10) is ASK_TRIO  # the end is in the buffer now
     with pytest.raises(trio.BrokenResourceError):
         await server.receive_some()
+
+
+async def test_refill_leaves_the_transport_to_trio_while_trio_reads_it(contexts) -> None:
+    """trio's inner receive lock held (trio is reading the transport itself): refill reads
+    nothing and says so, so two reads never race on one socket."""
+    server, client = await _tls_pair(contexts)
+    await client.send_all(b"NOOP\r\n")
+    server._inner_recv_lock.acquire_nowait()
+    try:
+        assert await refill(server) is False
+    finally:
+        server._inner_recv_lock.release()
+    assert await server.receive_some(100) == b"NOOP\r\n"  # nothing was taken

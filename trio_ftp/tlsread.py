@@ -16,7 +16,8 @@ changed), :func:`read_received` answers :data:`ASK_TRIO` and :func:`refill` does
 and the caller goes through ``receive_some`` as before. So it is whenever OpenSSL has
 anything to say besides data (``close_notify``, an error): ``receive_some`` then sees the
 same state and handles it as it always did. Only the upload's own receive loop calls them,
-so no other task reads the stream meanwhile.
+so no other task reads the stream meanwhile; while trio itself reads the transport (its
+inner receive lock is held), :func:`refill` leaves it to trio.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ async def refill(stream: trio.abc.Stream) -> bool:
         return False
     _, incoming = buffers
     assert isinstance(stream, trio.SSLStream)
+    lock = getattr(stream, "_inner_recv_lock", None)
+    if lock is None or lock.locked():  # trio is reading the transport itself
+        return False
     data = await stream.transport_stream.receive_some()
     if not data:
         incoming.write_eof()
