@@ -285,9 +285,11 @@ def encode_reply(code: str, lines: str | Sequence[str], encoding: str = "utf-8")
     Raises:
         ValueError: ``code`` is not three ASCII digits.
     """
-    if len(code) != 3 or not all("0" <= c <= "9" for c in code):
+    if len(code) != 3 or not (code.isascii() and code.isdigit()):
         raise ValueError(f"reply code must be three digits, got {code!r}")
-    texts = [lines] if isinstance(lines, str) else list(lines)
+    if isinstance(lines, str):  # nearly every reply: one line
+        return f"{code} {lines.translate(_REPLY_UNSAFE)}\r\n".encode(encoding, errors="replace")
+    texts = list(lines)
     texts = [text.translate(_REPLY_UNSAFE) for text in texts] or [""]
     if len(texts) == 1:
         out = [f"{code} {texts[0]}"]
