@@ -30,7 +30,14 @@ from benchmarks.measure import Probe
 from benchmarks.objectstore import ObjectStoreResult, render, run_object_store
 from benchmarks.report import Results, metrics, render_json, render_markdown, session_notes
 from benchmarks.runner import Runner, rows_for
-from benchmarks.servers import FLOOR, FLOOR_TASKS, LIMIT, available_kinds
+from benchmarks.servers import (
+    FLOOR,
+    FLOOR_TASKS,
+    FLOOR_TASKS_2P,
+    LIMIT,
+    WORKERS_TRIO,
+    available_kinds,
+)
 from benchmarks.settings import FULL, QUICK, Mode
 from benchmarks.tlscerts import make_tls_files
 
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         kinds = [*kinds, LIMIT]
     if not args.no_floor and compares_trio_ftp:
         kinds = [*kinds, FLOOR, FLOOR_TASKS]
+        if any(kind.name == WORKERS_TRIO for kind in kinds):
+            kinds = [*kinds, FLOOR_TASKS_2P]
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignoring it
     started = time.monotonic()

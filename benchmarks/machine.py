@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks.servers import (
     FLOOR,
     FLOOR_TASKS,
+    FLOOR_TASKS_2P,
     LIMIT,
     WORKERS_PYFTPDLIB,
     WORKERS_TRIO,
@@ -31,6 +32,7 @@ _MARKS = {
     WORKERS_TRIO: "⁵",
     WORKERS_PYFTPDLIB: "⁵",
     FLOOR_TASKS.name: "⁶",
+    FLOOR_TASKS_2P.name: "⁶",
 }
 
 
@@ -107,6 +109,8 @@ def headers(kinds: list[ServerKind]) -> dict[str, str]:
         titles[FLOOR.name] = "trio floor" + _MARKS[FLOOR.name]
     if FLOOR_TASKS in kinds:
         titles[FLOOR_TASKS.name] = "floor, tasks" + _MARKS[FLOOR_TASKS.name]
+    if FLOOR_TASKS_2P in kinds:
+        titles[FLOOR_TASKS_2P.name] = "floor, tasks, 2p" + _MARKS[FLOOR_TASKS_2P.name]
     return titles
 
 
@@ -149,12 +153,14 @@ def footnotes(kinds: list[ServerKind], mode: Mode) -> list[str]:
             "`pyftpdlib-2p` is pyftpdlib's prefork mode, `serve_forever(worker_processes=2)`. "
             "Measured in the concurrent session rows only. The client shares the same cores."
         )
-    if FLOOR_TASKS.name in names:
+    if names & {FLOOR_TASKS.name, FLOOR_TASKS_2P.name}:
         notes.append(
             "⁶ Not an FTP server: the trio floor built as this project builds a server (one "
             "nursery per session, an idle deadline around each command read, the data "
             "accept and the transfer as child tasks with their own cancel scopes, the "
             "`226` sent by the transfer task), still with canned replies and no checks: "
-            "what the structure alone costs. Sessions and FTPS sessions rows only."
+            "what the structure alone costs. Sessions, FTPS sessions and mirror rows; "
+            "`2p`: two such processes accepting from one socket (as pyftpdlib's prefork "
+            "mode), in the sessions rows."
         )
     return notes

@@ -104,10 +104,11 @@ def rows_for(mode: Mode, probe: Probe) -> list[Row]:
 
 def _mirror_rows(probe: Probe) -> list[Row]:
     """lftp's mirror of many small files (download, upload; 1 and 4 sessions), and the
-    upload over FTPS. The trio floor does them too: PASV, RETR and STOR are in its dialogue."""
+    upload over FTPS. Both trio floors do them too: PASV, RETR and STOR are in their
+    dialogue."""
 
     def with_floor(kind: ServerKind) -> bool:
-        return kind is not LIMIT and not kind.sessions_only
+        return kind is not LIMIT and (not kind.sessions_only or kind is FLOOR_TASKS)
 
     rows = [
         Row(

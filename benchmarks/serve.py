@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import socket
 import ssl
 from collections.abc import Callable
@@ -258,13 +259,15 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
     trio.run(run)
 
 
-def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
+def serve_trio_floor_tasks(args: argparse.Namespace, processes: int = 1) -> None:
     """The trio floor built the way this project says a server is built: one
     nursery per control session, an idle deadline around every command read, every data
     channel (the accept after PASV) and every transfer a child task with its own cancel
     scope, the transfer's ``226`` sent by the transfer task while the control task reads
     on. Replies are still canned and nothing is checked: the gap between this and the bare
-    floor is what the structure costs, the gap to trio_ftp what its features cost."""
+    floor is what the structure costs, the gap to trio_ftp what its features cost.
+    ``processes`` > 1: that many processes accept from one socket, as pyftpdlib's prefork
+    mode does."""
     import trio
 
     root = Path(args.root)
@@ -311,6 +314,20 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
                 await data.send_all(content)
             await control.reply(b"226 done")
 
+    async def upload(control: Control, channel: Channel, name: bytes) -> None:
+        with trio.CancelScope(), contextlib.suppress(trio.BrokenResourceError, OSError):
+            await channel.ready.wait()
+            data = channel.stream
+            if data is None:
+                return
+            if context is not None:
+                data = _floor_tls(context, data, tickets=False)
+            with open(root / name.decode().lstrip("/"), "wb") as f:  # noqa: ASYNC230 (a floor)
+                async with data:
+                    while chunk := await data.receive_some():
+                        f.write(chunk)
+            await control.reply(b"226 done")
+
     async def dialogue(stream: trio.SocketStream, nursery: trio.Nursery) -> None:
         control = Control(stream)
         channel: Channel | None = None
@@ -349,9 +366,10 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
                     nursery.start_soon(channel.accept)
                     port = plain.getsockname()[1]
                     reply = b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
-                elif verb == b"RETR" and channel is not None:
+                elif verb in (b"RETR", b"STOR") and channel is not None:
                     await control.reply(b"150 ok")
-                    nursery.start_soon(transfer, control, channel, argument)
+                    job = transfer if verb == b"RETR" else upload
+                    nursery.start_soon(job, control, channel, argument)
                     channel = None
                     continue
                 elif verb == b"QUIT":
@@ -371,12 +389,40 @@ def serve_trio_floor_tasks(args: argparse.Namespace) -> None:
         finally:
             await trio.aclose_forcefully(control)
 
-    async def run() -> None:
-        listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=BACKLOG)
-        _announce(listeners[0].socket.getsockname()[1])
+    async def run(shared: socket.socket | None) -> None:
+        if shared is None:
+            listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=BACKLOG)
+            _announce(listeners[0].socket.getsockname()[1])
+        else:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(shared))]
         await trio.serve_listeners(session, listeners)
 
-    trio.run(run)
+    if processes == 1:
+        trio.run(run, None)
+        return
+    # As pyftpdlib's prefork mode: the processes accept from one listening socket.
+    shared = socket.socket()
+    shared.bind((HOST, 0))
+    shared.listen(BACKLOG)
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                trio.run(run, shared)
+            finally:
+                os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, frame: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)  # benchmarks.children stops the whole group anyway
+    _announce(shared.getsockname()[1])
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 SERVERS: dict[str, Callable[[argparse.Namespace], None]] = {
@@ -388,6 +434,7 @@ SERVERS: dict[str, Callable[[argparse.Namespace], None]] = {
     "sendfile": serve_sendfile_limit,
     "trio-floor": serve_trio_floor,
     "trio-floor-tasks": serve_trio_floor_tasks,
+    "trio-floor-tasks-2p": functools.partial(serve_trio_floor_tasks, processes=2),
 }
 
 

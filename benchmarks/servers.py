@@ -25,6 +25,7 @@ from benchmarks.tlscerts import TLSFiles
 __all__ = [
     "FLOOR",
     "FLOOR_TASKS",
+    "FLOOR_TASKS_2P",
     "KINDS",
     "LIMIT",
     "REFERENCES",
@@ -70,11 +71,14 @@ KINDS = (
 )
 # The reference columns, not FTP servers (benchmarks.serve): the loopback limit for RETR,
 # the trio floor for the sessions, small-file and FTPS STOR rows (and FTPS sessions), and
-# the trio floor built with this project's task structure, for the sessions rows.
+# the trio floor built with this project's task structure, for the sessions, FTPS sessions
+# and small-file rows.
 LIMIT = ServerKind("sendfile")
 FLOOR = ServerKind("trio-floor", mlsd=False)
 FLOOR_TASKS = ServerKind("trio-floor-tasks", mlsd=False, sessions_only=True)
-REFERENCES = (LIMIT, FLOOR, FLOOR_TASKS)
+# ... and that floor in two processes sharing one listening socket, for the 2-process rows.
+FLOOR_TASKS_2P = ServerKind("trio-floor-tasks-2p", mlsd=False, idle_processes=3, sessions_only=True)
+REFERENCES = (LIMIT, FLOOR, FLOOR_TASKS, FLOOR_TASKS_2P)
 
 
 @dataclass
