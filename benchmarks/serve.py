@@ -140,6 +140,44 @@ def serve_sendfile_limit(args: argparse.Namespace) -> None:
                     pass
 
 
+def _split_command(buffer: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(VERB, argument, rest of buffer)`` of the first line of ``buffer`` (which holds a
+    CR LF): the floors' whole command parser."""
+    line, rest = buffer.split(b"\r\n", 1)
+    verb, _, argument = line.partition(b" ")
+    return verb.upper(), argument, rest
+
+
+#: The floors' canned replies (anything else but PASV, RETR, STOR, AUTH, QUIT: ``200``).
+_CANNED = {b"USER": b"331 password", b"PASS": b"230 logged in"}
+
+
+def _passive_socket() -> tuple[socket.socket, bytes]:
+    """A floor's passive listening socket and its ``227`` reply, bound as trio_ftp's
+    ``PASV`` binds (``trio_ftp.anyport``): ``bind(0)`` alone walks every TIME_WAIT socket,
+    thousands after a sessions row, and the floors must not pay what trio_ftp does not."""
+    from trio_ftp.anyport import AnyPort
+    from trio_ftp.datachannel import _listening_socket
+
+    global _any_port
+    if _any_port is None:
+        _any_port = AnyPort.from_kernel()
+    error: OSError | None = None
+    for port in _any_port.candidates():
+        try:
+            plain = _listening_socket(socket.AF_INET, HOST, port)
+        except OSError as exc:
+            error = exc
+            continue
+        port = plain.getsockname()[1]
+        return plain, b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
+    assert error is not None
+    raise error
+
+
+_any_port: Any = None  # the floors' AnyPort, made on first use
+
+
 def _floor_tls(context: ssl.SSLContext, transport: Any, *, tickets: bool) -> Any:
     """A floor's ``trio.SSLStream`` over ``transport``: data connections (``tickets`` false)
     resume the control connection's session without issuing tickets of their own and
@@ -190,30 +228,18 @@ def serve_trio_floor(args: argparse.Namespace) -> None:
                     if not chunk:
                         return  # the client left mid-dialogue
                     buffer += chunk
-                line, buffer = buffer.split(b"\r\n", 1)
-                verb, _, argument = line.partition(b" ")
-                verb = verb.upper()
-                reply = b"200 ok"
+                verb, argument, buffer = _split_command(buffer)
+                reply = _CANNED.get(verb, b"200 ok")
                 if verb == b"AUTH" and context is not None:
                     await stream.send_all(b"234 go ahead\r\n")
                     stream = protect(control, tickets=True)
                     await stream.do_handshake()
                     continue
-                if verb == b"USER":
-                    reply = b"331 password"
-                elif verb == b"PASS":
-                    reply = b"230 logged in"
-                elif verb == b"PASV":
+                if verb == b"PASV":
                     if passive is not None:
                         await passive.aclose()
-                    # Not trio.open_tcp_listeners: it sets SO_REUSEADDR, which makes the
-                    # kernel's search for a free port weigh every TIME_WAIT socket.
-                    plain = socket.socket()
-                    plain.bind((HOST, 0))
-                    plain.listen(1)
+                    plain, reply = _passive_socket()
                     passive = trio.SocketListener(trio.socket.from_stdlib_socket(plain))
-                    port = plain.getsockname()[1]
-                    reply = b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
                 elif verb == b"RETR" and passive is not None:
                     await stream.send_all(b"150 ok\r\n")
                     async with passive:
@@ -300,7 +326,8 @@ def serve_trio_floor_tasks(args: argparse.Namespace, processes: int = 1) -> None
             async with self.lock:
                 await self.stream.send_all(line + b"\r\n")
 
-    async def transfer(control: Control, channel: Channel, name: bytes) -> None:
+    async def transfer(control: Control, channel: Channel, verb: bytes, name: bytes) -> None:
+        """``RETR`` or ``STOR`` of ``name`` once the data connection is there, then ``226``."""
         with trio.CancelScope(), contextlib.suppress(trio.BrokenResourceError, OSError):
             await channel.ready.wait()
             data = channel.stream
@@ -308,24 +335,16 @@ def serve_trio_floor_tasks(args: argparse.Namespace, processes: int = 1) -> None
                 return
             if context is not None:  # PROT P (the benchmark always asks for it)
                 data = _floor_tls(context, data, tickets=False)
-            with open(root / name.decode().lstrip("/"), "rb") as f:  # noqa: ASYNC230 (a floor)
-                content = f.read()
+            path = root / name.decode().lstrip("/")
             async with data:
-                await data.send_all(content)
-            await control.reply(b"226 done")
-
-    async def upload(control: Control, channel: Channel, name: bytes) -> None:
-        with trio.CancelScope(), contextlib.suppress(trio.BrokenResourceError, OSError):
-            await channel.ready.wait()
-            data = channel.stream
-            if data is None:
-                return
-            if context is not None:
-                data = _floor_tls(context, data, tickets=False)
-            with open(root / name.decode().lstrip("/"), "wb") as f:  # noqa: ASYNC230 (a floor)
-                async with data:
-                    while chunk := await data.receive_some():
-                        f.write(chunk)
+                if verb == b"RETR":
+                    with open(path, "rb") as f:  # noqa: ASYNC230 (a floor)
+                        content = f.read()
+                    await data.send_all(content)
+                else:
+                    with open(path, "wb") as f:  # noqa: ASYNC230 (a floor)
+                        while chunk := await data.receive_some():
+                            f.write(chunk)
             await control.reply(b"226 done")
 
     async def dialogue(stream: trio.SocketStream, nursery: trio.Nursery) -> None:
@@ -342,34 +361,23 @@ def serve_trio_floor_tasks(args: argparse.Namespace, processes: int = 1) -> None
                         return
                     buffer += chunk
                 idle.deadline = math.inf
-                line, buffer = buffer.split(b"\r\n", 1)
-                verb, _, argument = line.partition(b" ")
-                verb = verb.upper()
-                reply = b"200 ok"
+                verb, argument, buffer = _split_command(buffer)
+                reply = _CANNED.get(verb, b"200 ok")
                 if verb == b"AUTH" and context is not None:
                     await control.reply(b"234 go ahead")
                     control.stream = _floor_tls(context, stream, tickets=True)
                     with trio.fail_after(idle_timeout):
                         await control.stream.do_handshake()
                     continue
-                if verb == b"USER":
-                    reply = b"331 password"
-                elif verb == b"PASS":
-                    reply = b"230 logged in"
-                elif verb == b"PASV":
+                if verb == b"PASV":
                     if channel is not None:
                         channel.scope.cancel()
-                    plain = socket.socket()
-                    plain.bind((HOST, 0))
-                    plain.listen(1)
+                    plain, reply = _passive_socket()
                     channel = Channel(trio.SocketListener(trio.socket.from_stdlib_socket(plain)))
                     nursery.start_soon(channel.accept)
-                    port = plain.getsockname()[1]
-                    reply = b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
                 elif verb in (b"RETR", b"STOR") and channel is not None:
                     await control.reply(b"150 ok")
-                    job = transfer if verb == b"RETR" else upload
-                    nursery.start_soon(job, control, channel, argument)
+                    nursery.start_soon(transfer, control, channel, verb, argument)
                     channel = None
                     continue
                 elif verb == b"QUIT":
