@@ -6,6 +6,7 @@ cancelled or failed write breaking the stream, and streams the trick does not ap
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -152,3 +153,38 @@ async def test_streams_the_trick_does_not_apply_to(tls: TLSCerts) -> None:
     left, _right = trio.testing.memory_stream_pair()
     assert writer_for(trio.SSLStream(left, tls.server_context, server_side=True)) is None
     assert not ControlSocket(left).writes_at_once
+
+
+async def test_openssl_refusing_the_write_breaks_the_stream(tls: TLSCerts) -> None:
+    """OpenSSL refuses to encrypt (here: the TLS layer was shut down under the stream):
+    BrokenResourceError, and the stream is broken for trio too."""
+    async with tls_pair(tls) as (control, _client):
+        server = control.stream
+        assert isinstance(server, trio.SSLStream)
+        with pytest.raises(ssl.SSLWantReadError):
+            server._ssl_object.unwrap()  # close_notify sent; the peer's is awaited
+        with pytest.raises(trio.BrokenResourceError, match="shutdown"):
+            control.send_now(b"200 late\r\n")
+        assert server._state.name == "BROKEN"
+
+
+async def test_a_trio_built_otherwise_gets_no_writer(tls: TLSCerts) -> None:
+    """A private attribute missing, or of another type (a trio that changed): no writer,
+    and replies go through ``send_all``."""
+    async with loopback() as (ours, _peer):
+        missing = trio.SSLStream(ours, tls.server_context, server_side=True)
+        del missing._delayed_outgoing
+        assert writer_for(missing) is None
+        other = trio.SSLStream(ours, tls.server_context, server_side=True)
+        other._outgoing = bytearray()  # type: ignore[assignment]
+        assert writer_for(other) is None
+
+
+async def test_nothing_pending_nothing_sent(tls: TLSCerts) -> None:
+    """flush_pending without pending records returns at once and sends nothing."""
+    async with tls_pair(tls) as (control, client):
+        writer = writer_for(control.stream)
+        assert writer is not None
+        await writer.flush_pending()
+        assert control.send_now(b"200 first\r\n") == b""
+        assert await receive_exactly(client, 11) == b"200 first\r\n"
