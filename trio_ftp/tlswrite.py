@@ -94,6 +94,10 @@ class TLSWriter:
         stream = self._stream
         try:
             stream._ssl_object.write(data)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # OpenSSL must hear from the peer first (a TLS 1.2 renegotiation): trio's
+            # send_all repeats the write, as OpenSSL asks, and does the rest.
+            return None
         except ssl.SSLError as exc:
             self.broken()
             raise trio.BrokenResourceError(f"control connection: {exc}") from exc
