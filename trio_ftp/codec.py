@@ -289,8 +289,7 @@ def encode_reply(code: str, lines: str | Sequence[str], encoding: str = "utf-8")
         raise ValueError(f"reply code must be three digits, got {code!r}")
     if isinstance(lines, str):  # nearly every reply: one line
         return f"{code} {lines.translate(_REPLY_UNSAFE)}\r\n".encode(encoding, errors="replace")
-    texts = list(lines)
-    texts = [text.translate(_REPLY_UNSAFE) for text in texts] or [""]
+    texts = [text.translate(_REPLY_UNSAFE) for text in lines] or [""]
     if len(texts) == 1:
         out = [f"{code} {texts[0]}"]
     else:

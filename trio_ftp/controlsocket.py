@@ -130,9 +130,8 @@ class ControlSocket:
             return data[_write(sock, data) :]
         tls = self._tls
         records = None if tls is None else tls.encrypt(data)
-        if records is None:
+        if tls is None or records is None:
             return data
-        assert tls is not None
         try:
             written = _write(tls.socket, records)
         except BaseException:

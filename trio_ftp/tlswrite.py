@@ -62,14 +62,18 @@ def _send_buffered() -> None:
 class TLSWriter:
     """Writes replies on one TLS control connection (see the module's docstring)."""
 
-    __slots__ = ("_stream", "pending", "socket")
+    __slots__ = ("_stream", "socket")
 
     def __init__(self, stream: trio.SSLStream[trio.SocketStream], sock: trio.socket.SocketType):
         self._stream = stream
         #: The transport's socket, which the caller writes the records to.
         self.socket = sock
-        #: True while records wait in the stream's outgoing buffer for :meth:`flush_pending`.
-        self.pending = False
+
+    @property
+    def pending(self) -> bool:
+        """Records wait in the stream's outgoing buffer (:meth:`keep`; trio empties it at
+        each of its own steps, so between them only kept records can be there)."""
+        return bool(self._stream._outgoing.pending)
 
     def ready(self) -> bool:
         """The stream is open, past its handshake, and nobody is sending on it."""
@@ -78,7 +82,7 @@ class TLSWriter:
             stream._handshook.done
             and stream._state.name == "OK"
             and not stream._inner_send_lock.locked()
-            and not self.pending
+            and not stream._outgoing.pending
         )
 
     def encrypt(self, data: bytes) -> bytes | None:
@@ -115,17 +119,12 @@ class TLSWriter:
         of this stream, ours or its own, sends it first."""
         if rest:
             self._stream._outgoing.write(rest)
-            self.pending = True
 
     async def flush_pending(self) -> None:
         """Send the records the socket did not take (:meth:`keep`) (trio waits for room, under
         the caller's timeout; a cancelled send breaks the stream, as trio's does)."""
-        if not self.pending:
-            return
-        try:
+        if self.pending:
             await self._stream._retry(_send_buffered)
-        finally:
-            self.pending = bool(self._stream._outgoing.pending)
 
     def broken(self) -> None:
         """Mark the stream broken, as trio does when a send fails midway."""
