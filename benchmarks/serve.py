@@ -152,18 +152,22 @@ def _split_command(buffer: bytes) -> tuple[bytes, bytes, bytes]:
 _CANNED = {b"USER": b"331 password", b"PASS": b"230 logged in"}
 
 
+@functools.cache
+def _floor_ports() -> Any:
+    """The floors' passive port chooser: trio_ftp's (the kernel's range, read once)."""
+    from trio_ftp.anyport import AnyPort
+
+    return AnyPort.from_kernel()
+
+
 def _passive_socket() -> tuple[socket.socket, bytes]:
     """A floor's passive listening socket and its ``227`` reply, bound as trio_ftp's
     ``PASV`` binds (``trio_ftp.anyport``): ``bind(0)`` alone walks every TIME_WAIT socket,
     thousands after a sessions row, and the floors must not pay what trio_ftp does not."""
-    from trio_ftp.anyport import AnyPort
     from trio_ftp.datachannel import _listening_socket
 
-    global _any_port
-    if _any_port is None:
-        _any_port = AnyPort.from_kernel()
     error: OSError | None = None
-    for port in _any_port.candidates():
+    for port in _floor_ports().candidates():
         try:
             plain = _listening_socket(socket.AF_INET, HOST, port)
         except OSError as exc:
@@ -173,9 +177,6 @@ def _passive_socket() -> tuple[socket.socket, bytes]:
         return plain, b"227 Entering Passive Mode (127,0,0,1,%d,%d)" % divmod(port, 256)
     assert error is not None
     raise error
-
-
-_any_port: Any = None  # the floors' AnyPort, made on first use
 
 
 def _floor_tls(context: ssl.SSLContext, transport: Any, *, tickets: bool) -> Any:

@@ -2,8 +2,8 @@
 
 ``python3 -m benchmarks.stages [--sessions N] [--servers a,b]`` starts each server of
 ``benchmarks.serve`` in turn on a temporary copy of the benchmark's files, runs ``N``
-sessions of each stage from 4 client threads, and prints the server's CPU (user + system,
-from ``/proc/<pid>/stat``) per session. Each stage adds commands to the one before:
+sessions of each stage from 4 client threads, and prints the server's CPU (user + system
+of its process tree) per session. Each stage adds commands to the one before:
 
 * ``greet``: connect, greeting, ``QUIT``;
 * ``login``: and ``USER``, ``PASS``;
@@ -17,16 +17,16 @@ CPU goes (see docs/performance.md, "What the task structure costs").
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import tempfile
 import threading
 from pathlib import Path
-from typing import BinaryIO
 
+from benchmarks import procstat
 from benchmarks.children import Children
 from benchmarks.datafiles import DataSet, make_data_set
-from benchmarks.servers import FLOOR, FLOOR_TASKS, KINDS, ServerKind, start_server
+from benchmarks.ftpwire import Control, abortive_close
+from benchmarks.servers import FLOOR, FLOOR_TASKS, HOST, KINDS, ServerKind, start_server
+from benchmarks.transfers import _drain
 
 STAGES = ("greet", "login", "pasv", "retr")
 THREADS = 4
@@ -34,50 +34,35 @@ THREADS = 4
 TIMEOUT = 10.0
 
 
-def _reply(replies: BinaryIO) -> bytes:
-    """The last line of the next reply (multi-line replies end with ``NNN `` )."""
-    for _ in range(1000):  # bounded: no reply is that long
-        line = replies.readline()
-        if not line or line[3:4] == b" ":
-            return line
-    raise RuntimeError("reply too long")
-
-
-def _command(control: socket.socket, replies: BinaryIO, line: bytes) -> bytes:
-    control.sendall(line + b"\r\n")
-    return _reply(replies)
-
-
-def one_session(port: int, stage: str, path: str) -> None:
+def one_session(port: int, kind: ServerKind, stage: str, path: str) -> None:
     """One session up to ``stage``, then ``QUIT``."""
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as control:
-        replies = control.makefile("rb")
-        _reply(replies)
-        if stage != "greet":
-            _command(control, replies, b"USER bench")
-            _command(control, replies, b"PASS pw")
+    control = Control(HOST, port, timeout=TIMEOUT)
+    try:
+        if stage == "greet":
+            control.expect(220)
+        else:
+            control.greet_and_login(*kind.login)
         if stage in ("pasv", "retr"):
-            _command(control, replies, b"TYPE I")
-            answer = _command(control, replies, b"PASV")
-            numbers = answer[answer.index(b"(") + 1 : answer.index(b")")].split(b",")
-            address = ("127.0.0.1", int(numbers[4]) * 256 + int(numbers[5]))
-            with socket.create_connection(address, timeout=TIMEOUT) as data:
+            control.command("TYPE I", 200)
+            data = control.open_data()
+            try:
                 if stage == "pasv":
-                    _command(control, replies, b"NOOP")
+                    control.command("NOOP", 200)
                 else:
-                    _command(control, replies, b"RETR " + path.encode())
-                    while data.recv(65536):
-                        pass
+                    data = control.transfer(f"RETR {path}", data)
+                    _drain(data)
+            finally:
+                abortive_close(data)
             if stage == "retr":
-                _reply(replies)
-        _command(control, replies, b"QUIT")
-        replies.close()
+                control.expect(2)
+    finally:
+        control.quit()
 
 
-def _run(port: int, stage: str, sessions: int, path: str) -> None:
+def _run(port: int, kind: ServerKind, stage: str, sessions: int, path: str) -> None:
     def share() -> None:
         for _ in range(sessions // THREADS):
-            one_session(port, stage, path)
+            one_session(port, kind, stage, path)
 
     threads = [threading.Thread(target=share) for _ in range(THREADS)]
     for thread in threads:
@@ -86,20 +71,15 @@ def _run(port: int, stage: str, sessions: int, path: str) -> None:
         thread.join()
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(kind: ServerKind, stage: str, sessions: int, workdir: Path, data: DataSet) -> float:
     """Milliseconds of server CPU per session of ``stage``."""
     with Children() as children:
         server = start_server(children, kind, data, workdir)
         try:
-            _run(server.port, stage, sessions // 5, data.small_path)  # warm up
-            before = _cpu_seconds(server.pid)
-            _run(server.port, stage, sessions, data.small_path)
-            return (_cpu_seconds(server.pid) - before) * 1000 / sessions
+            _run(server.port, kind, stage, sessions // 5, data.small_path)  # warm up
+            before = procstat.cpu_seconds(server.pid)
+            _run(server.port, kind, stage, sessions, data.small_path)
+            return (procstat.cpu_seconds(server.pid) - before) * 1000 / sessions
         finally:
             children.stop(server.process)
 
